@@ -1,0 +1,22 @@
+"""B-cos primitives: layers, norms, gates, attention and the explanation-mode switch."""
+
+from .attention import Attention
+from .gates import GEGLU, GatedSiLU
+from .layers import BcosConv2d, BcosLinear, bcos_scale
+from .mode import DetachableModule, explanation_mode, is_explanation_mode, set_explanation_mode
+from .norms import UncentredGroupNorm, UncentredLayerNorm
+
+__all__ = [
+    "Attention",
+    "BcosConv2d",
+    "BcosLinear",
+    "DetachableModule",
+    "GEGLU",
+    "GatedSiLU",
+    "UncentredGroupNorm",
+    "UncentredLayerNorm",
+    "bcos_scale",
+    "explanation_mode",
+    "is_explanation_mode",
+    "set_explanation_mode",
+]

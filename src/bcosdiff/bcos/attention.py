@@ -1,0 +1,81 @@
+"""Multi-head (self- or cross-) attention as a dynamic linear map of its values.
+
+``Attn(X, Y) = A(X, Y) · V(Y)`` followed by an output projection, with
+``A = softmax(Q(X) K(Y)ᵀ / sqrt(d))``. Query and key are plain bias-free projections; the
+value and output projections are supplied by the caller (B-cos layers in a B-cos network).
+In explanation mode ``A`` is computed from detached queries and keys, so it is a constant
+factor and the module is linear in ``V(Y)``.
+
+A boolean ``context_mask`` (``True`` = token may be attended) removes tokens from the
+softmax; a query whose context is entirely masked receives exactly zero.
+"""
+
+from __future__ import annotations
+
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .mode import DetachableModule
+
+__all__ = ["Attention"]
+
+
+class Attention(DetachableModule):
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        head_dim: int,
+        value_proj: nn.Module,
+        out_proj: nn.Module,
+        context_dim: int | None = None,
+    ):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.head_dim = head_dim
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_v = value_proj
+        self.to_out = out_proj
+
+    def _split(self, t: Tensor) -> Tensor:
+        return t.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+
+    def attention_weights(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+        """``softmax(q kᵀ / sqrt(d))`` with masked keys removed: ``(B, heads, N, L)``."""
+        logits = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        return logits.softmax(dim=-1)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, context_mask: Tensor | None = None
+    ) -> Tensor:
+        """``x``: ``(B, N, query_dim)``; ``context``: ``(B, L, context_dim)`` (default ``x``)."""
+        context = x if context is None else context
+        q = self._split(self.to_q(x))
+        k = self._split(self.to_k(context))
+        v = self._split(self.to_v(context))
+        mask = valid = None
+        if context_mask is not None:
+            valid = context_mask.any(dim=-1)
+            # Rows with no valid token get a harmless all-true mask and are zeroed below.
+            mask = (context_mask | ~valid[:, None])[:, None, None, :]
+        if self.detach_dynamic:
+            out = self.attention_weights(q.detach(), k.detach(), mask) @ v
+        else:
+            # Fused kernel for training and plain sampling (it has no forward-mode AD rule,
+            # which explanation mode needs, hence the explicit path above).
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = out.transpose(1, 2).flatten(2)
+        if valid is not None:
+            out = out * valid[:, None, None].to(out.dtype)
+        return self.to_out(out)
+
+    def extra_repr(self) -> str:
+        mode = ", explanation_mode=True" if self.detach_dynamic else ""
+        return f"heads={self.heads}, head_dim={self.head_dim}{mode}"
+
+

@@ -1,0 +1,180 @@
+"""B-cos linear and convolution layers.
+
+The B-cos transform of an input ``x`` with weight ``w`` is::
+
+    f(x; w) = |cos(x, w)|^(B-1) · (ŵᵀ x),     ŵ = w / ‖w‖,  cos(x, w) = ŵᵀx / ‖x‖
+
+There is no bias. For a convolution, ``‖x‖`` is the norm of each input patch (over all
+channels of the filter's group and all kernel positions). ``B = 1`` gives a plain linear map
+with unit-norm weights. With MaxOut (``max_out = M > 1``) each output unit computes ``M``
+candidate linear responses and keeps the largest before the scale is applied.
+
+Both layers share one implementation of the scale (:func:`bcos_scale`); they differ only in
+how the linear response and the input norm are obtained. The numbers match the official
+B-cos v2 package (``bcos.modules.BcosConv2d`` / ``BcosLinear``), which the tests check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .mode import DetachableModule
+
+__all__ = ["BcosConv2d", "BcosLinear", "bcos_scale"]
+
+# Stabilisers of the reference implementation (B-cos v2).
+_CONV_NORM_EPS = 1e-6  # added to the squared patch norm
+_LINEAR_NORM_EPS = 1e-12  # added to the vector norm
+_COS_EPS = 1e-6  # added to |cos| for B != 2
+
+
+def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool) -> Tensor:
+    """Return ``|cos|^(B-1) · out`` with ``cos = out / norm``.
+
+    ``out`` is the response to the unit-norm weight and ``norm`` the input norm. When
+    ``detach`` is set the dynamic factor is cut from the graph, so the result is linear in
+    ``out`` for autograd.
+    """
+    if b == 1:
+        return out
+    factor_out = out.detach() if detach else out
+    if detach:
+        norm = norm.detach()
+    if b == 2:
+        factor = factor_out.abs() / norm
+    else:
+        factor = ((factor_out / norm).abs() + _COS_EPS).pow(b - 1)
+    return factor * out
+
+
+def _max_out(out: Tensor, units: int, pieces: int, dim: int) -> Tensor:
+    if pieces == 1:
+        return out
+    return out.unflatten(dim, (units, pieces)).amax(dim=dim + 1 if dim >= 0 else dim)
+
+
+def _check_b(b: float, max_out: int) -> None:
+    if not b >= 1:
+        raise ValueError(f"B must be >= 1, got {b}")
+    if max_out < 1:
+        raise ValueError(f"max_out must be >= 1, got {max_out}")
+
+
+class BcosLinear(DetachableModule):
+    """B-cos transform over the last dimension: ``(*, in_features) -> (*, out_features)``."""
+
+    def __init__(self, in_features: int, out_features: int, b: float = 2.0, max_out: int = 1):
+        super().__init__()
+        _check_b(b, max_out)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.b = float(b)
+        self.max_out = max_out
+        self.weight = nn.Parameter(torch.empty(out_features * max_out, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def unit_weight(self) -> Tensor:
+        return self.weight / torch.linalg.vector_norm(self.weight, dim=1, keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = _max_out(F.linear(x, self.unit_weight()), self.out_features, self.max_out, -1)
+        if self.b == 1:
+            return out
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
+        return bcos_scale(out, norm, self.b, self.detach_dynamic)
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.in_features}, {self.out_features}, B={self.b:g}"]
+        if self.max_out > 1:
+            parts.append(f"max_out={self.max_out}")
+        if self.detach_dynamic:
+            parts.append("explanation_mode=True")
+        return ", ".join(parts)
+
+
+class BcosConv2d(DetachableModule):
+    """B-cos 2-D convolution (zero padding); the cosine is taken per input patch."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 1,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        b: float = 2.0,
+        max_out: int = 1,
+    ):
+        super().__init__()
+        _check_b(b, max_out)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError("in_channels and out_channels must be divisible by groups")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = nn.modules.utils._pair(kernel_size)
+        self.stride = nn.modules.utils._pair(stride)
+        self.padding = nn.modules.utils._pair(padding)
+        self.dilation = nn.modules.utils._pair(dilation)
+        self.groups = groups
+        self.b = float(b)
+        self.max_out = max_out
+        self.weight = nn.Parameter(
+            torch.empty(out_channels * max_out, in_channels // groups, *self.kernel_size)
+        )
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def unit_weight(self) -> Tensor:
+        return self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
+
+    def patch_norm(self, x: Tensor) -> Tensor:
+        """``‖patch‖`` for every output position and filter group: ``(N, G or 1, H', W')``."""
+        squares = x.square()
+        if self.groups == 1:
+            squares = squares.sum(1, keepdim=True)
+        else:
+            squares = squares.unflatten(1, (self.groups, -1)).sum(2)
+        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+            summed = squares
+        elif self.dilation == (1, 1):
+            area = self.kernel_size[0] * self.kernel_size[1]
+            pooled = F.avg_pool2d(squares, self.kernel_size, self.stride, self.padding)
+            summed = pooled * area
+        else:
+            ones = squares.new_ones(self.groups, 1, *self.kernel_size)
+            summed = F.conv2d(
+                squares, ones, None, self.stride, self.padding, self.dilation, self.groups
+            )
+        norm = (summed + _CONV_NORM_EPS).sqrt()
+        if self.groups > 1:
+            norm = norm.repeat_interleave(self.out_channels // self.groups, dim=1)
+        return norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.conv2d(
+            x, self.unit_weight(), None, self.stride, self.padding, self.dilation, self.groups
+        )
+        out = _max_out(out, self.out_channels, self.max_out, 1)
+        if self.b == 1:
+            return out
+        return bcos_scale(out, self.patch_norm(x), self.b, self.detach_dynamic)
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}",
+            f"stride={self.stride}, padding={self.padding}, B={self.b:g}",
+        ]
+        if self.dilation != (1, 1):
+            parts.append(f"dilation={self.dilation}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.max_out > 1:
+            parts.append(f"max_out={self.max_out}")
+        if self.detach_dynamic:
+            parts.append("explanation_mode=True")
+        return ", ".join(parts)

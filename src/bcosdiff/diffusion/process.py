@@ -1,0 +1,147 @@
+"""The forward diffusion process with noise mean μ and standard deviation σ (paper App. B).
+
+``q(x_t | x_0) = N(√ᾱ_t·x_0 + (1-√ᾱ_t)·μ, σ²(1-ᾱ_t)·I)``
+
+In standardised coordinates ``z = (x - μ) / σ`` this is the ordinary DDPM process
+``z_t = √ᾱ_t·z_0 + √(1-ᾱ_t)·ε``, so any standard scheduler can run on ``z``.
+
+With the ``rgb_inv`` encoding the noise respects the encoding: ``ε_inv = -ε_rgb``; with
+``μ = 0.5`` this keeps ``x_t + x_t,inv = 1`` at every ``t``.
+
+Prediction targets (``target``):
+
+* ``x0``       — the clean encoded image (B-cos x0, default);
+* ``eps``      — the noise encoded like an image, ``μ + σ·ε`` (fits the 6-channel encoding);
+* ``unit_eps`` — the zero-mean unit-variance noise ``ε`` (the CLIP-eps variant and vanilla).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor
+
+from .encoding import encoded_channels
+
+__all__ = ["BETA_SCHEDULES", "TARGETS", "DiffusionProcess", "make_betas"]
+
+BETA_SCHEDULES = ("linear", "scaled_linear")
+TARGETS = ("x0", "eps", "unit_eps")
+
+
+def make_betas(schedule: str, start: float, end: float, steps: int) -> Tensor:
+    """β_t for t = 0..T-1 (float64). ``linear``: evenly spaced; ``scaled_linear``: evenly
+    spaced in √β (what Stable Diffusion's own code calls "linear")."""
+    if schedule == "linear":
+        return torch.linspace(start, end, steps, dtype=torch.float64)
+    if schedule == "scaled_linear":
+        return torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
+    raise ValueError(f"unknown beta schedule {schedule!r}; expected one of {BETA_SCHEDULES}")
+
+
+@dataclass(frozen=True)
+class DiffusionProcess:
+    mean: float = 0.5
+    std: float = 0.5
+    target: str = "x0"
+    encoding: str = "rgb_inv"
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
+        if self.std <= 0:
+            raise ValueError("std must be positive")
+        if self.num_train_timesteps < 2:
+            raise ValueError("num_train_timesteps must be >= 2")
+        encoded_channels(self.encoding)
+        make_betas(self.beta_schedule, self.beta_start, self.beta_end, 2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DiffusionProcess:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown diffusion config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def channels(self) -> int:
+        return encoded_channels(self.encoding)
+
+    def betas(self) -> Tensor:
+        return make_betas(
+            self.beta_schedule, self.beta_start, self.beta_end, self.num_train_timesteps
+        )
+
+    def alphas_cumprod(self) -> Tensor:
+        """ᾱ_t for t = 0..T-1 (float64)."""
+        return torch.cumprod(1.0 - self.betas(), dim=0)
+
+    # -- coordinates ---------------------------------------------------------------------
+    def standardise(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def unstandardise(self, z: Tensor) -> Tensor:
+        return z * self.std + self.mean
+
+    # -- noise ---------------------------------------------------------------------------
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              device: torch.device | str | None = None) -> Tensor:  # fmt: skip
+        """Standard normal noise in encoded space; for ``rgb_inv`` the inverse half is ``-ε``."""
+        n, c, *rest = shape
+        if c != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {c}")
+        if self.encoding == "rgb_inv":
+            eps = torch.randn((n, 3, *rest), generator=generator, device=device)
+            return torch.cat([eps, -eps], dim=1)
+        return torch.randn(shape, generator=generator, device=device)
+
+    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> Tensor:  # fmt: skip
+        """``x_T = μ + σ·ε`` (with the encoding tie)."""
+        return self.unstandardise(self.noise(shape, generator, device))
+
+    # -- forward process -----------------------------------------------------------------
+    def _abar(self, t: Tensor, like: Tensor) -> Tensor:
+        abar = self.alphas_cumprod().to(device=like.device)[t.long()]
+        return abar.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """``x_t = √ᾱ_t·x0 + (1-√ᾱ_t)·μ + σ·√(1-ᾱ_t)·ε``."""
+        abar = self._abar(t, x0)
+        return abar.sqrt() * x0 + (1 - abar.sqrt()) * self.mean + self.std * (1 - abar).sqrt() * eps
+
+    def training_target(self, x0: Tensor, eps: Tensor) -> Tensor:
+        if self.target == "x0":
+            return x0
+        if self.target == "eps":
+            return self.mean + self.std * eps
+        return eps
+
+    # -- reading predictions -------------------------------------------------------------
+    @property
+    def scheduler_prediction_type(self) -> str:
+        """What the standardised prediction is, in diffusers' terms."""
+        return "sample" if self.target == "x0" else "epsilon"
+
+    def standardised_prediction(self, prediction: Tensor) -> Tensor:
+        """The network output in ``z`` coordinates: ``ẑ0`` for x0, ``ε̂`` for the eps targets."""
+        if self.target == "unit_eps":
+            return prediction
+        return self.standardise(prediction)  # x0 -> z0;  μ+σε -> ε
+
+    def predicted_x0(self, prediction: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The clean image implied by a prediction at ``(x_t, t)``."""
+        if self.target == "x0":
+            return prediction
+        eps = self.standardised_prediction(prediction)
+        abar = self._abar(t, x_t)
+        z0 = (self.standardise(x_t) - (1 - abar).sqrt() * eps) / abar.sqrt()
+        return self.unstandardise(z0)

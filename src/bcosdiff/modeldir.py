@@ -1,0 +1,121 @@
+"""Model directories: ``config.json`` plus weights in safetensors (never pickle).
+
+A model directory holds one ``config.json`` whose sections describe the parts of a model
+(``"unet"`` here; later the diffusion process and the text encoder) and one safetensors file
+per part with trainable weights (``unet.safetensors``). Every file is written atomically
+(temporary file in the same directory, then ``os.replace``), so a crash never leaves a
+truncated file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import ModelLoadError
+from .networks import UNet, UNetConfig
+
+__all__ = [
+    "CONFIG_NAME",
+    "atomic_write",
+    "load_unet",
+    "read_config",
+    "read_weights",
+    "save_unet",
+    "update_config",
+    "write_weights",
+]
+
+CONFIG_NAME = "config.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_config(directory: Path) -> dict:
+    path = Path(directory) / CONFIG_NAME
+    if not Path(directory).is_dir():
+        raise ModelLoadError(f"model directory not found: {directory}")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object")
+    return data
+
+
+def update_config(directory: Path, **sections: dict) -> None:
+    """Merge ``sections`` into the directory's ``config.json`` (created when absent)."""
+    path = Path(directory) / CONFIG_NAME
+    data = read_config(directory) if path.exists() else {}
+    data.update(sections)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None):
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file is missing: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def save_unet(unet: UNet, directory: Path) -> None:
+    """Write ``unet.safetensors`` and the ``"unet"`` section of ``config.json``."""
+    directory = Path(directory)
+    write_weights(directory / "unet.safetensors", unet.state_dict(), {"format": "pt"})
+    update_config(directory, unet=unet.config.to_dict())
+
+
+def load_unet(directory: Path) -> UNet:
+    """Rebuild the U-Net of a model directory; every stored tensor must match exactly."""
+    config = read_config(directory)
+    if "unet" not in config:
+        raise ModelLoadError(f"{Path(directory) / CONFIG_NAME} has no 'unet' section")
+    try:
+        unet = UNet(UNetConfig.from_dict(config["unet"]))
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"bad 'unet' section in {directory}: {exc}") from None
+    state = read_weights(Path(directory) / "unet.safetensors")
+    expected = unet.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        detail = (missing and f"missing {missing[:3]}") or (
+            unexpected and f"unexpected {unexpected[:3]}") or f"shape mismatch {wrong[:3]}"
+        raise ModelLoadError(f"weights in {directory} do not fit its config: {detail}")
+    unet.load_state_dict(state)
+    return unet.eval()

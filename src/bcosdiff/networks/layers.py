@@ -1,0 +1,116 @@
+"""Layer families: the same U-Net layout is built either from B-cos or from ordinary layers.
+
+The U-Net code asks a :class:`LayerFamily` for every convolution, linear map, norm and
+non-linearity, so the layout is written once and the B-cos and vanilla networks cannot drift
+apart. (diffusers' ``UNet2DConditionModel`` hard-codes biased convolutions, centred norms and
+ungated activations deep inside its blocks, so it cannot be turned into a B-cos network by
+configuration; that is why the U-Net is our own.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..bcos import (
+    GEGLU,
+    Attention,
+    BcosConv2d,
+    BcosLinear,
+    GatedSiLU,
+    UncentredGroupNorm,
+    UncentredLayerNorm,
+)
+
+__all__ = ["BcosFamily", "LayerFamily", "VanillaFamily", "group_count"]
+
+
+def group_count(channels: int, preferred: int) -> int:
+    """The largest group count ≤ ``preferred`` that divides ``channels``."""
+    return math.gcd(channels, preferred)
+
+
+class LayerFamily:
+    """Factory interface; see :class:`BcosFamily` and :class:`VanillaFamily`."""
+
+    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
+        raise NotImplementedError
+
+    def linear(self, fin: int, fout: int) -> nn.Module:
+        raise NotImplementedError
+
+    def group_norm(self, channels: int, groups: int) -> nn.Module:
+        raise NotImplementedError
+
+    def layer_norm(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def activation(self) -> nn.Module:
+        raise NotImplementedError
+
+    def geglu(self, dim: int, inner: int) -> nn.Module:
+        return GEGLU(self.linear(dim, 2 * inner))
+
+    def attention(
+        self, dim: int, heads: int, head_dim: int, context_dim: int | None = None
+    ) -> Attention:
+        inner = heads * head_dim
+        return Attention(
+            dim,
+            heads,
+            head_dim,
+            value_proj=self.value_linear(context_dim or dim, inner),
+            out_proj=self.linear(inner, dim),
+            context_dim=context_dim,
+        )
+
+    def value_linear(self, fin: int, fout: int) -> nn.Module:
+        return self.linear(fin, fout)
+
+
+@dataclass(frozen=True)
+class BcosFamily(LayerFamily):
+    """Bias-free B-cos layers, uncentred norms and gated activations."""
+
+    b: float = 2.0
+    max_out: int = 1
+
+    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
+        return BcosConv2d(cin, cout, kernel, stride, kernel // 2, b=self.b, max_out=self.max_out)
+
+    def linear(self, fin: int, fout: int) -> nn.Module:
+        return BcosLinear(fin, fout, b=self.b, max_out=self.max_out)
+
+    def group_norm(self, channels: int, groups: int) -> nn.Module:
+        return UncentredGroupNorm(group_count(channels, groups), channels)
+
+    def layer_norm(self, dim: int) -> nn.Module:
+        return UncentredLayerNorm(dim)
+
+    def activation(self) -> nn.Module:
+        return GatedSiLU()
+
+
+@dataclass(frozen=True)
+class VanillaFamily(LayerFamily):
+    """Ordinary layers with biases, centred GroupNorm/LayerNorm and SiLU (the baseline)."""
+
+    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
+        return nn.Conv2d(cin, cout, kernel, stride, kernel // 2)
+
+    def linear(self, fin: int, fout: int) -> nn.Module:
+        return nn.Linear(fin, fout)
+
+    def value_linear(self, fin: int, fout: int) -> nn.Module:
+        return nn.Linear(fin, fout, bias=False)  # as in Stable Diffusion
+
+    def group_norm(self, channels: int, groups: int) -> nn.Module:
+        return nn.GroupNorm(group_count(channels, groups), channels)
+
+    def layer_norm(self, dim: int) -> nn.Module:
+        return nn.LayerNorm(dim)
+
+    def activation(self) -> nn.Module:
+        return nn.SiLU()

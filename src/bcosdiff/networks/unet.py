@@ -1,0 +1,203 @@
+"""The text-conditioned U-Net in the layout of Stable Diffusion 2.1, B-cos or vanilla.
+
+Differences from SD 2.1 (as in the paper, App. C): pixel space with 6 input/output channels
+(the ``(rgb, 1-rgb)`` encoding), one residual block per level, and widths set per level by
+``channel_mult`` (the paper does not double channels after the first downsampling). Spatial
+transformers (self- plus cross-attention) sit at the levels listed in ``attention_levels``
+and in the middle block.
+
+With ``kind="bcos"`` every convolution and linear map is a B-cos layer, norms are uncentred
+and bias-free, SiLU/GEGLU gates are detachable and attention weights are dynamic factors, so
+in explanation mode the network is exactly linear in ``(sample, time features, context)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import (
+    Downsample,
+    ResBlock,
+    SpatialTransformer,
+    TimeEmbedding,
+    Upsample,
+    sinusoidal_features,
+)
+from .layers import BcosFamily, LayerFamily, VanillaFamily
+
+__all__ = ["UNet", "UNetConfig"]
+
+KINDS = ("bcos", "vanilla")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    kind: str = "bcos"
+    in_channels: int = 6
+    out_channels: int = 6
+    sample_size: int = 32
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 1, 2)
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (1, 2)
+    head_channels: int = 32
+    transformer_depth: int = 1
+    context_dim: int = 384
+    norm_groups: int = 32
+    time_embed_mult: int = 4
+    b: float = 2.0
+    max_out: int = 1
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
+        object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))
+        problems = []
+        if self.kind not in KINDS:
+            problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.channel_mult or any(m < 1 for m in self.channel_mult):
+            problems.append("channel_mult must be a non-empty list of positive integers")
+        levels = len(self.channel_mult)
+        if any(not 0 <= a < levels for a in self.attention_levels):
+            problems.append(f"attention_levels must lie in [0, {levels - 1}]")
+        if self.sample_size % 2 ** (levels - 1):
+            problems.append(
+                f"sample_size {self.sample_size} is not divisible by 2^{levels - 1} "
+                f"(one halving per level after the first)"
+            )
+        for name in ("in_channels", "out_channels", "model_channels", "num_res_blocks"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.b < 1:
+            problems.append("b must be >= 1")
+        if problems:
+            raise ValueError("invalid U-Net config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UNetConfig:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown U-Net config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("extra")
+        data["channel_mult"] = list(self.channel_mult)
+        data["attention_levels"] = list(self.attention_levels)
+        return data
+
+    def family(self) -> LayerFamily:
+        if self.kind == "bcos":
+            return BcosFamily(b=self.b, max_out=self.max_out)
+        return VanillaFamily()
+
+
+class _Stage(nn.Module):
+    """A residual block, optionally followed by a spatial transformer."""
+
+    def __init__(self, res: ResBlock, attn: SpatialTransformer | None):
+        super().__init__()
+        self.res = res
+        self.attn = attn
+
+    def forward(self, h: Tensor, temb: Tensor, context: Tensor, mask: Tensor | None) -> Tensor:
+        h = self.res(h, temb)
+        return self.attn(h, context, mask) if self.attn is not None else h
+
+
+class UNet(nn.Module):
+    """``UNet(config)(sample, timesteps, context, context_mask) -> prediction``.
+
+    ``sample``: ``(N, in_channels, H, W)``; ``timesteps``: ``(N,)``; ``context``:
+    ``(N, L, context_dim)``; ``context_mask``: ``(N, L)`` bool, ``True`` for tokens that may
+    be attended (``None``: all).
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        fam = config.family()
+        mc, groups = config.model_channels, config.norm_groups
+        time_dim = mc * config.time_embed_mult
+        self.time_embed = TimeEmbedding(fam, mc, time_dim)
+
+        def stage(cin: int, cout: int, level: int | None) -> _Stage:
+            attn = None
+            if level is None or level in config.attention_levels:
+                attn = SpatialTransformer(
+                    fam, cout, config.head_channels, config.context_dim,
+                    config.transformer_depth, groups,
+                )  # fmt: skip
+            return _Stage(ResBlock(fam, cin, cout, time_dim, groups), attn)
+
+        self.conv_in = fam.conv(config.in_channels, mc, 3)
+        self.down = nn.ModuleList()
+        skip_channels = [mc]
+        ch = mc
+        last = len(config.channel_mult) - 1
+        for level, mult in enumerate(config.channel_mult):
+            for _ in range(config.num_res_blocks):
+                self.down.append(stage(ch, mult * mc, level))
+                ch = mult * mc
+                skip_channels.append(ch)
+            if level != last:
+                self.down.append(Downsample(fam, ch))
+                skip_channels.append(ch)
+
+        self.middle = nn.ModuleList(
+            [stage(ch, ch, None), _Stage(ResBlock(fam, ch, ch, time_dim, groups), None)]
+        )
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.channel_mult))):
+            for i in range(config.num_res_blocks + 1):
+                self.up.append(stage(ch + skip_channels.pop(), mult * mc, level))
+                ch = mult * mc
+                if level != 0 and i == config.num_res_blocks:
+                    self.up.append(Upsample(fam, ch))
+
+        self.conv_out = nn.Sequential(
+            fam.group_norm(ch, groups), fam.activation(), fam.conv(ch, config.out_channels, 3)
+        )
+
+    def time_features(self, timesteps: Tensor) -> Tensor:
+        """Sinusoidal features of the time steps: the time input of :meth:`denoise`."""
+        return sinusoidal_features(timesteps, self.config.model_channels)
+
+    def denoise(
+        self,
+        sample: Tensor,
+        time_features: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The network as a function of its three inputs (linear in all three when explaining)."""
+        temb = self.time_embed(time_features)
+        h = self.conv_in(sample)
+        skips = [h]
+        for block in self.down:
+            h = block(h, temb, context, context_mask) if isinstance(block, _Stage) else block(h)
+            skips.append(h)
+        for block in self.middle:
+            h = block(h, temb, context, context_mask)
+        for block in self.up:
+            if isinstance(block, _Stage):
+                h = block(torch.cat([h, skips.pop()], dim=1), temb, context, context_mask)
+            else:
+                h = block(h)
+        return self.conv_out(h)
+
+    def forward(
+        self,
+        sample: Tensor,
+        timesteps: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        return self.denoise(sample, self.time_features(timesteps), context, context_mask)
+

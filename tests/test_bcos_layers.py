@@ -1,0 +1,129 @@
+"""B-cos layers: equivalence with B-cos v2, dynamic linearity, explanation-mode gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from bcos_reference import official_modules
+from torch.func import jvp
+
+from bcosdiff.bcos import BcosConv2d, BcosLinear, explanation_mode
+
+CONV_CASES = [
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=1, stride=1, padding=0),
+    dict(kernel_size=1, stride=2, padding=0),
+    dict(kernel_size=5, stride=1, padding=2, groups=2),
+    dict(kernel_size=3, stride=1, padding=2, dilation=2),
+]
+
+
+def _grads(layer, x, v, explain):
+    x = x.clone().requires_grad_()
+    with explanation_mode(layer, explain):
+        out = layer(x)
+    (g,) = torch.autograd.grad((out * v).sum(), x)
+    return out.detach(), g
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize(("b", "max_out"), [(2.0, 1), (2.0, 2), (1.5, 1), (3.0, 1), (1.0, 1)])
+def test_conv_matches_official(case, b, max_out):
+    if case.get("dilation", 1) > 1 and max_out > 1:
+        pytest.skip("the reference's dilated patch norm does not support MaxOut")
+    ref_mod = official_modules()
+    torch.manual_seed(0)
+    ref = ref_mod.BcosConv2d(4, 6, b=b, max_out=max_out, **case).double()
+    ours = BcosConv2d(4, 6, b=b, max_out=max_out, **case).double()
+    with torch.no_grad():
+        ours.weight.copy_(ref.linear.weight)
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    v = torch.randn_like(ref(x))
+    for explain in (False, True):
+        ref.set_explanation_mode(explain)
+        out_ref, g_ref = _grads(ref, x, v, False)  # reference toggled via its own flag
+        out, g = _grads(ours, x, v, explain)
+        torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("b", "max_out"), [(2.0, 1), (2.0, 3), (1.25, 1), (1.0, 2)])
+def test_linear_matches_official(b, max_out):
+    ref_mod = official_modules()
+    torch.manual_seed(1)
+    ref = ref_mod.BcosLinear(7, 5, b=b, max_out=max_out).double()
+    ours = BcosLinear(7, 5, b=b, max_out=max_out).double()
+    with torch.no_grad():
+        ours.weight.copy_(ref.linear.weight)
+    x = torch.randn(3, 4, 7, dtype=torch.float64)
+    v = torch.randn(3, 4, 5, dtype=torch.float64)
+    for explain in (False, True):
+        ref.set_explanation_mode(explain)
+        out_ref, g_ref = _grads(ref, x, v, False)
+        out, g = _grads(ours, x, v, explain)
+        torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_matches_official_float32():
+    ref_mod = official_modules()
+    torch.manual_seed(2)
+    ref = ref_mod.BcosConv2d(6, 8, kernel_size=3, padding=1)
+    ours = BcosConv2d(6, 8, kernel_size=3, padding=1)
+    with torch.no_grad():
+        ours.weight.copy_(ref.linear.weight)
+    x = torch.rand(2, 6, 16, 16)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("b", [1.5, 2.0, 2.5])
+def test_explanation_mode_gradient_is_the_dynamic_weight(b):
+    """In explanation mode ∂f/∂x = W(x) = |cos(x, w)|^(B-1)·ŵ and f(x) = W(x)·x exactly."""
+    torch.manual_seed(3)
+    lin = BcosLinear(6, 4, b=b).double()
+    x = torch.randn(6, dtype=torch.float64)
+    w_hat = lin.unit_weight()
+    cos = (w_hat @ x) / x.norm()
+    stabiliser = 0.0 if b == 2 else 1e-6  # B-cos v2 adds 1e-6 to |cos| unless B = 2
+    dynamic_w = ((cos.abs() + stabiliser) ** (b - 1))[:, None] * w_hat
+    with explanation_mode(lin):
+        jac = torch.autograd.functional.jacobian(lin, x)
+    torch.testing.assert_close(jac, dynamic_w)
+    torch.testing.assert_close(jac @ x, lin(x))
+    # Outside explanation mode the Jacobian also differentiates |cos|, so it is not W(x).
+    assert not torch.allclose(torch.autograd.functional.jacobian(lin, x), dynamic_w)
+
+
+def test_conv_explanation_mode_contributions_add_up():
+    """Σ_inputs (∂f/∂x)·x = f(x) for the conv in explanation mode (JVP with tangent x)."""
+    torch.manual_seed(3)
+    conv = BcosConv2d(3, 5, 3, padding=1, b=2.0).double()
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    with explanation_mode(conv):
+        out, tangent = jvp(conv, (x,), (x,))
+    torch.testing.assert_close(tangent, out, rtol=1e-10, atol=1e-12)
+
+
+def test_b1_is_unit_norm_linear_map():
+    torch.manual_seed(4)
+    lin = BcosLinear(5, 3, b=1.0)
+    x = torch.randn(4, 5)
+    w = lin.weight / lin.weight.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(lin(x), F.linear(x, w))
+
+
+def test_cosine_bounds_output_by_input_norm():
+    """|f(x)| = |cos|^(B-1)·|ŵᵀx| <= ‖x‖ for B >= 1."""
+    torch.manual_seed(5)
+    lin = BcosLinear(8, 16, b=2.0)
+    x = torch.randn(32, 8) * 10
+    assert (lin(x).abs() <= x.norm(dim=-1, keepdim=True) + 1e-5).all()
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError):
+        BcosLinear(3, 3, b=0.5)
+    with pytest.raises(ValueError):
+        BcosConv2d(3, 4, max_out=0)
+    with pytest.raises(ValueError):
+        BcosConv2d(3, 4, groups=2)

@@ -1,0 +1,72 @@
+"""Uncentred norms and gated non-linearities."""
+
+import torch
+import torch.nn.functional as F
+from bcos_reference import official_modules
+from torch.func import jvp
+
+from bcosdiff.bcos import (
+    GEGLU,
+    GatedSiLU,
+    UncentredGroupNorm,
+    UncentredLayerNorm,
+    explanation_mode,
+)
+
+
+def test_group_norm_matches_official_uncentred_norm():
+    ref = official_modules().group_norm_uncentered
+    torch.manual_seed(0)
+    norm = UncentredGroupNorm(4, 8).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+    x = torch.randn(3, 8, 5, 5, dtype=torch.float64) + 2.0
+    for detach in (False, True):
+        with explanation_mode(norm, detach):
+            torch.testing.assert_close(norm(x), ref(x, 4, norm.weight, None, 1e-5, detach))
+
+
+def test_norms_do_not_centre_and_are_scale_invariant():
+    torch.manual_seed(1)
+    x = torch.randn(2, 6, 4, 4, dtype=torch.float64) + 3.0
+    gn = UncentredGroupNorm(3, 6).double()
+    # No centring: the mean survives (a centred norm would give mean 0).
+    assert gn(x).mean() > 1.0
+    torch.testing.assert_close(gn(5.0 * x), gn(x), rtol=1e-4, atol=1e-4)
+    ln = UncentredLayerNorm(6).double()
+    t = torch.randn(2, 3, 6, dtype=torch.float64)
+    torch.testing.assert_close(ln(t), t / t.var(-1, unbiased=False, keepdim=True).add(1e-5).sqrt())
+
+
+def test_norm_explanation_mode_detaches_statistics():
+    torch.manual_seed(2)
+    ln = UncentredLayerNorm(5).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    with explanation_mode(ln):
+        out, tangent = jvp(ln, (x,), (x,))
+    torch.testing.assert_close(tangent, out)
+    _, tangent_live = jvp(ln, (x,), (x,))  # degree-0 homogeneous: J·x ≈ 0 (up to eps)
+    assert tangent_live.abs().max() < 1e-3 * out.abs().max()
+
+
+def test_gated_silu_equals_silu_and_is_dynamic_linear_when_explaining():
+    act = GatedSiLU()
+    x = torch.randn(10, dtype=torch.float64)
+    torch.testing.assert_close(act(x), F.silu(x))
+    with explanation_mode(act):
+        out, tangent = jvp(act, (x,), (x,))
+    torch.testing.assert_close(tangent, out)
+    _, tangent_live = jvp(act, (x,), (x,))
+    assert not torch.allclose(tangent_live, out)
+
+
+def test_geglu_gate_detached_in_explanation_mode():
+    torch.manual_seed(3)
+    proj = torch.nn.Linear(4, 6, bias=False).double()
+    geglu = GEGLU(proj)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    a, g = proj(x).chunk(2, -1)
+    torch.testing.assert_close(geglu(x), a * F.gelu(g))
+    with explanation_mode(geglu):
+        out, tangent = jvp(geglu, (x,), (x,))
+    torch.testing.assert_close(tangent, out)
