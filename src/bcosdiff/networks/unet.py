@@ -199,5 +199,6 @@ class UNet(nn.Module):
         context: Tensor,
         context_mask: Tensor | None = None,
     ) -> Tensor:
-        return self.denoise(sample, self.time_features(timesteps), context, context_mask)
+        features = self.time_features(timesteps).to(sample.dtype)
+        return self.denoise(sample, features, context, context_mask)
 

@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+from bcosdiff.networks import UNetConfig
+
+
+def tiny_unet_config(kind: str = "bcos", **overrides) -> UNetConfig:
+    base = dict(
+        kind=kind,
+        model_channels=16,
+        channel_mult=(1, 2),
+        attention_levels=(1,),
+        head_channels=8,
+        context_dim=12,
+        norm_groups=4,
+        sample_size=8,
+    )
+    base.update(overrides)
+    return UNetConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+    yield
