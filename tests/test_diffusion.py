@@ -1,0 +1,215 @@
+"""Mean-shifted diffusion process and deterministic DDIM."""
+
+import pytest
+import torch
+from conftest import tiny_unet_config
+
+from bcosdiff.diffusion import (
+    DiffusionProcess,
+    ddim_sample,
+    ddim_timesteps,
+    decode_image,
+    encode_image,
+)
+from bcosdiff.networks import UNet
+
+PROCESSES = {
+    "x0": DiffusionProcess(target="x0"),
+    "eps": DiffusionProcess(target="eps"),
+    "unit_eps": DiffusionProcess(target="unit_eps"),
+    "vanilla": DiffusionProcess(mean=0.0, std=1.0, target="unit_eps", encoding="rgb"),
+}
+
+
+def _image(n=2, size=8, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_encoding_round_trip():
+    rgb = _image()
+    for encoding in ("rgb_inv", "rgb"):
+        torch.testing.assert_close(decode_image(encode_image(rgb, encoding), encoding), rgb)
+    assert encode_image(rgb).shape[1] == 6
+
+
+def test_forward_process_moments_and_formula():
+    process = PROCESSES["x0"]
+    x0 = encode_image(_image(n=1, size=64))
+    t = torch.tensor([500])
+    abar = process.alphas_cumprod()[500].float()
+    eps = process.noise(tuple(x0.shape), torch.Generator().manual_seed(0))
+    x_t = process.q_sample(x0, t, eps)
+    expected = abar.sqrt() * x0 + (1 - abar.sqrt()) * 0.5 + 0.5 * (1 - abar).sqrt() * eps
+    torch.testing.assert_close(x_t, expected)
+    # Pure-noise end of the chain: x_T ~ N(μ, σ²).
+    prior = process.prior_sample((4, 6, 64, 64), torch.Generator().manual_seed(1))
+    assert abs(prior.mean().item() - 0.5) < 0.02 and abs(prior.std().item() - 0.5) < 0.02
+
+
+def test_schedule_endpoints():
+    betas = PROCESSES["x0"].betas()
+    assert betas.shape == (1000,)
+    assert betas[0].item() == pytest.approx(0.00085) and betas[-1].item() == pytest.approx(0.012)
+
+
+def test_noise_respects_the_encoding_along_the_forward_process():
+    process = PROCESSES["x0"]
+    x0 = encode_image(_image())
+    eps = process.noise(tuple(x0.shape), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(eps[:, 3:], -eps[:, :3])
+    for t in (0, 250, 999):
+        x_t = process.q_sample(x0, torch.tensor([t, t]), eps)
+        torch.testing.assert_close(x_t[:, :3] + x_t[:, 3:], torch.ones_like(x_t[:, :3]))
+
+
+def test_training_targets():
+    x0 = encode_image(_image())
+    eps = PROCESSES["x0"].noise(tuple(x0.shape))
+    assert torch.equal(PROCESSES["x0"].training_target(x0, eps), x0)
+    torch.testing.assert_close(PROCESSES["eps"].training_target(x0, eps), 0.5 + 0.5 * eps)
+    assert torch.equal(PROCESSES["unit_eps"].training_target(x0, eps), eps)
+
+
+def _oracle(process: DiffusionProcess, x0: torch.Tensor):
+    """A model that knows the clean image and answers in the process's target."""
+    abar_all = process.alphas_cumprod()
+
+    def model(x_t, t):
+        if process.target == "x0":
+            return x0
+        abar = abar_all[t].to(x_t.dtype).view(-1, 1, 1, 1)
+        eps = (process.standardise(x_t) - abar.sqrt() * process.standardise(x0)) / (
+            1 - abar
+        ).sqrt()
+        return eps if process.target == "unit_eps" else 0.5 + 0.5 * eps
+
+    return model
+
+
+@pytest.mark.parametrize("name", list(PROCESSES))
+@pytest.mark.parametrize("steps", [1, 4, 25])
+def test_true_x0_model_makes_sampling_return_x0(name, steps):
+    process = PROCESSES[name]
+    x0 = encode_image(_image(), process.encoding).double()
+    x_T = process.prior_sample(tuple(x0.shape), torch.Generator().manual_seed(3)).double()
+    out = ddim_sample(_oracle(process, x0), process, x_T, steps)
+    assert (out - x0).abs().max().item() < 1e-4
+
+
+def _eq13_sample(model, process: DiffusionProcess, x_T, steps):
+    """Paper eq. 13 with σ_t = 0, written out in x coordinates (float64)."""
+    abar = process.alphas_cumprod()
+    mu, sigma = process.mean, process.std
+    x = x_T.double()
+    timesteps = ddim_timesteps(process, steps)
+    for i, t in enumerate(timesteps):
+        a_t = abar[t]
+        a_prev = abar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0).double()
+        pred = model(x, torch.full((x.shape[0],), t))
+        if process.target == "x0":
+            x0 = pred
+            eps = (x - a_t.sqrt() * x0 - (1 - a_t.sqrt()) * mu) / (sigma * (1 - a_t).sqrt())
+        else:
+            eps = pred if process.target == "unit_eps" else (pred - mu) / sigma
+            x0 = (x - (1 - a_t.sqrt()) * mu - sigma * (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev.sqrt()) * mu + sigma * (1 - a_prev).sqrt() * eps
+    return x
+
+
+@pytest.mark.parametrize("name", list(PROCESSES))
+@pytest.mark.parametrize("steps", [1, 3, 4, 25])
+def test_scheduler_matches_direct_eq13(name, steps):
+    process = PROCESSES[name]
+    torch.manual_seed(0)
+    channels = process.channels
+    mix = torch.randn(channels, channels).double() * 0.3
+
+    def model(x_t, t):  # deterministic, nonlinear in x_t and t
+        scale = torch.cos(t.double() / 400.0).view(-1, 1, 1, 1)
+        return torch.tanh(torch.einsum("oc,nchw->nohw", mix, x_t)) * scale + 0.5
+
+    x_T = process.prior_sample((2, channels, 6, 6), torch.Generator().manual_seed(5)).double()
+    ours = ddim_sample(model, process, x_T, steps)
+    direct = _eq13_sample(model, process, x_T, steps)
+    assert (ours - direct).abs().max().item() < 1e-4
+
+
+def test_timesteps_start_at_pure_noise_and_cover_any_step_count():
+    process = PROCESSES["x0"]
+    assert ddim_timesteps(process, 4) == [999, 749, 499, 249]
+    assert ddim_timesteps(process, 3) == [998, 665, 332]
+    assert len(ddim_timesteps(process, 25)) == 25 and ddim_timesteps(process, 25)[0] == 999
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="steps"):
+            ddim_timesteps(process, bad)
+
+
+def _unet_model(unet, process):
+    context = torch.randn(1, 4, unet.config.context_dim, generator=torch.Generator().manual_seed(9))
+
+    def model(x_t, t):
+        return unet(x_t, t, context.expand(x_t.shape[0], -1, -1))
+
+    return model
+
+
+def test_sampling_is_bit_identical_for_the_same_seed():
+    process = PROCESSES["x0"]
+    unet = UNet(tiny_unet_config()).eval()
+    model = _unet_model(unet, process)
+    runs = []
+    for _ in range(2):
+        x_T = process.prior_sample((1, 6, 8, 8), torch.Generator().manual_seed(42))
+        with torch.no_grad():
+            runs.append(ddim_sample(model, process, x_T, 5))
+    assert torch.equal(runs[0], runs[1])
+    other = process.prior_sample((1, 6, 8, 8), torch.Generator().manual_seed(43))
+    with torch.no_grad():
+        assert not torch.equal(runs[0], ddim_sample(model, process, other, 5))
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+def test_encoding_invariant_holds_along_the_reverse_process(eta):
+    """With predictions that respect the encoding, every x_t satisfies x + x_inv = 1."""
+    for name in ("x0", "eps"):
+        process = PROCESSES[name]
+        seen = []
+        g = torch.Generator().manual_seed(1)
+
+        def model(x_t, t, process=process, seen=seen):
+            seen.append(x_t[:, :3] + x_t[:, 3:])
+            rgb = torch.sigmoid(x_t[:, :3] * 3 + t.view(-1, 1, 1, 1) / 500)
+            return encode_image(rgb)  # tied: rgb + inv = 1 (μ+σε with μ=0.5 is tied the same way)
+
+        x_T = process.prior_sample((2, 6, 8, 8), g)
+        out = ddim_sample(model, process, x_T, 10, eta=eta, generator=g)
+        seen.append(out[:, :3] + out[:, 3:])
+        assert len(seen) == 11
+        for total in seen:
+            torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-5)
+
+
+def test_eta_adds_noise_deterministic_does_not():
+    process = PROCESSES["unit_eps"]
+    x_T = process.prior_sample((1, 6, 8, 8), torch.Generator().manual_seed(0))
+
+    def model(x_t, t):
+        return torch.tanh(x_t - 0.5)
+
+    def run(eta, seed):
+        return ddim_sample(model, process, x_T, 4, eta=eta, generator=torch.Generator().manual_seed(seed))
+
+    assert not torch.equal(run(1.0, 1), run(1.0, 2))  # fresh noise enters between steps
+    assert torch.equal(run(1.0, 1), run(1.0, 1))
+    assert torch.equal(run(0.0, 1), run(0.0, 2))  # σ_t = 0: the generator is never used
+
+
+def test_predicted_x0_inverts_each_target():
+    x0 = encode_image(_image()).double()
+    t = torch.tensor([100, 800])
+    for name in ("x0", "eps", "unit_eps"):
+        process = PROCESSES[name]
+        eps = process.noise(tuple(x0.shape)).double()
+        x_t = process.q_sample(x0, t, eps)
+        prediction = process.training_target(x0, eps)
+        torch.testing.assert_close(process.predicted_x0(prediction, x_t, t), x0)
