@@ -78,9 +78,7 @@ def _oracle(process: DiffusionProcess, x0: torch.Tensor):
         if process.target == "x0":
             return x0
         abar = abar_all[t].to(x_t.dtype).view(-1, 1, 1, 1)
-        eps = (process.standardise(x_t) - abar.sqrt() * process.standardise(x0)) / (
-            1 - abar
-        ).sqrt()
+        eps = (process.standardise(x_t) - abar.sqrt() * process.standardise(x0)) / (1 - abar).sqrt()
         return eps if process.target == "unit_eps" else 0.5 + 0.5 * eps
 
     return model
@@ -197,7 +195,9 @@ def test_eta_adds_noise_deterministic_does_not():
         return torch.tanh(x_t - 0.5)
 
     def run(eta, seed):
-        return ddim_sample(model, process, x_T, 4, eta=eta, generator=torch.Generator().manual_seed(seed))
+        return ddim_sample(
+            model, process, x_T, 4, eta=eta, generator=torch.Generator().manual_seed(seed)
+        )
 
     assert not torch.equal(run(1.0, 1), run(1.0, 2))  # fresh noise enters between steps
     assert torch.equal(run(1.0, 1), run(1.0, 1))

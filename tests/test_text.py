@@ -30,9 +30,10 @@ def test_subword_mode_masks_specials_and_adds_positions(minilm_subword):
 
     bert = AutoModel.from_pretrained(resolve_text_model("minilm-l6"), use_safetensors=True)
     ids = cond.token_ids[1]
-    expected = bert.embeddings.word_embeddings.weight[ids] + bert.embeddings.position_embeddings.weight[
-        : len(ids)
-    ]
+    expected = (
+        bert.embeddings.word_embeddings.weight[ids]
+        + bert.embeddings.position_embeddings.weight[: len(ids)]
+    )
     torch.testing.assert_close(cond.embeddings[1], expected)
     # A token's embedding does not depend on its neighbours.
     other = minilm_subword(["a blue circle"])

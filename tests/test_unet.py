@@ -46,8 +46,11 @@ def test_bcos_unet_is_complete_in_explanation_mode():
     x, t, context, mask = _inputs(net.config)
     features = net.time_features(t).double()
     with explanation_mode(net):
-        out, rebuilt = jvp(lambda a, b, c: net.denoise(a, b, c, mask), (x, features, context),
-                           (x, features, context))  # fmt: skip
+        out, rebuilt = jvp(
+            lambda a, b, c: net.denoise(a, b, c, mask),
+            (x, features, context),
+            (x, features, context),
+        )
     rel = ((rebuilt - out).norm() / out.norm()).item()
     assert rel < 1e-4
 
@@ -62,8 +65,11 @@ def test_completeness_holds_in_float32_with_maxout_and_other_b():
     x, t, context, mask = _inputs(net.config, dtype=torch.float32)
     features = net.time_features(t)
     with explanation_mode(net):
-        out, rebuilt = jvp(lambda a, b, c: net.denoise(a, b, c, mask), (x, features, context),
-                           (x, features, context))  # fmt: skip
+        out, rebuilt = jvp(
+            lambda a, b, c: net.denoise(a, b, c, mask),
+            (x, features, context),
+            (x, features, context),
+        )
     assert ((rebuilt - out).norm() / out.norm()).item() < 1e-4
 
 
@@ -92,7 +98,9 @@ def test_model_directory_round_trip_is_exact(kind, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "unet.safetensors"]
     loaded = load_unet(tmp_path)
     assert loaded.config == net.config
-    for (name, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        net.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     x, t, context, mask = _inputs(net.config, dtype=torch.float32)
     assert torch.equal(net.eval()(x, t, context, mask), loaded(x, t, context, mask))

@@ -114,8 +114,11 @@ def load_unet(directory: Path) -> UNet:
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        detail = (missing and f"missing {missing[:3]}") or (
-            unexpected and f"unexpected {unexpected[:3]}") or f"shape mismatch {wrong[:3]}"
+        detail = (
+            (missing and f"missing {missing[:3]}")
+            or (unexpected and f"unexpected {unexpected[:3]}")
+            or f"shape mismatch {wrong[:3]}"
+        )
         raise ModelLoadError(f"weights in {directory} do not fit its config: {detail}")
     unet.load_state_dict(state)
     return unet.eval()

@@ -12,7 +12,6 @@ softmax; a query whose context is entirely masked receives exactly zero.
 
 from __future__ import annotations
 
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -77,5 +76,3 @@ class Attention(DetachableModule):
     def extra_repr(self) -> str:
         mode = ", explanation_mode=True" if self.detach_dynamic else ""
         return f"heads={self.heads}, head_dim={self.head_dim}{mode}"
-
-

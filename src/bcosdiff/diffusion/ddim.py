@@ -30,9 +30,7 @@ Model = Callable[[Tensor, Tensor], Tensor]
 
 def _check_steps(process: DiffusionProcess, steps: int) -> None:
     if not 1 <= steps <= process.num_train_timesteps:
-        raise ValueError(
-            f"steps must be between 1 and {process.num_train_timesteps}, got {steps}"
-        )
+        raise ValueError(f"steps must be between 1 and {process.num_train_timesteps}, got {steps}")
 
 
 def make_ddim_scheduler(process: DiffusionProcess, steps: int) -> DDIMScheduler:
@@ -74,7 +72,10 @@ def ddim_sample(
         prediction = model(process.unstandardise(z), t_batch)
         noise = process.noise(tuple(z.shape), generator, z.device) if eta > 0 else None
         z = scheduler.step(
-            process.standardised_prediction(prediction), int(t), z, eta=eta,
+            process.standardised_prediction(prediction),
+            int(t),
+            z,
+            eta=eta,
             variance_noise=noise,
-        ).prev_sample  # fmt: skip
+        ).prev_sample
     return process.unstandardise(z)

@@ -92,8 +92,12 @@ class DiffusionProcess:
         return z * self.std + self.mean
 
     # -- noise ---------------------------------------------------------------------------
-    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-              device: torch.device | str | None = None) -> Tensor:  # fmt: skip
+    def noise(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """Standard normal noise in encoded space; for ``rgb_inv`` the inverse half is ``-ε``."""
         n, c, *rest = shape
         if c != self.channels:
@@ -103,8 +107,12 @@ class DiffusionProcess:
             return torch.cat([eps, -eps], dim=1)
         return torch.randn(shape, generator=generator, device=device)
 
-    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None) -> Tensor:  # fmt: skip
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """``x_T = μ + σ·ε`` (with the encoding tie)."""
         return self.unstandardise(self.noise(shape, generator, device))
 

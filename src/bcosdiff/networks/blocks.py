@@ -25,7 +25,8 @@ def sinusoidal_features(timesteps: Tensor, dim: int, max_period: float = 10000.0
     """``[cos(t·f_k), sin(t·f_k)]`` with ``f_k = max_period^(-k/half)`` (as in SD): ``(N, dim)``."""
     half = dim // 2
     freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+        -math.log(max_period)
+        * torch.arange(half, dtype=torch.float32, device=timesteps.device)
         / half
     )
     args = timesteps.float()[:, None] * freqs[None]

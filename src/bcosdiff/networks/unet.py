@@ -130,9 +130,13 @@ class UNet(nn.Module):
             attn = None
             if level is None or level in config.attention_levels:
                 attn = SpatialTransformer(
-                    fam, cout, config.head_channels, config.context_dim,
-                    config.transformer_depth, groups,
-                )  # fmt: skip
+                    fam,
+                    cout,
+                    config.head_channels,
+                    config.context_dim,
+                    config.transformer_depth,
+                    groups,
+                )
             return _Stage(ResBlock(fam, cin, cout, time_dim, groups), attn)
 
         self.conv_in = fam.conv(config.in_channels, mc, 3)
@@ -201,4 +205,3 @@ class UNet(nn.Module):
     ) -> Tensor:
         features = self.time_features(timesteps).to(sample.dtype)
         return self.denoise(sample, features, context, context_mask)
-

@@ -84,16 +84,18 @@ class Conditioning:
     def prompt_tokens(self, index: int = 0) -> list[tuple[int, str]]:
         """``(position, token)`` of the non-special tokens of prompt ``index``, in order."""
         return [
-            (i, tok)
-            for i, tok in enumerate(self.tokens[index])
-            if not bool(self.special[index, i])
+            (i, tok) for i, tok in enumerate(self.tokens[index]) if not bool(self.special[index, i])
         ]
 
     def to(self, device: torch.device | str) -> Conditioning:
         return Conditioning(
-            self.embeddings.to(device), self.mask.to(device), self.token_ids.to(device),
-            self.special.to(device), self.tokens, self.truncated,
-        )  # fmt: skip
+            self.embeddings.to(device),
+            self.mask.to(device),
+            self.token_ids.to(device),
+            self.special.to(device),
+            self.tokens,
+            self.truncated,
+        )
 
 
 def _text_module(model: nn.Module) -> nn.Module:

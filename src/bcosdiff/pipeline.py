@@ -1,0 +1,134 @@
+"""Text-to-image pipeline: a model directory's text encoder, U-Net and diffusion process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .diffusion import DiffusionProcess, ddim_sample, decode_image
+from .errors import BcosdiffError, ModelLoadError
+from .modeldir import load_unet, read_config, save_unet, update_config
+from .networks import UNet, UNetConfig
+from .text import Conditioning, TextConfig, TextEncoder
+from .variants import get_variant
+
+__all__ = ["Pipeline", "create_model_directory", "load_pipeline"]
+
+MAX_SEED = 2**63 - 1
+
+
+def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | None = None) -> None:
+    """Reject an empty prompt, steps outside ``[1, max_steps]`` and seeds outside ``[0, 2^63)``."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BcosdiffError("the prompt is empty")
+    if steps < 1 or (max_steps is not None and steps > max_steps):
+        bound = f"between 1 and {max_steps}" if max_steps is not None else "at least 1"
+        raise BcosdiffError(f"steps must be {bound}, got {steps}")
+    if not 0 <= seed <= MAX_SEED:
+        raise BcosdiffError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+
+
+class Pipeline:
+    """``Pipeline(unet, process, text).generate("a red circle", steps=25, seed=0)``."""
+
+    def __init__(self, unet: UNet, process: DiffusionProcess, text: TextEncoder, name: str = ""):
+        if unet.config.context_dim != text.dim:
+            raise ModelLoadError(
+                f"U-Net expects {unet.config.context_dim}-d context, text model gives {text.dim}"
+            )
+        if unet.config.in_channels != process.channels:
+            raise ModelLoadError("U-Net channels do not match the image encoding")
+        self.unet = unet.eval()
+        self.process = process
+        self.text = text
+        self.name = name
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> Pipeline:
+        directory = Path(directory)
+        config = read_config(directory)
+        for section in ("diffusion", "text"):
+            if section not in config:
+                raise ModelLoadError(f"{directory / 'config.json'} has no {section!r} section")
+        try:
+            process = DiffusionProcess.from_dict(config["diffusion"])
+            text_config = TextConfig.from_dict(config["text"])
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"bad config in {directory}: {exc}") from None
+        return cls(load_unet(directory), process, TextEncoder(text_config), directory.name)
+
+    @property
+    def sample_size(self) -> int:
+        return self.unet.config.sample_size
+
+    def encode(self, prompts: list[str]) -> Conditioning:
+        return self.text(prompts)
+
+    def initial_noise(self, seed: int, batch: int = 1) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        shape = (batch, self.process.channels, self.sample_size, self.sample_size)
+        return self.process.prior_sample(shape, generator=g)
+
+    def denoiser(self, cond: Conditioning):
+        def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.unet(x_t, t, cond.embeddings, cond.mask)
+
+        return model
+
+    @torch.no_grad()
+    def sample(self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0) -> torch.Tensor:
+        """The final encoded sample ``x_0`` for one prompt: ``(1, C, H, W)``."""
+        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        cond = self.encode([prompt])
+        x_T = self.initial_noise(seed)
+        g = torch.Generator().manual_seed(seed + 1) if eta > 0 else None
+        return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g)
+
+    def generate(
+        self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0
+    ) -> Image.Image:
+        return to_pil(decode_image(self.sample(prompt, steps, seed, eta), self.process.encoding))
+
+
+def to_pil(rgb: torch.Tensor) -> Image.Image:
+    """``(1, 3, H, W)`` in ``[0, 1]`` -> an 8-bit RGB image (round to nearest)."""
+    array = (rgb[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(array, mode="RGB")
+
+
+def create_model_directory(
+    directory: str | Path,
+    variant: str = "bcos-x0",
+    unet: dict | None = None,
+    text: dict | None = None,
+    seed: int = 0,
+) -> Pipeline:
+    """Write a freshly initialised model of ``variant`` (U-Net overrides in ``unet``)."""
+    v = get_variant(variant)
+    text_config = TextConfig.from_dict({"mode": v.text_mode, **(text or {})})
+    encoder = TextEncoder(text_config)
+    process = DiffusionProcess.from_dict(v.diffusion_section())
+    unet_fields = {
+        "kind": v.unet_kind,
+        "in_channels": process.channels,
+        "out_channels": process.channels,
+        "context_dim": encoder.dim,
+        **(unet or {}),
+    }
+    torch.manual_seed(seed)
+    net = UNet(UNetConfig.from_dict(unet_fields))
+    save_unet(net, Path(directory))
+    update_config(
+        Path(directory), variant=variant, diffusion=process.to_dict(), text=text_config.to_dict()
+    )
+    return Pipeline(net, process, encoder, Path(directory).name)
+
+
+def load_pipeline(model: str | Path | None = None) -> Pipeline:
+    """Load a model directory (or, later, a bundled model by name)."""
+    if model is None:
+        raise ModelLoadError("no bundled model is installed yet; pass a model directory")
+    return Pipeline.from_directory(model)

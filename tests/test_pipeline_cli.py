@@ -1,0 +1,122 @@
+"""Model directories of whole variants, the pipeline and the command line."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bcosdiff.cli import main
+from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
+from bcosdiff.variants import VARIANTS
+
+TINY_UNET = dict(
+    model_channels=16,
+    channel_mult=[1, 2],
+    attention_levels=[1],
+    head_channels=8,
+    norm_groups=4,
+    sample_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model") / "tiny-bcos-x0"
+    create_model_directory(directory, "bcos-x0", unet=TINY_UNET, text={"max_length": 16})
+    return directory
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_builds_and_samples(variant, tmp_path):
+    pipe = create_model_directory(
+        tmp_path / variant, variant, unet=TINY_UNET, text={"max_length": 8}
+    )
+    loaded = Pipeline.from_directory(tmp_path / variant)
+    assert loaded.process == pipe.process and loaded.unet.config == pipe.unet.config
+    sample = loaded.sample("a red circle", steps=2, seed=1)
+    assert sample.shape == (1, pipe.process.channels, 8, 8) and torch.isfinite(sample).all()
+
+
+def test_generate_is_bit_identical_for_a_seed(model_dir, tmp_path):
+    for name in ("a.png", "b.png"):
+        assert (
+            main(
+                [
+                    "generate",
+                    "a red circle",
+                    "--model",
+                    str(model_dir),
+                    "--steps",
+                    "3",
+                    "--seed",
+                    "7",
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--model",
+                str(model_dir),
+                "--steps",
+                "3",
+                "--seed",
+                "8",
+                "--out",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
+    image = load_pipeline(model_dir).generate("a red circle", steps=3, seed=7)
+    assert image.size == (8, 8) and image.mode == "RGB"
+
+
+BAD_CALLS = [
+    (["bogus-command"], "No such command"),
+    (["generate"], "Missing argument"),
+    (["generate", "a", "--steps", "x"], "--steps"),
+    (["generate", "   ", "--model", "MODEL"], "prompt is empty"),
+    (["generate", "a", "--model", "MODEL", "--steps", "0"], "steps"),
+    (["generate", "a", "--model", "MODEL", "--seed", "-1"], "seed"),
+    (["generate", "a", "--model", "/no/such/model"], "not found"),
+    (["generate", "a", "--model", "MODEL", "--out", "/proc/forbidden/x.png"], "cannot write"),
+    (["info", "/no/such/model"], "not found"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_CALLS)
+def test_bad_input_exits_2_with_one_line(argv, expected, model_dir, capsys):
+    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bcosdiff: error:") and expected in err
+    assert "Traceback" not in err
+
+
+def test_corrupt_weights_are_reported_cleanly(model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((model_dir / "config.json").read_text())
+    (broken / "unet.safetensors").write_bytes(b"\x80\x04 not a safetensors file")
+    assert main(["generate", "a", "--model", str(broken)]) == 2
+    assert "safetensors" in capsys.readouterr().err
+
+
+def test_console_script_help_and_error_via_subprocess():
+    ok = subprocess.run(
+        [sys.executable, "-m", "bcosdiff", "--help"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "generate" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "bcosdiff", "--nope"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
