@@ -91,7 +91,19 @@ def test_explanation_mode_gradient_is_the_dynamic_weight(b):
     torch.testing.assert_close(jac, dynamic_w)
     torch.testing.assert_close(jac @ x, lin(x))
     # Outside explanation mode the Jacobian also differentiates |cos|, so it is not W(x).
-    assert not torch.allclose(torch.autograd.functional.jacobian(lin, x), dynamic_w)
+    live = torch.autograd.functional.jacobian(lin, x)
+    assert not torch.allclose(live, dynamic_w)
+    # ... and it is the true derivative (checked against finite differences, also in
+    # forward mode, which the fused B = 2 kernel implements by hand).
+    assert torch.autograd.gradcheck(lin, (x.clone().requires_grad_(),), check_forward_ad=True)
+
+
+def test_conv_gradients_match_finite_differences():
+    torch.manual_seed(6)
+    for b in (2.0, 1.5):
+        conv = BcosConv2d(2, 3, 3, padding=1, b=b).double()
+        x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(conv, (x,), check_forward_ad=True)
 
 
 def test_conv_explanation_mode_contributions_add_up():

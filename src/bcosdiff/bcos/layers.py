@@ -32,15 +32,57 @@ _LINEAR_NORM_EPS = 1e-12  # added to the vector norm
 _COS_EPS = 1e-6  # added to |cos| for B != 2
 
 
+class _SquareScale(torch.autograd.Function):
+    """``y = out·|out| / norm`` (the B = 2 scale) with hand-written derivatives.
+
+    Autograd through ``abs``/``div``/``mul`` stores three intermediates and runs about eight
+    element-wise kernels backwards; this keeps ``out`` and ``norm`` only.
+    ``∂y/∂out = 2|out|/norm`` and ``∂y/∂norm = -y/norm`` (summed over broadcast dimensions).
+    """
+
+    @staticmethod
+    def forward(out: Tensor, norm: Tensor) -> Tensor:
+        return out * out.abs() / norm
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        out, norm = inputs
+        ctx.save_for_backward(out, norm)
+        ctx.save_for_forward(out, norm)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        out, norm = ctx.saved_tensors
+        scaled = grad / norm
+        grad_out = grad_norm = None
+        if ctx.needs_input_grad[0]:
+            grad_out = (scaled * out.abs()).mul_(2.0)
+        if ctx.needs_input_grad[1]:
+            grad_norm = (scaled * out * out.abs()).div_(norm).neg_().sum_to_size(norm.shape)
+        return grad_out, grad_norm
+
+    @staticmethod
+    def jvp(ctx, d_out: Tensor | None, d_norm: Tensor | None) -> Tensor:
+        out, norm = ctx.saved_tensors
+        tangent = torch.zeros_like(out)
+        if d_out is not None:
+            tangent = tangent + 2.0 * out.abs() * d_out / norm
+        if d_norm is not None:
+            tangent = tangent - out * out.abs() * d_norm / norm.square()
+        return tangent
+
+
 def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool) -> Tensor:
     """Return ``|cos|^(B-1) · out`` with ``cos = out / norm``.
 
     ``out`` is the response to the unit-norm weight and ``norm`` the input norm. When
     ``detach`` is set the dynamic factor is cut from the graph, so the result is linear in
-    ``out`` for autograd.
+    ``out`` for autograd (and for forward-mode AD, which the fused B = 2 path lacks).
     """
     if b == 1:
         return out
+    if b == 2 and not detach:
+        return _SquareScale.apply(out, norm)
     factor_out = out.detach() if detach else out
     if detach:
         norm = norm.detach()
