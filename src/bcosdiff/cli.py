@@ -75,6 +75,28 @@ def info(model: Annotated[str, typer.Argument(help="Model directory.")]) -> None
     typer.echo(f"parameters: {params:,}")
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (.yaml, .toml or .json).")],
+    output_dir: Annotated[
+        str | None, typer.Option(help="Override the config's output_dir.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the config's steps.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train (or resume) a model; the EMA weights are exported to OUTPUT_DIR/model."""
+    from .training import TrainConfig, load_train_config
+    from .training import train as run_training
+
+    settings = load_train_config(config).to_dict()
+    if output_dir is not None:
+        settings["output_dir"] = output_dir
+    if steps is not None:
+        settings["steps"] = steps
+    model_dir = run_training(TrainConfig.from_dict(settings), progress=progress)
+    typer.echo(str(model_dir))
+
+
 def _save_image(image, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,15 @@
+"""Training: configs, atomic resumable checkpoints and the Accelerate loop."""
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig, load_train_config
+from .loop import build_dataset, train
+
+__all__ = [
+    "TrainConfig",
+    "build_dataset",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_train_config",
+    "save_checkpoint",
+    "train",
+]

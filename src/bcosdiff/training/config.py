@@ -1,0 +1,88 @@
+"""Training configuration, read from YAML, TOML or JSON (never from pickles or code)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import BcosdiffError
+
+__all__ = ["TrainConfig", "load_train_config"]
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/bcos-x0-shapes"
+    variant: str = "bcos-x0"
+    unet: dict = field(default_factory=dict)  # UNetConfig overrides
+    text: dict = field(default_factory=dict)  # TextConfig overrides
+    data: dict = field(default_factory=lambda: {"kind": "shapes", "size": 32})
+    steps: int = 10_000
+    batch_size: int = 32  # per process
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (Accelerate)
+    num_workers: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 500
+    keep_last: int = 3
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        problems = []
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_last"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.lr <= 0:
+            problems.append("lr must be positive")
+        if not 0 <= self.ema_decay < 1:
+            problems.append("ema_decay must be in [0, 1)")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            problems.append("mixed_precision must be 'no', 'bf16' or 'fp16'")
+        if problems:
+            raise BcosdiffError("invalid training config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise BcosdiffError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["adam_betas"] = list(self.adam_betas)
+        return data
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise BcosdiffError(f"config {path} must be .yaml, .yml, .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BcosdiffError(
+            f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise BcosdiffError(f"cannot parse {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise BcosdiffError(f"config {path} must hold a mapping")
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,239 @@
+"""The training loop (Hugging Face Accelerate: CPU, one GPU, or many processes).
+
+Data order and noise are functions of ``(seed, step, process rank)``, so a resumed run sees
+exactly the batches and noise it would have seen without the interruption, and processes
+see disjoint data (global sample index ``(step·world + rank)·batch + j``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import ShapesDataset
+from ..diffusion import DiffusionProcess, encode_image
+from ..errors import BcosdiffError
+from ..modeldir import save_unet, update_config
+from ..networks import UNet, UNetConfig
+from ..text import TextConfig, TextEncoder
+from ..variants import get_variant
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from .config import TrainConfig
+
+__all__ = ["build_dataset", "train"]
+
+
+def build_dataset(data: dict, seed: int) -> torch.utils.data.Dataset:
+    options = dict(data)
+    kind = options.pop("kind", "shapes")
+    if kind == "shapes":
+        return ShapesDataset(seed=options.pop("seed", seed), **options)
+    raise BcosdiffError(f"unknown data kind {kind!r}")
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """Batches of indices for steps ``start..steps-1`` of one process."""
+
+    def __init__(self, length: int, batch: int, start: int, steps: int, rank: int, world: int):
+        self.length, self.batch = length, batch
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            first = (step * self.world + self.rank) * self.batch
+            yield [(first + j) % self.length for j in range(self.batch)]
+
+
+def _collate(items: list[dict]) -> dict:
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "caption": [item["caption"] for item in items],
+    }
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """A distinct, reproducible generator seed per (run seed, step, process)."""
+    return (seed * 1_000_003 + step) * 4099 + rank
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    return min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) into ``config.output_dir``; return the exported model directory."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    out = Path(config.output_dir)
+    variant = get_variant(config.variant)
+    text_config = TextConfig.from_dict({"mode": variant.text_mode, **config.text})
+    text = TextEncoder(text_config).to(accelerator.device)
+    process = DiffusionProcess.from_dict(variant.diffusion_section())
+    dataset = build_dataset(config.data, config.seed)
+    size = getattr(dataset, "size", config.unet.get("sample_size", 32))
+    unet_config = UNetConfig.from_dict(
+        {
+            "kind": variant.unet_kind,
+            "in_channels": process.channels,
+            "out_channels": process.channels,
+            "context_dim": text.dim,
+            "sample_size": size,
+            **config.unet,
+        }
+    )
+    torch.manual_seed(config.seed)
+    model = UNet(unet_config)
+    ema = UNet(unet_config).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    optimiser = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.adam_betas,
+        weight_decay=config.weight_decay,
+    )
+
+    start = 0
+    checkpoint = latest_checkpoint(out / "checkpoints")
+    if checkpoint is not None:
+        parts, state = load_checkpoint(checkpoint)
+        if state.get("config", {}).get("unet") not in (None, unet_config.to_dict()):
+            raise BcosdiffError(f"checkpoint {checkpoint} was made with another U-Net config")
+        model.load_state_dict(parts["model"])
+        ema.load_state_dict(parts["ema"])
+        optimiser.load_state_dict(optimizer_from_tensors(parts["optimizer"], state["param_groups"]))
+        start = int(state["step"])
+    model, optimiser = accelerator.prepare(model, optimiser)
+    ema.to(accelerator.device)
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=_StepBatches(
+            len(dataset),
+            config.batch_size,
+            start,
+            config.steps,
+            accelerator.process_index,
+            accelerator.num_processes,
+        ),
+        num_workers=config.num_workers,
+        collate_fn=_collate,
+    )
+    log_path = out / "metrics.csv"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        new_log = not log_path.exists()
+        log_file = open(log_path, "a", newline="")  # noqa: SIM115 - closed in finally
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(["step", "loss", "lr", "images_per_s", "wall_s"])
+    bar = None
+    if progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
+    abar = process.alphas_cumprod().float().to(accelerator.device)
+    running, count, seen = 0.0, 0, 0
+    tick = wall0 = time.perf_counter()
+    step = start
+    try:
+        for batch in loader:
+            g = torch.Generator().manual_seed(
+                _step_seed(config.seed, step, accelerator.process_index)
+            )
+            x0 = encode_image(batch["image"], process.encoding).to(accelerator.device)
+            n = x0.shape[0]
+            t = torch.randint(0, process.num_train_timesteps, (n,), generator=g)
+            eps = process.noise(tuple(x0.shape), generator=g).to(accelerator.device)
+            t = t.to(accelerator.device)
+            a = abar[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a.sqrt()) * process.mean + process.std * (1 - a).sqrt() * eps
+            cond = text(batch["caption"])
+            for group in optimiser.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, config)
+            with accelerator.autocast():
+                prediction = model(x_t, t, cond.embeddings, cond.mask)
+            loss = (prediction.float() - process.training_target(x0, eps)).square().mean()
+            optimiser.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if config.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimiser.step()
+            with torch.no_grad():
+                source = accelerator.unwrap_model(model).parameters()
+                torch._foreach_lerp_(list(ema.parameters()), list(source), 1 - config.ema_decay)
+            step += 1
+            if not math.isfinite(loss.item()):
+                raise BcosdiffError(f"loss became {loss.item()} at step {step}")
+            running += loss.item()
+            count += 1
+            seen += n * accelerator.num_processes
+            if bar is not None:
+                bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                now = time.perf_counter()
+                rate = seen / (now - tick)
+                if accelerator.is_main_process:
+                    mean_loss = running / count
+                    log.writerow(
+                        [
+                            step,
+                            f"{mean_loss:.6f}",
+                            f"{optimiser.param_groups[0]['lr']:.3g}",
+                            f"{rate:.2f}",
+                            f"{now - wall0:.1f}",
+                        ]
+                    )
+                    log_file.flush()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
+                running, count, seen, tick = 0.0, 0, 0, now
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    opt_tensors, groups = optimizer_to_tensors(optimiser.state_dict())
+                    save_checkpoint(
+                        out / "checkpoints",
+                        step,
+                        {
+                            "model": accelerator.unwrap_model(model).state_dict(),
+                            "ema": ema.state_dict(),
+                            "optimizer": opt_tensors,
+                        },
+                        {
+                            "step": step,
+                            "param_groups": groups,
+                            "config": {**config.to_dict(), "unet": unet_config.to_dict()},
+                        },
+                        config.keep_last,
+                    )
+    finally:
+        if bar is not None:
+            bar.close()
+        if accelerator.is_main_process:
+            log_file.close()
+    model_dir = out / "model"
+    if accelerator.is_main_process:
+        save_unet(ema, model_dir)
+        update_config(
+            model_dir,
+            variant=config.variant,
+            diffusion=process.to_dict(),
+            text=text_config.to_dict(),
+            training={"steps": step, "config": config.to_dict()},
+        )
+    accelerator.wait_for_everyone()
+    return model_dir
