@@ -81,11 +81,27 @@ class Pipeline:
     @torch.no_grad()
     def sample(self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0) -> torch.Tensor:
         """The final encoded sample ``x_0`` for one prompt: ``(1, C, H, W)``."""
-        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
-        cond = self.encode([prompt])
-        x_T = self.initial_noise(seed)
-        g = torch.Generator().manual_seed(seed + 1) if eta > 0 else None
+        return self.sample_batch([prompt], steps, [seed], eta)
+
+    @torch.no_grad()
+    def sample_batch(
+        self, prompts: list[str], steps: int, seeds: list[int], eta: float = 0.0
+    ) -> torch.Tensor:
+        """Encoded samples for several prompts at once; row ``i`` equals ``sample(prompts[i],
+        seed=seeds[i])`` (each row's initial noise comes from its own seed)."""
+        if len(prompts) != len(seeds):
+            raise ValueError("one seed per prompt is needed")
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        cond = self.encode(list(prompts))
+        x_T = torch.cat([self.initial_noise(seed) for seed in seeds])
+        g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
         return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g)
+
+    def images(self, samples: torch.Tensor) -> list[Image.Image]:
+        """PIL images of encoded samples."""
+        rgb = decode_image(samples, self.process.encoding)
+        return [to_pil(rgb[i : i + 1]) for i in range(rgb.shape[0])]
 
     def generate(
         self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0
