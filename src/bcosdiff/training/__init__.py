@@ -2,9 +2,10 @@
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_train_config
-from .loop import build_dataset, train
+from .loop import StepInfo, build_dataset, train
 
 __all__ = [
+    "StepInfo",
     "TrainConfig",
     "build_dataset",
     "latest_checkpoint",

@@ -23,6 +23,7 @@ __all__ = [
     "load_checkpoint",
     "optimizer_from_tensors",
     "optimizer_to_tensors",
+    "remove_partial",
     "save_checkpoint",
 ]
 
@@ -79,8 +80,20 @@ def save_checkpoint(
     os.replace(tmp, final)
     _fsync_dir(root)
     for old in sorted(_complete(root))[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        # Rename first (atomic), so a kill during the deletion never leaves a visible,
+        # half-deleted checkpoint; leftovers are removed by remove_partial().
+        doomed = root / f".{old.name}.tmp-deleting"
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
+
+
+def remove_partial(root: Path) -> list[Path]:
+    """Delete temporary directories a killed run left behind; return what was removed."""
+    removed = [p for p in Path(root).glob(f".{PREFIX}*.tmp-*") if p.is_dir()]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def _complete(root: Path) -> list[Path]:

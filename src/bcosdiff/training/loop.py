@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,11 +28,24 @@ from .checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    remove_partial,
     save_checkpoint,
 )
 from .config import TrainConfig
 
-__all__ = ["build_dataset", "train"]
+__all__ = ["StepInfo", "build_dataset", "train"]
+
+
+@dataclass
+class StepInfo:
+    """What a training callback sees after each optimiser step."""
+
+    step: int
+    loss: float
+    captions: list[str]
+    process_index: int
+    num_processes: int
+    model: torch.nn.Module  # the unwrapped, trained (non-EMA) network
 
 
 def build_dataset(data: dict, seed: int) -> torch.utils.data.Dataset:
@@ -73,11 +88,21 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
     return min(1.0, (step + 1) / max(1, config.warmup_steps))
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train (or resume) into ``config.output_dir``; return the exported model directory."""
+def train(
+    config: TrainConfig,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[StepInfo], None]] = (),
+) -> Path:
+    """Train (or resume) into ``config.output_dir``; return the exported model directory.
+
+    ``callbacks`` are called on every process after every step (for monitoring and tests).
+    """
     from accelerate import Accelerator
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # cpu=True is what makes Accelerate set up gloo for several CPU processes (torchrun).
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
+    )
     out = Path(config.output_dir)
     variant = get_variant(config.variant)
     text_config = TextConfig.from_dict({"mode": variant.text_mode, **config.text})
@@ -107,6 +132,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     )
 
     start = 0
+    if accelerator.is_main_process and (out / "checkpoints").is_dir():
+        remove_partial(out / "checkpoints")
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
         parts, state = load_checkpoint(checkpoint)
@@ -180,6 +207,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 raise BcosdiffError(f"loss became {loss.item()} at step {step}")
             running += loss.item()
             count += 1
+            if callbacks:
+                info = StepInfo(
+                    step,
+                    loss.item(),
+                    list(batch["caption"]),
+                    accelerator.process_index,
+                    accelerator.num_processes,
+                    accelerator.unwrap_model(model),
+                )
+                for callback in callbacks:
+                    callback(info)
             seen += n * accelerator.num_processes
             if bar is not None:
                 bar.update(1)
