@@ -8,6 +8,7 @@ see disjoint data (global sample index ``(step·world + rank)·batch + j``).
 from __future__ import annotations
 
 import csv
+import glob
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ from pathlib import Path
 import torch
 
 from ..data import ShapesDataset
+from ..data.images import ImageFolderDataset
+from ..data.laion import WebDatasetShards
 from ..diffusion import DiffusionProcess, encode_image
 from ..errors import BcosdiffError
 from ..modeldir import save_unet, update_config
@@ -49,11 +52,22 @@ class StepInfo:
 
 
 def build_dataset(data: dict, seed: int) -> torch.utils.data.Dataset:
+    """``{"kind": "shapes" | "folder" | "emoji" | "laion", ...}`` -> a training data set."""
     options = dict(data)
     kind = options.pop("kind", "shapes")
-    if kind == "shapes":
-        return ShapesDataset(seed=options.pop("seed", seed), **options)
-    raise BcosdiffError(f"unknown data kind {kind!r}")
+    seed = options.pop("seed", seed)
+    try:
+        if kind == "shapes":
+            return ShapesDataset(seed=seed, **options)
+        if kind in ("folder", "emoji"):  # an emoji import is an image folder
+            return ImageFolderDataset(seed=seed, **options)
+        if kind == "laion":
+            pattern = options.pop("shards")
+            shards = sorted(glob.glob(pattern)) if isinstance(pattern, str) else list(pattern)
+            return WebDatasetShards(shards, seed=seed, **options)
+    except TypeError as exc:
+        raise BcosdiffError(f"bad options for data kind {kind!r}: {exc}") from None
+    raise BcosdiffError(f"unknown data kind {kind!r} (shapes, folder, emoji, laion)")
 
 
 class _StepBatches(torch.utils.data.Sampler):

@@ -1,0 +1,208 @@
+"""Data: shapes ground truth, image folders, emoji import, LAION selection and shards."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bcosdiff.data import COLOURS, ShapesDataset
+from bcosdiff.data.emoji import import_emoji
+from bcosdiff.data.images import ImageFolderDataset, preprocess_image
+from bcosdiff.data.laion import WebDatasetShards, object_pattern, select_laion
+from bcosdiff.errors import BcosdiffError
+from bcosdiff.evaluation import ShapeChecker, checker_accuracy
+from bcosdiff.training import build_dataset
+
+
+def test_shapes_are_deterministic_per_seed_and_index_at_any_size():
+    a, b = ShapesDataset(size=24, seed=3), ShapesDataset(size=24, seed=3)
+    for i in (0, 7, 123456):
+        sa, sb = a.sample(i), b.sample(i)
+        assert sa.caption == sb.caption and np.array_equal(sa.image, sb.image)
+    other = ShapesDataset(size=24, seed=4)
+    assert [a.sample(i).caption for i in range(10)] != [other.sample(i).caption for i in range(10)]
+    big = ShapesDataset(size=64, seed=3).sample(7)
+    assert big.image.shape == (64, 64, 3) and big.caption == a.sample(7).caption
+    item = a[0]
+    assert (
+        item["image"].shape == (3, 24, 24) and 0 <= item["image"].min() <= item["image"].max() <= 1
+    )
+
+
+def test_shapes_ground_truth_describes_the_pixels():
+    dataset = ShapesDataset(size=32, seed=1, two_object_prob=0.5, position_prob=0.5)
+    for i in range(60):
+        s = dataset.sample(i)
+        assert len(s.words) == len(s.word_objects)
+        if len(s.objects) == 2:
+            assert not (s.masks[0] & s.masks[1]).any()  # non-overlapping
+        for word, k in zip(s.words, s.word_objects, strict=True):
+            if k is None:
+                assert word not in COLOURS or word == "white"  # filler never names an object
+                continue
+            mask = s.masks[k]
+            assert mask.sum() > 10
+            obj = s.objects[k]
+            if word in COLOURS:
+                assert word == obj.colour
+                mean = np.median(s.image[mask].astype(float), axis=0)  # edges are blended
+                assert np.abs(mean - COLOURS[word]).max() < 30
+            if word in ("left", "right", "top", "bottom"):
+                ys, xs = np.nonzero(mask)
+                centre = {
+                    "left": xs.mean(),
+                    "right": xs.mean(),
+                    "top": ys.mean(),
+                    "bottom": ys.mean(),
+                }
+                expected_low = word in ("left", "top")
+                assert (centre[word] < 16) == expected_low, (s.caption, word)
+
+
+def test_checker_recognises_dataset_images():
+    checker = ShapeChecker(32)
+    assert checker_accuracy(checker, samples=150)["both"] >= 0.98
+    blank = np.full((32, 32, 3), 255, dtype=np.uint8)
+    assert checker.matches(blank, [("red", "circle")]) == (False, False, False)
+
+
+def test_preprocessing_resizes_shorter_side_and_centre_crops():
+    image = Image.new("RGB", (60, 30), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 15, 30))  # a blue band on the far left is cropped away
+    out = preprocess_image(image, 16)
+    assert out.size == (16, 16)
+    assert np.asarray(out)[..., 2].max() < 50
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert np.asarray(preprocess_image(rgba, 8)).min() == 255  # transparent -> white
+
+
+def _folder(tmp_path, rows):
+    for name in {r["file_name"] for r in rows if "file_name" in r}:
+        Image.new("RGB", (10, 12), (10, 200, 30)).save(tmp_path / name)
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_image_folder_dataset_and_its_errors(tmp_path):
+    root = _folder(
+        tmp_path,
+        [{"file_name": "a.png", "text": "a frog"}, {"file_name": "b.png", "text": "two frogs"}],
+    )
+    dataset = ImageFolderDataset(root, size=8, flip=True, seed=0)
+    assert len(dataset) == 2 and dataset[1]["caption"] == "two frogs"
+    assert dataset[0]["image"].shape == (3, 8, 8)
+    assert torch.equal(dataset[5]["image"], ImageFolderDataset(root, 8, True, 0)[5]["image"])
+    (root / "metadata.jsonl").write_text('{"file_name": "missing.png", "text": "x"}\n')
+    with pytest.raises(BcosdiffError, match="not found"):
+        ImageFolderDataset(root)
+    (root / "metadata.jsonl").write_text("{oops\n")
+    with pytest.raises(BcosdiffError, match="JSON"):
+        ImageFolderDataset(root)
+
+
+def _png_bytes(colour):
+    buffer = io.BytesIO()
+    Image.new("RGBA", (64, 64), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tar(path, files):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_emoji_import_from_a_tarball(tmp_path):
+    catalogue = [
+        {"name": "CAT FACE", "image": "1f431.png", "short_names": ["cat"], "has_img_twitter": True},
+        {"name": "BANANA", "image": "1f34c.png", "short_names": ["banana"]},
+        {"name": "EVIL", "image": "../../evil.png"},
+        {"name": "NO IMAGE", "image": "ffff.png"},
+    ]
+    tarball = _tar(
+        tmp_path / "twitter.tgz",
+        {
+            "package/emoji.json": json.dumps(catalogue).encode(),
+            "package/img/twitter/64/1f431.png": _png_bytes((200, 150, 0, 255)),
+            "package/img/twitter/64/1f34c.png": _png_bytes((250, 230, 0, 255)),
+            "package/img/twitter/64/../../evil.png": _png_bytes((0, 0, 0, 255)),
+        },
+    )
+    counts = import_emoji(tmp_path / "out", ["twitter"], {"twitter": tarball})
+    assert counts == {"twitter": 2}
+    rows = [
+        json.loads(line) for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()
+    ]
+    assert [r["text"] for r in rows] == ["cat face", "banana"]
+    assert all(r["licence"].startswith("CC-BY-4.0") for r in rows)
+    assert not (tmp_path / "evil.png").exists()
+    dataset = build_dataset({"kind": "emoji", "root": str(tmp_path / "out"), "size": 32}, seed=0)
+    assert dataset[0]["image"].shape == (3, 32, 32)
+    with pytest.raises(BcosdiffError, match="unknown emoji"):
+        import_emoji(tmp_path / "x", ["openmoji"], {})
+
+
+def test_laion_object_rule():
+    cat = object_pattern("cat")
+    # Digits are not alphabetic, so "cat5" counts as a mention under the paper's rule.
+    for text in ("cats on a sofa", "my cat.", "CAT!", "two cats", "(cat)", "cat5"):
+        assert cat.search(text), text
+    for text in ("catalog", "bobcat", "concatenate", "scatter", "cattle"):
+        assert not cat.search(text), text
+    assert not object_pattern("goat").search("goatee") and object_pattern("goat").search("goats")
+
+
+def test_laion_selection_keeps_top_n_per_object(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "URL": [f"http://x/{i}" for i in range(6)],
+            "TEXT": ["a cat", "cats!", "catalog", "bobcat", "a banana", "cat and banana"],
+            "similarity": [0.30, 0.35, 0.9, 0.9, 0.31, 0.20],
+        }
+    )
+    pq.write_table(table, tmp_path / "part.parquet")
+    chosen = select_laion([tmp_path / "part.parquet"], ("cat", "banana"), top_n=2)
+    rows = chosen.to_pylist()
+    assert [(r["object"], r["caption"]) for r in rows] == [
+        ("cat", "cats!"),
+        ("cat", "a cat"),
+        ("banana", "a banana"),
+        ("banana", "cat and banana"),
+    ]
+
+
+def test_webdataset_shard_reader(tmp_path):
+    def jpg(colour):
+        buffer = io.BytesIO()
+        Image.new("RGB", (80, 64), colour).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    shard = _tar(
+        tmp_path / "00000.tar",
+        {
+            "000000000.jpg": jpg((255, 0, 0)),
+            "000000000.txt": b"a red cat",
+            "000000000.json": b"{}",
+            "000000001.jpg": jpg((0, 0, 255)),
+            "000000001.txt": b"a blue goat",
+            "000000002.txt": b"caption without image",
+        },
+    )
+    dataset = build_dataset(
+        {"kind": "laion", "shards": str(tmp_path / "*.tar"), "size": 16, "flip": False}, seed=0
+    )
+    assert isinstance(dataset, WebDatasetShards) and len(dataset) == 2
+    first, second = dataset[0], dataset[1]
+    assert first["caption"] == "a red cat" and second["caption"] == "a blue goat"
+    assert first["image"].shape == (3, 16, 16) and first["image"][0].mean() > 0.9
+    assert shard.exists()
