@@ -5,7 +5,13 @@ import torch
 
 from bcosdiff.errors import BcosdiffError
 from bcosdiff.pipeline import Pipeline
-from bcosdiff.training import TrainConfig, latest_checkpoint, load_checkpoint, train
+from bcosdiff.training import (
+    TrainConfig,
+    export_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    train,
+)
 from bcosdiff.training.config import load_train_config
 
 TINY = dict(
@@ -49,6 +55,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert names == ["step-00000004", "step-00000006"]
     pipe = Pipeline.from_directory(tmp_path / "split" / "model")
     assert pipe.sample("a red circle", steps=2, seed=0).shape == (1, 6, 8, 8)
+    for weights in ("model", "ema"):
+        exported = Pipeline.from_directory(
+            export_checkpoint(tmp_path / "split", tmp_path / weights, weights)
+        )
+        for key, value in exported.unet.state_dict().items():
+            assert torch.equal(value, b[weights][key]), key
 
 
 def test_config_files_are_validated(tmp_path):

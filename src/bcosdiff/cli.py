@@ -100,6 +100,21 @@ def train(
     typer.echo(str(model_dir))
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Training output directory.")],
+    out: Annotated[Path, typer.Argument(help="Model directory to write.")],
+    weights: Annotated[str, typer.Option(help="'ema' or 'model' weights.")] = "ema",
+    checkpoint: Annotated[
+        str | None, typer.Option(help="e.g. step-00001000 (default: latest)")
+    ] = None,
+) -> None:
+    """Export a training checkpoint as a model directory."""
+    from .training import export_checkpoint
+
+    typer.echo(str(export_checkpoint(run_dir, out, weights, checkpoint)))
+
+
 @data_app.command("shapes")
 def data_shapes(
     out: Annotated[Path, typer.Argument(help="Output image folder.")],

@@ -2,12 +2,14 @@
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_train_config
+from .export import export_checkpoint
 from .loop import StepInfo, build_dataset, train
 
 __all__ = [
     "StepInfo",
     "TrainConfig",
     "build_dataset",
+    "export_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
     "load_train_config",
