@@ -87,7 +87,7 @@ BAD_CALLS = [
     (["generate", "   ", "--model", "MODEL"], "prompt is empty"),
     (["generate", "a", "--model", "MODEL", "--steps", "0"], "steps"),
     (["generate", "a", "--model", "MODEL", "--seed", "-1"], "seed"),
-    (["generate", "a", "--model", "/no/such/model"], "not found"),
+    (["generate", "a", "--model", "/no/such/model"], "unknown model"),
     (["generate", "a", "--model", "MODEL", "--out", "/proc/forbidden/x.png"], "cannot write"),
     (["info", "/no/such/model"], "not found"),
 ]

@@ -143,8 +143,31 @@ def create_model_directory(
     return Pipeline(net, process, encoder, Path(directory).name)
 
 
-def load_pipeline(model: str | Path | None = None) -> Pipeline:
-    """Load a model directory (or, later, a bundled model by name)."""
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "bcos-x0"
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A bundled model name, or a model directory path; ``None`` is the bundled default."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    if (BUNDLED_DIR / name / "config.json").is_file() and "/" not in name:
+        return BUNDLED_DIR / name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    known = ", ".join(bundled_models()) or "none installed"
     if model is None:
-        raise ModelLoadError("no bundled model is installed yet; pass a model directory")
-    return Pipeline.from_directory(model)
+        raise ModelLoadError(f"the bundled default model {DEFAULT_MODEL!r} is not installed")
+    raise ModelLoadError(f"unknown model {name!r}: not a directory or bundled name ({known})")
+
+
+def load_pipeline(model: str | Path | None = None) -> Pipeline:
+    """``load_pipeline()`` (bundled default), ``load_pipeline("vanilla")`` or a directory."""
+    return Pipeline.from_directory(resolve_model(model))
