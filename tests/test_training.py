@@ -217,3 +217,20 @@ def test_two_cpu_processes_stay_in_sync_and_shard_the_data(tmp_path):
     for key in w0:
         torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=0)
         torch.testing.assert_close(w0[key], initial[key], rtol=0, atol=0)
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    from bcosdiff.networks import UNetConfig
+    from bcosdiff.variants import get_variant
+
+    paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
+    assert len(paths) == 10  # five variants, CPU and GPU scale
+    for path in paths:
+        config = load_train_config(path)
+        get_variant(config.variant)
+        UNetConfig.from_dict({"sample_size": config.data["size"], **config.unet})
+        if path.parent.name == "gpu":
+            assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
+            assert config.data["size"] == 64
