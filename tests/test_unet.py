@@ -1,7 +1,5 @@
 """U-Nets: completeness of the B-cos summary, storage round trip, learning."""
 
-import time
-
 import pytest
 import torch
 from conftest import tiny_unet_config
@@ -134,7 +132,8 @@ def test_config_validation_names_the_problem():
 
 @pytest.mark.parametrize("kind", ["bcos", "vanilla"])
 def test_unet_learns_a_tiny_batch(kind):
-    """A few dozen AdamW steps on one batch must cut the denoising loss substantially."""
+    """A few dozen AdamW steps on one batch must cut the denoising loss substantially
+    (a few seconds on 2 cores; see ``pytest --durations``)."""
     torch.manual_seed(0)
     config = tiny_unet_config(kind, in_channels=6, out_channels=6)
     net = UNet(config)
@@ -142,7 +141,6 @@ def test_unet_learns_a_tiny_batch(kind):
     noisy = 0.5 + 0.7 * (x0 - 0.5) + 0.2 * torch.randn_like(x0)
     t = torch.tensor([300, 600])
     optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    start = time.perf_counter()
     losses = []
     for _ in range(60):
         loss = (net(noisy, t, context, mask) - x0).square().mean()
@@ -150,5 +148,4 @@ def test_unet_learns_a_tiny_batch(kind):
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    assert time.perf_counter() - start < 30
     assert losses[-1] < 0.3 * losses[0], (losses[0], losses[-1])

@@ -96,7 +96,14 @@ def train(
         settings["output_dir"] = output_dir
     if steps is not None:
         settings["steps"] = steps
-    model_dir = run_training(TrainConfig.from_dict(settings), progress=progress)
+    import shlex
+
+    command = shlex.join(
+        ["bcosdiff", "train", str(config)]
+        + (["--output-dir", output_dir] if output_dir is not None else [])
+        + (["--steps", str(steps)] if steps is not None else [])
+    )
+    model_dir = run_training(TrainConfig.from_dict(settings), progress=progress, command=command)
     typer.echo(str(model_dir))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 from ..diffusion import DiffusionProcess
@@ -43,4 +45,48 @@ def export_checkpoint(
         text=text.to_dict(),
         training={"steps": state["step"], "weights": weights, "config": config},
     )
+    card = model_card(Path(out).name, unet, variant.name, state, run_dir / "metrics.csv", weights)
+    (Path(out) / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return Path(out)
+
+
+def _metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def model_card(
+    name: str, unet: UNet, variant: str, state: dict, metrics_path: Path, weights: str
+) -> str:
+    """A markdown card with what was measured during training (read from its metrics log)."""
+    config = state["config"]
+    step = int(state["step"])
+    rows = [r for r in _metrics(metrics_path) if int(r["step"]) <= step]
+    params = sum(p.numel() for p in unet.parameters())
+    lines = [
+        f"# {name}",
+        "",
+        f"- variant: `{variant}` (U-Net kind `{unet.config.kind}`, "
+        f"{params / 1e6:.2f} M parameters, {unet.config.sample_size}×{unet.config.sample_size})",
+        f"- U-Net: model_channels {unet.config.model_channels}, channel_mult "
+        f"{list(unet.config.channel_mult)}, attention levels {list(unet.config.attention_levels)}",
+        f"- data: `{json.dumps(config.get('data'))}`",
+        f"- optimiser: AdamW lr {config['lr']}, batch {config['batch_size']} per process, "
+        f"warm-up {config['warmup_steps']} steps, EMA decay {config['ema_decay']}",
+        f"- weights: {weights}, after {step} steps",
+    ]
+    if rows:
+        tail = rows[-max(1, len(rows) // 10) :]
+        loss = sum(float(r["loss"]) for r in tail) / len(tail)
+        rates = sorted(float(r["images_per_s"]) for r in rows)
+        wall = float(rows[-1]["wall_s"])
+        lines += [
+            f"- wall time: {wall / 3600:.2f} h ({wall:.0f} s)",
+            f"- final training loss (mean of the last {len(tail)} logged values): {loss:.5f}",
+            f"- median throughput: {rates[len(rates) // 2]:.1f} images/s",
+        ]
+    if state.get("command"):
+        lines.append(f"- command: `{state['command']}`")
+    return "\n".join(lines) + "\n"

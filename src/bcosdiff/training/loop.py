@@ -22,7 +22,7 @@ from ..data.images import ImageFolderDataset
 from ..data.laion import WebDatasetShards
 from ..diffusion import DiffusionProcess, encode_image
 from ..errors import BcosdiffError
-from ..modeldir import save_unet, update_config
+from ..modeldir import atomic_write, save_unet, update_config
 from ..networks import UNet, UNetConfig
 from ..text import TextConfig, TextEncoder
 from ..variants import get_variant
@@ -93,6 +93,25 @@ def _collate(items: list[dict]) -> dict:
     }
 
 
+METRIC_COLUMNS = ["step", "loss", "lr", "images_per_s", "wall_s"]
+
+
+def _restart_metrics(path: Path, start: int) -> float:
+    """Keep the metric rows up to the resumed step (later ones were lost with the run);
+    return the wall time already spent, so ``wall_s`` stays cumulative across resumes."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
+    text = (
+        ",".join(METRIC_COLUMNS)
+        + "\n"
+        + "".join(",".join(r[c] for c in METRIC_COLUMNS) + "\n" for r in rows)
+    )
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return float(rows[-1]["wall_s"]) if rows else 0.0
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     """A distinct, reproducible generator seed per (run seed, step, process)."""
     return (seed * 1_000_003 + step) * 4099 + rank
@@ -106,10 +125,12 @@ def train(
     config: TrainConfig,
     progress: bool = True,
     callbacks: Sequence[Callable[[StepInfo], None]] = (),
+    command: str | None = None,
 ) -> Path:
     """Train (or resume) into ``config.output_dir``; return the exported model directory.
 
-    ``callbacks`` are called on every process after every step (for monitoring and tests).
+    ``callbacks`` are called on every process after every step (for monitoring and tests);
+    ``command`` (the invocation) is recorded in checkpoints for the model card.
     """
     from accelerate import Accelerator
 
@@ -174,13 +195,12 @@ def train(
         collate_fn=_collate,
     )
     log_path = out / "metrics.csv"
+    wall_offset = 0.0
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        new_log = not log_path.exists()
+        wall_offset = _restart_metrics(log_path, start)
         log_file = open(log_path, "a", newline="")  # noqa: SIM115 - closed in finally
         log = csv.writer(log_file)
-        if new_log:
-            log.writerow(["step", "loss", "lr", "images_per_s", "wall_s"])
     bar = None
     if progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
@@ -246,7 +266,7 @@ def train(
                             f"{mean_loss:.6f}",
                             f"{optimiser.param_groups[0]['lr']:.3g}",
                             f"{rate:.2f}",
-                            f"{now - wall0:.1f}",
+                            f"{wall_offset + now - wall0:.1f}",
                         ]
                     )
                     log_file.flush()
