@@ -3,6 +3,10 @@ import torch
 
 from bcosdiff.networks import UNetConfig
 
+# Tests use tiny tensors: one thread avoids OpenMP synchronisation costs that dominate
+# small kernels (and that explode when another process keeps the cores busy).
+torch.set_num_threads(1)
+
 
 def tiny_unet_config(kind: str = "bcos", **overrides) -> UNetConfig:
     base = dict(

@@ -1,0 +1,107 @@
+"""Explanations of a whole deterministic sampling run with respect to the prompt (paper §3.4).
+
+For prompt embeddings ``x`` and the run's dynamic linear summary ``W(x)`` (explanation mode):
+
+* reconstruction ``R = W(x)·x`` — one Jacobian-vector product with tangent ``x`` (eq. 6);
+* normalised reconstruction ``R_rgb / (R_rgb + R_inv)`` and its MSE against the image (eq. 7);
+* relevance ``S_i = |Σ_{h,w,c} W_i x_i| / Σ_j |Σ_{h,w,c} W_j x_j|`` — one vector-Jacobian
+  product of the summed output, dotted with each token's embedding (eq. 8);
+* per-token heat maps ``Σ_c (W_i x_i)[c]`` at full resolution — Jacobian-vector products with
+  one-hot token tangents, batched with ``vmap`` (the primal run is shared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.func import jvp, vmap
+
+from ..bcos import explanation_mode
+from ..diffusion import DiffusionProcess
+from ..networks import UNet
+from .trajectory import RunSources, run_trajectory
+
+__all__ = ["RunExplanation", "explain_run", "normalized_reconstruction"]
+
+
+def normalized_reconstruction(reconstruction: Tensor, eps: float = 1e-8) -> Tensor:
+    """``R_rgb / (R_rgb + R_inv)`` of a 6-channel ``(…, 6, H, W)`` reconstruction (eq. 7)."""
+    rgb, inv = reconstruction[..., :3, :, :], reconstruction[..., 3:, :, :]
+    total = rgb + inv
+    safe = torch.where(total.abs() < eps, torch.full_like(total, eps), total)
+    return (rgb / safe).clamp(0.0, 1.0)
+
+
+@dataclass
+class RunExplanation:
+    """The explanation of one sampling run (batch of one), all tensors on the CPU."""
+
+    sample: Tensor  # (C, H, W) the generated encoded sample
+    reconstruction: Tensor  # (C, H, W) W(x)·x, the prompt's contribution
+    token_contributions: Tensor  # (L,) Σ_{h,w,c} W_i x_i per context position
+    relevance: Tensor  # (L,) eq. 8 over all context positions (masked ones are 0)
+    heatmaps: Tensor | None  # (L, H, W) Σ_c W_i x_i per pixel, or None when not requested
+    sources: dict[str, Tensor] = field(default_factory=dict)  # contribution of each source
+
+
+def explain_run(
+    unet: UNet,
+    process: DiffusionProcess,
+    steps: int,
+    context: Tensor,
+    x_T: Tensor,
+    context_mask: Tensor | None = None,
+    heatmaps: bool = True,
+    token_chunk: int = 16,
+    checkpoint_steps: bool = True,
+    decompose_sources: bool = False,
+) -> RunExplanation:
+    """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``)."""
+    if context.shape[0] != 1 or x_T.shape[0] != 1:
+        raise ValueError("explain_run explains one run at a time (batch of one)")
+    sources = RunSources.for_run(unet, process, context, x_T, steps)
+    primals = sources.as_tuple()
+
+    def run(ctx: Tensor, x: Tensor, features: Tensor, mean: Tensor, ckpt: bool = False) -> Tensor:
+        return run_trajectory(unet, process, steps, ctx, x, features, mean, context_mask, ckpt)
+
+    def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
+        zeros = tuple(torch.zeros_like(p) for p in primals[1:])
+        return jvp(run, primals, (tangent, *zeros))
+
+    with explanation_mode(unet):
+        sample, reconstruction = context_only(context)
+        # Relevance: a single VJP of the summed output (per-step recomputation bounds memory).
+        ctx = context.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = run(ctx, *primals[1:], ckpt=checkpoint_steps)
+            (grad,) = torch.autograd.grad(out.sum(), ctx)
+        contributions = (grad * context).sum(-1)[0]
+        maps = None
+        if heatmaps:
+            length = context.shape[1]
+            eye = torch.eye(length, dtype=context.dtype, device=context.device)
+            chunks = []
+            for start in range(0, length, token_chunk):
+                one_hot = eye[start : start + token_chunk, None, :, None] * context
+                tangent_out = vmap(lambda t: context_only(t)[1])(one_hot)
+                chunks.append(tangent_out[:, 0].sum(dim=1))
+            maps = torch.cat(chunks)
+        parts = {}
+        if decompose_sources:
+            names = ("prompt", "x_T", "time", "mean")
+            for k, name in enumerate(names):
+                tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
+                parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
+    total = contributions.abs().sum()
+    relevance = contributions.abs() / total if total > 0 else torch.zeros_like(contributions)
+    return RunExplanation(
+        sample=sample[0].detach().cpu(),
+        reconstruction=reconstruction[0].detach().cpu(),
+        token_contributions=contributions.detach().cpu(),
+        relevance=relevance.detach().cpu(),
+        heatmaps=None if maps is None else maps.detach().cpu(),
+        sources=parts,
+    )
