@@ -98,3 +98,56 @@ def test_normalized_reconstruction():
     rgb = torch.rand(3, 4, 4)
     recon = torch.cat([0.6 * rgb, 0.6 * (1 - rgb)])  # a uniformly darker reconstruction
     torch.testing.assert_close(normalized_reconstruction(recon), rgb)
+
+
+TINY_UNET = dict(
+    model_channels=16,
+    channel_mult=[1, 2],
+    attention_levels=[1],
+    head_channels=8,
+    norm_groups=4,
+    sample_size=8,
+)
+
+
+@pytest.mark.parametrize("variant", ["bcos-x0", "bcos-clip-x0"])
+def test_pipeline_explain(variant, tmp_path):
+    from bcosdiff.pipeline import create_model_directory
+
+    pipe = create_model_directory(
+        tmp_path / variant, variant, unet=TINY_UNET, text={"max_length": 12}
+    )
+    exp = pipe.explain("a red circle", steps=3, seed=4)
+    if variant == "bcos-x0":
+        assert exp.tokens == ["a", "red", "circle"]
+    else:  # nothing masked: start, prompt tokens, end, and the padding as [REST]
+        assert exp.tokens == ["[CLS]", "a", "red", "circle", "[SEP]", "[REST]"]
+    assert len(exp.relevance) == len(exp.tokens) == exp.heatmaps.shape[0]
+    assert sum(exp.relevance) == pytest.approx(1.0) and min(exp.relevance) >= 0
+    torch.testing.assert_close(exp.heatmaps.sum(0), exp.reconstruction.sum(0), rtol=1e-4, atol=1e-5)
+    assert exp.reconstruction_mse is not None and exp.reconstruction_mse >= 0
+    # The explained run is the generated run: same image, bit for bit.
+    assert exp.image.tobytes() == pipe.generate("a red circle", steps=3, seed=4).tobytes()
+    assert set(exp.to_dict()) >= {
+        "prompt",
+        "seed",
+        "steps",
+        "model",
+        "tokens",
+        "relevance",
+        "reconstruction_mse",
+        "flagged_tokens",
+    }
+
+
+def test_flagging_rule():
+    from bcosdiff.explain.tokens import flag_words, group_words, is_content_word
+
+    words = group_words(
+        [(1, "a"), (2, "red"), (3, "flam"), (4, "##ingo"), (5, "and"), (6, "a"), (7, "shark")],
+        [0.05, 0.3, 0.2, 0.1, 0.05, 0.05, 0.002],
+    )
+    assert [w.text for w in words] == ["a", "red", "flamingo", "and", "a", "shark"]
+    assert flag_words(words) == ["shark"]
+    assert not is_content_word("the") and not is_content_word("42") and not is_content_word(",")
+    assert flag_words(group_words([(1, "cat")], [1.0])) == []  # a lone content word

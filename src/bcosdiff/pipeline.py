@@ -98,6 +98,33 @@ class Pipeline:
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
         return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g)
 
+    def explain(
+        self,
+        prompt: str,
+        steps: int = 25,
+        seed: int = 0,
+        heatmaps: bool = True,
+        flag_ratio: float = 0.1,
+    ):
+        """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4)."""
+        from .explain import build_explanation, explain_run
+
+        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        cond = self.encode([prompt])
+        run = explain_run(
+            self.unet,
+            self.process,
+            steps,
+            cond.embeddings,
+            self.initial_noise(seed),
+            cond.mask,
+            heatmaps=heatmaps,
+        )
+        masked = self.text.config.mode == "subword"
+        return build_explanation(
+            run, cond, self.process.encoding, masked, prompt, seed, steps, self.name, flag_ratio
+        )
+
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
         """PIL images of encoded samples."""
         rgb = decode_image(samples, self.process.encoding)

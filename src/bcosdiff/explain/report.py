@@ -1,0 +1,124 @@
+"""The user-facing explanation of one generated image (SPEC §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..diffusion import decode_image
+from ..text import Conditioning
+from .explanation import RunExplanation, normalized_reconstruction
+from .tokens import Word, flag_words, group_words
+
+__all__ = ["Explanation", "build_explanation"]
+
+REST = "[REST]"
+
+
+@dataclass
+class Explanation:
+    prompt: str
+    seed: int
+    steps: int
+    model: str
+    tokens: list[str]  # in prompt order; specials excluded when they are masked
+    relevance: list[float]  # eq. 8, same length as tokens, sums to 1
+    heatmaps: Tensor  # (len(tokens), H, W) signed contribution per pixel
+    reconstruction: Tensor  # (C, H, W) W(x)·x
+    normalized_reconstruction: Tensor | None  # (3, H, W); None for 3-channel encodings
+    reconstruction_mse: float | None  # normalised reconstruction vs the generated image
+    image: Image.Image
+    sample: Tensor  # (C, H, W) generated encoded sample
+    flagged_tokens: list[str]  # content words judged not reflected in the image
+    words: list[Word] = field(default_factory=list)
+    complete: bool = True  # False when fresh noise entered between steps (eta > 0)
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "steps": self.steps,
+            "model": self.model,
+            "tokens": self.tokens,
+            "relevance": [round(float(r), 8) for r in self.relevance],
+            "reconstruction_mse": self.reconstruction_mse,
+            "flagged_tokens": self.flagged_tokens,
+            "words": [{"word": w.text, "relevance": round(w.relevance, 8)} for w in self.words],
+            "complete": self.complete,
+        }
+
+
+def _select(cond: Conditioning, run: RunExplanation, masked: bool):
+    """Token names, positions and per-entry relevance/heat maps (CLIP: [REST] aggregated)."""
+    specials = cond.special[0].tolist()
+    names = cond.tokens[0]
+    if masked:
+        chosen = [(i, names[i]) for i in range(len(names)) if not specials[i]]
+        groups = [[i] for i, _ in chosen]
+        labels = [t for _, t in chosen]
+    else:
+        # Start token, prompt tokens, the first end token, then every later position
+        # (padding) aggregated as [REST], as in the paper's App. E.1.
+        end = next((i for i in range(1, len(names)) if specials[i]), len(names))
+        groups = [[i] for i in range(min(end + 1, len(names)))]
+        labels = [names[i] for i in range(min(end + 1, len(names)))]
+        if end + 1 < len(names):
+            groups.append(list(range(end + 1, len(names))))
+            labels.append(REST)
+    contributions = torch.stack([run.token_contributions[g].sum() for g in groups])
+    total = run.token_contributions.abs().sum()
+    relevance = (contributions.abs() / total if total > 0 else contributions * 0).tolist()
+    maps = None
+    if run.heatmaps is not None:
+        maps = torch.stack([run.heatmaps[g].sum(0) for g in groups])
+    return labels, groups, relevance, maps
+
+
+def build_explanation(
+    run: RunExplanation,
+    cond: Conditioning,
+    encoding: str,
+    masked: bool,
+    prompt: str,
+    seed: int,
+    steps: int,
+    model: str,
+    flag_ratio: float = 0.1,
+) -> Explanation:
+    labels, groups, relevance, maps = _select(cond, run, masked)
+    rgb = decode_image(run.sample[None], encoding)[0]
+    normalized = mse = None
+    if encoding == "rgb_inv":
+        normalized = normalized_reconstruction(run.reconstruction)
+        mse = float((normalized - rgb).square().mean())
+    prompt_entries = [
+        (g[0], label)
+        for g, label in zip(groups, labels, strict=True)
+        if not cond.special[0, g[0]] and label != REST
+    ]
+    prompt_relevance = [
+        r
+        for g, label, r in zip(groups, labels, relevance, strict=True)
+        if not cond.special[0, g[0]] and label != REST
+    ]
+    words = group_words(prompt_entries, prompt_relevance)
+    array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
+    return Explanation(
+        prompt=prompt,
+        seed=seed,
+        steps=steps,
+        model=model,
+        tokens=labels,
+        relevance=relevance,
+        heatmaps=maps,
+        reconstruction=run.reconstruction,
+        normalized_reconstruction=normalized,
+        reconstruction_mse=mse,
+        image=Image.fromarray(array, mode="RGB"),
+        sample=run.sample,
+        flagged_tokens=flag_words(words, flag_ratio),
+        words=words,
+    )
