@@ -120,3 +120,20 @@ def test_console_script_help_and_error_via_subprocess():
         [sys.executable, "-m", "bcosdiff", "--nope"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_explain_writes_every_artefact_and_prints_json(model_dir, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "exp"
+    argv = ["explain", "a red circle", "--model", str(model_dir), "--steps", "2", "--out", str(out)]
+    assert main([*argv, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = json.loads((out / "explanation.json").read_text())
+    assert printed == stored
+    assert stored["tokens"] == ["a", "red", "circle"]
+    assert abs(sum(stored["relevance"]) - 1) < 1e-6
+    for name in stored["files"].values():
+        assert (out / name).is_file(), name
+    assert main(["explain", " ", "--model", str(model_dir)]) == 2
+    assert "prompt is empty" in capsys.readouterr().err

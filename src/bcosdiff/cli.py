@@ -65,6 +65,35 @@ def generate(
 
 
 @app.command()
+def explain(
+    prompt: Annotated[str, typer.Argument(help="The text prompt.")],
+    model: ModelOption = None,
+    steps: Annotated[int, typer.Option(help="DDIM steps (deterministic, σ_t = 0).")] = 25,
+    seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("explanation"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print explanation.json.")] = False,
+) -> None:
+    """Generate an image for PROMPT and explain it token by token."""
+    import json
+
+    from .explain.figures import save_explanation
+    from .pipeline import check_generation_args, load_pipeline
+
+    check_generation_args(prompt, steps, seed)
+    pipe = load_pipeline(model)
+    check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
+    explanation = pipe.explain(prompt, steps=steps, seed=seed)
+    try:
+        data = save_explanation(explanation, out)
+    except OSError as exc:
+        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(str(out))
+
+
+@app.command()
 def info(model: Annotated[str, typer.Argument(help="Model directory.")]) -> None:
     """Print a model directory's configuration and size."""
     import json
