@@ -151,3 +151,15 @@ def test_flagging_rule():
     assert flag_words(words) == ["shark"]
     assert not is_content_word("the") and not is_content_word("42") and not is_content_word(",")
     assert flag_words(group_words([(1, "cat")], [1.0])) == []  # a lone content word
+
+
+def test_authors_patch_procedure_agrees_with_jvp_maps():
+    from bcosdiff.explain import patch_backward_contributions
+
+    process = PROCESSES[0]
+    unet, context, mask, x_T = _setup(process)
+    result = explain_run(unet, process, 2, context, x_T, mask)
+    patches = patch_backward_contributions(unet, process, 2, context, x_T, mask, patch=4)
+    assert patches.shape == (5, 6, 2, 2)
+    pooled = result.heatmaps.unflatten(1, (2, 4)).unflatten(3, (2, 4)).sum(dim=(2, 4))
+    torch.testing.assert_close(patches.sum(1), pooled)

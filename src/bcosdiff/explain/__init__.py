@@ -1,6 +1,11 @@
 """Explanations of whole sampling runs: reconstruction, relevance, token heat maps."""
 
-from .explanation import RunExplanation, explain_run, normalized_reconstruction
+from .explanation import (
+    RunExplanation,
+    explain_run,
+    normalized_reconstruction,
+    patch_backward_contributions,
+)
 from .report import Explanation, build_explanation
 from .trajectory import RunSources, run_trajectory
 
@@ -11,5 +16,6 @@ __all__ = [
     "RunSources",
     "explain_run",
     "normalized_reconstruction",
+    "patch_backward_contributions",
     "run_trajectory",
 ]
