@@ -234,3 +234,33 @@ def test_shipped_configs_are_valid():
         if path.parent.name == "gpu":
             assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
             assert config.data["size"] == 64
+
+
+def test_init_from_a_model_directory(tmp_path):
+    from bcosdiff.modeldir import load_unet
+
+    first = _run(tmp_path / "first", 2)
+    config = TrainConfig.from_dict(
+        {
+            **TINY,
+            "output_dir": str(tmp_path / "second"),
+            "steps": 1,
+            "lr": 1e-12,
+            "init_from": str(first),
+        }
+    )
+    second = train(config, progress=False)
+    a, b = load_unet(first).state_dict(), load_unet(second).state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    bad = TrainConfig.from_dict(
+        {
+            **TINY,
+            "output_dir": str(tmp_path / "third"),
+            "steps": 1,
+            "unet": {**TINY["unet"], "model_channels": 8},
+            "init_from": str(first),
+        }
+    )
+    with pytest.raises(BcosdiffError, match="another U-Net config"):
+        train(bad, progress=False)

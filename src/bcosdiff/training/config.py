@@ -35,6 +35,7 @@ class TrainConfig:
     log_every: int = 25
     checkpoint_every: int = 500
     keep_last: int = 3
+    init_from: str | None = None  # model directory whose U-Net weights start a fresh run
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)

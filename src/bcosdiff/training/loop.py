@@ -22,7 +22,7 @@ from ..data.images import ImageFolderDataset
 from ..data.laion import WebDatasetShards
 from ..diffusion import DiffusionProcess, encode_image
 from ..errors import BcosdiffError
-from ..modeldir import atomic_write, save_unet, update_config
+from ..modeldir import atomic_write, load_unet, save_unet, update_config
 from ..networks import UNet, UNetConfig
 from ..text import TextConfig, TextEncoder
 from ..variants import get_variant
@@ -178,6 +178,12 @@ def train(
         ema.load_state_dict(parts["ema"])
         optimiser.load_state_dict(optimizer_from_tensors(parts["optimizer"], state["param_groups"]))
         start = int(state["step"])
+    elif config.init_from:
+        initial = load_unet(Path(config.init_from))
+        if initial.config != unet_config:
+            raise BcosdiffError(f"{config.init_from} has another U-Net config than this run")
+        model.load_state_dict(initial.state_dict())
+        ema.load_state_dict(initial.state_dict())
     model, optimiser = accelerator.prepare(model, optimiser)
     ema.to(accelerator.device)
 
