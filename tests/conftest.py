@@ -8,6 +8,17 @@ from bcosdiff.networks import UNetConfig
 torch.set_num_threads(1)
 
 
+# U-Net overrides for tiny model directories (8×8 pixels).
+TINY_UNET = dict(
+    model_channels=16,
+    channel_mult=[1, 2],
+    attention_levels=[1],
+    head_channels=8,
+    norm_groups=4,
+    sample_size=8,
+)
+
+
 def tiny_unet_config(kind: str = "bcos", **overrides) -> UNetConfig:
     base = dict(
         kind=kind,

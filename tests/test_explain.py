@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_unet_config
+from conftest import TINY_UNET, tiny_unet_config
 
 from bcosdiff.bcos import explanation_mode, is_explanation_mode
 from bcosdiff.diffusion import DiffusionProcess, ddim_sample
@@ -98,16 +98,6 @@ def test_normalized_reconstruction():
     rgb = torch.rand(3, 4, 4)
     recon = torch.cat([0.6 * rgb, 0.6 * (1 - rgb)])  # a uniformly darker reconstruction
     torch.testing.assert_close(normalized_reconstruction(recon), rgb)
-
-
-TINY_UNET = dict(
-    model_channels=16,
-    channel_mult=[1, 2],
-    attention_levels=[1],
-    head_channels=8,
-    norm_groups=4,
-    sample_size=8,
-)
 
 
 @pytest.mark.parametrize("variant", ["bcos-x0", "bcos-clip-x0"])

@@ -5,19 +5,11 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_UNET
 
 from bcosdiff.cli import main
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
 from bcosdiff.variants import VARIANTS
-
-TINY_UNET = dict(
-    model_channels=16,
-    channel_mult=[1, 2],
-    attention_levels=[1],
-    head_channels=8,
-    norm_groups=4,
-    sample_size=8,
-)
 
 
 @pytest.fixture(scope="module")

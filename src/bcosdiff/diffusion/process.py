@@ -17,11 +17,12 @@ Prediction targets (``target``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..configuration import ConfigRecord
 from .encoding import encoded_channels
 
 __all__ = ["BETA_SCHEDULES", "TARGETS", "DiffusionProcess", "make_betas"]
@@ -41,7 +42,9 @@ def make_betas(schedule: str, start: float, end: float, steps: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DiffusionProcess:
+class DiffusionProcess(ConfigRecord):
+    config_name = "diffusion"
+
     mean: float = 0.5
     std: float = 0.5
     target: str = "x0"
@@ -60,16 +63,6 @@ class DiffusionProcess:
             raise ValueError("num_train_timesteps must be >= 2")
         encoded_channels(self.encoding)
         make_betas(self.beta_schedule, self.beta_start, self.beta_end, 2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DiffusionProcess:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown diffusion config keys: {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def channels(self) -> int:

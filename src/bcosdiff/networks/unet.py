@@ -13,11 +13,12 @@ in explanation mode the network is exactly linear in ``(sample, time features, c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..configuration import ConfigRecord
 from .blocks import (
     Downsample,
     ResBlock,
@@ -34,7 +35,9 @@ KINDS = ("bcos", "vanilla")
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(ConfigRecord):
+    config_name = "U-Net"
+
     kind: str = "bcos"
     in_channels: int = 6
     out_channels: int = 6
@@ -50,7 +53,6 @@ class UNetConfig:
     time_embed_mult: int = 4
     b: float = 2.0
     max_out: int = 1
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -75,21 +77,6 @@ class UNetConfig:
             problems.append("b must be >= 1")
         if problems:
             raise ValueError("invalid U-Net config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> UNetConfig:
-        known = {f.name for f in fields(cls)} - {"extra"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown U-Net config keys: {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("extra")
-        data["channel_mult"] = list(self.channel_mult)
-        data["attention_levels"] = list(self.attention_levels)
-        return data
 
     def family(self) -> LayerFamily:
         if self.kind == "bcos":

@@ -19,12 +19,13 @@ Hugging Face layout loads the same way (BERT-like or CLIP).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ..configuration import ConfigRecord
 from ..errors import ModelLoadError
 
 __all__ = ["DEFAULT_TEXT_MODEL", "Conditioning", "TextConfig", "TextEncoder", "resolve_text_model"]
@@ -48,7 +49,9 @@ def resolve_text_model(name_or_path: str) -> Path:
 
 
 @dataclass(frozen=True)
-class TextConfig:
+class TextConfig(ConfigRecord):
+    config_name = "text"
+
     model: str = DEFAULT_TEXT_MODEL
     mode: str = "subword"
     max_length: int = 32
@@ -58,16 +61,6 @@ class TextConfig:
             raise ValueError(f"unknown text mode {self.mode!r}; expected one of {MODES}")
         if self.max_length < 3:
             raise ValueError("max_length must be >= 3 (start, one token, end)")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TextConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown text config keys: {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

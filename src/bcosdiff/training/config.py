@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..configuration import ConfigRecord
 from ..errors import BcosdiffError
 
 __all__ = ["TrainConfig", "load_train_config"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigRecord):
+    config_name = "training"
+    config_error = BcosdiffError
+
     output_dir: str = "runs/bcos-x0-shapes"
     variant: str = "bcos-x0"
     unet: dict = field(default_factory=dict)  # UNetConfig overrides
@@ -51,18 +55,6 @@ class TrainConfig:
             problems.append("mixed_precision must be 'no', 'bf16' or 'fp16'")
         if problems:
             raise BcosdiffError("invalid training config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise BcosdiffError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["adam_betas"] = list(self.adam_betas)
-        return data
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
