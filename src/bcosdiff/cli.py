@@ -127,10 +127,9 @@ def train(
         settings["steps"] = steps
     import shlex
 
+    # The recorded command leaves out --output-dir: where a run is stored does not change it.
     command = shlex.join(
-        ["bcosdiff", "train", str(config)]
-        + (["--output-dir", output_dir] if output_dir is not None else [])
-        + (["--steps", str(steps)] if steps is not None else [])
+        ["bcosdiff", "train", str(config)] + (["--steps", str(steps)] if steps is not None else [])
     )
     model_dir = run_training(TrainConfig.from_dict(settings), progress=progress, command=command)
     typer.echo(str(model_dir))

@@ -32,7 +32,7 @@ def export_checkpoint(
     if weights not in ("ema", "model"):
         raise BcosdiffError("weights must be 'ema' or 'model'")
     parts, state = load_checkpoint(path)
-    config = state["config"]
+    config = {k: v for k, v in state["config"].items() if k != "output_dir"}
     variant = get_variant(config["variant"])
     text = TextConfig.from_dict({"mode": variant.text_mode, **config.get("text", {})})
     unet = UNet(UNetConfig.from_dict(config["unet"]))
