@@ -153,3 +153,15 @@ def test_authors_patch_procedure_agrees_with_jvp_maps():
     assert patches.shape == (5, 6, 2, 2)
     pooled = result.heatmaps.unflatten(1, (2, 4)).unflatten(3, (2, 4)).sum(dim=(2, 4))
     torch.testing.assert_close(patches.sum(1), pooled)
+
+
+def test_eta_makes_the_explanation_say_it_is_incomplete(tmp_path):
+    from bcosdiff.pipeline import create_model_directory
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    with pytest.warns(UserWarning, match="incomplete"):
+        exp = pipe.explain("a red circle", steps=3, seed=2, eta=0.8)
+    assert exp.complete is False and exp.to_dict()["complete"] is False
+    sampled = pipe.images(pipe.sample("a red circle", steps=3, seed=2, eta=0.8))[0]
+    assert exp.image.tobytes() == sampled.tobytes()  # still the very run that was sampled
+    assert pipe.explain("a red circle", steps=3, seed=2).complete is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +106,37 @@ class Pipeline:
         seed: int = 0,
         heatmaps: bool = True,
         flag_ratio: float = 0.1,
+        eta: float = 0.0,
     ):
-        """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4)."""
+        """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4).
+
+        With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
+        part of the computation and says so (``complete`` is False, with a warning).
+        """
         from .explain import build_explanation, explain_run
 
         check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
         cond = self.encode([prompt])
+        x_T = self.initial_noise(seed)
+        noise = None
+        if eta > 0:
+            warnings.warn(
+                "eta > 0 injects noise between steps that no source explains: the "
+                "explanation is incomplete",
+                stacklevel=2,
+            )
+            g = torch.Generator().manual_seed(seed + 1)  # the same draws as sample_batch
+            noise = [self.process.noise(tuple(x_T.shape), g) for _ in range(steps)]
         run = explain_run(
             self.unet,
             self.process,
             steps,
             cond.embeddings,
-            self.initial_noise(seed),
+            x_T,
             cond.mask,
             heatmaps=heatmaps,
+            eta=eta,
+            step_noise=noise,
         )
         masked = self.text.config.mode == "subword"
         return build_explanation(

@@ -44,6 +44,7 @@ class RunExplanation:
     relevance: Tensor  # (L,) eq. 8 over all context positions (masked ones are 0)
     heatmaps: Tensor | None  # (L, H, W) Σ_c W_i x_i per pixel, or None when not requested
     sources: dict[str, Tensor] = field(default_factory=dict)  # contribution of each source
+    complete: bool = True  # False when fresh noise entered between steps (eta > 0)
 
 
 def explain_run(
@@ -57,6 +58,8 @@ def explain_run(
     token_chunk: int = 16,
     checkpoint_steps: bool = True,
     decompose_sources: bool = False,
+    eta: float = 0.0,
+    step_noise: list[Tensor] | None = None,
 ) -> RunExplanation:
     """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``)."""
     if context.shape[0] != 1 or x_T.shape[0] != 1:
@@ -65,7 +68,9 @@ def explain_run(
     primals = sources.as_tuple()
 
     def run(ctx: Tensor, x: Tensor, features: Tensor, mean: Tensor, ckpt: bool = False) -> Tensor:
-        return run_trajectory(unet, process, steps, ctx, x, features, mean, context_mask, ckpt)
+        return run_trajectory(
+            unet, process, steps, ctx, x, features, mean, context_mask, ckpt, eta, step_noise
+        )
 
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
         zeros = tuple(torch.zeros_like(p) for p in primals[1:])
@@ -104,6 +109,7 @@ def explain_run(
         relevance=relevance.detach().cpu(),
         heatmaps=None if maps is None else maps.detach().cpu(),
         sources=parts,
+        complete=eta == 0,
     )
 
 

@@ -121,4 +121,5 @@ def build_explanation(
         sample=run.sample,
         flagged_tokens=flag_words(words, flag_ratio),
         words=words,
+        complete=run.complete,
     )

@@ -60,8 +60,14 @@ def run_trajectory(
     mean: Tensor,
     context_mask: Tensor | None = None,
     checkpoint_steps: bool = False,
+    eta: float = 0.0,
+    step_noise: list[Tensor] | None = None,
 ) -> Tensor:
     """The final encoded sample of DDIM (σ_t = 0) from the given sources.
+
+    With ``eta > 0``, ``step_noise`` holds the fresh noise of every step (as
+    :func:`~bcosdiff.diffusion.ddim_sample` draws it); it is an additional source that no
+    explanation attributes, so such a run's explanation is incomplete.
 
     Numerically the same run as :func:`~bcosdiff.diffusion.ddim_sample`. With
     ``checkpoint_steps`` each step's activations are recomputed during backward instead
@@ -70,16 +76,22 @@ def run_trajectory(
     scheduler = make_ddim_scheduler(process, steps)
     sigma = process.std
 
-    def one_step(z: Tensor, features: Tensor, ctx: Tensor, mu: Tensor, t: int) -> Tensor:
+    if eta > 0 and (step_noise is None or len(step_noise) != steps):
+        raise ValueError("eta > 0 needs one noise tensor per step")
+
+    def one_step(
+        z: Tensor, features: Tensor, ctx: Tensor, mu: Tensor, t: int, noise: Tensor | None
+    ) -> Tensor:
         x_t = z * sigma + mu
         prediction = unet.denoise(x_t, features[None].expand(x_t.shape[0], -1), ctx, context_mask)
         if process.target != "unit_eps":
             prediction = (prediction - mu) / sigma  # x0 -> z0, or μ+σε -> ε
-        return scheduler.step(prediction, t, z).prev_sample
+        return scheduler.step(prediction, t, z, eta=eta, variance_noise=noise).prev_sample
 
     z = (x_T - mean) / sigma
     for i, t in enumerate(scheduler.timesteps):
-        args = (z, time_features[i], context, mean, int(t))
+        noise = step_noise[i] if eta > 0 else None
+        args = (z, time_features[i], context, mean, int(t), noise)
         if checkpoint_steps:
             z = activation_checkpoint(one_step, *args, use_reentrant=False)
         else:
