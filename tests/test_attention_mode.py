@@ -78,3 +78,24 @@ def test_context_manager_restores_previous_state_even_on_error():
     assert is_explanation_mode(model)
     set_explanation_mode(model, False)
     assert not is_explanation_mode(model)
+
+
+def test_linear_replay_uses_row_zero_factors_for_every_row():
+    """Rows after the first go through row 0's dynamic linear map (MaxOut choice included)."""
+    from torch.func import jvp as forward
+
+    from bcosdiff.bcos import BcosConv2d, UncentredGroupNorm, linear_replay
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        BcosConv2d(3, 4, 3, padding=1, max_out=2), UncentredGroupNorm(2, 4), BcosConv2d(4, 2, 1)
+    ).double()
+    x = torch.randn(1, 3, 5, 5).double()
+    tangent = torch.randn(1, 3, 5, 5).double()
+    with explanation_mode(net):
+        _, expected = forward(net, (x,), (tangent,))
+    with linear_replay(net):
+        out = net(torch.cat([x, tangent]))
+    torch.testing.assert_close(out[1:], expected)
+    torch.testing.assert_close(out[:1], net(x))
+    assert not any(m.shared_factors for m in net.modules() if hasattr(m, "shared_factors"))

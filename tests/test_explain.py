@@ -66,10 +66,20 @@ def test_without_explanation_mode_the_sources_do_not_add_up():
     assert abs((rebuilt - target) / target).item() > 1e-2  # live dynamic factors: no summary
 
 
+@pytest.mark.parametrize("process", PROCESSES, ids=lambda p: p.target)
+def test_replay_and_autodiff_agree(process):
+    """Two independent computations: the batched linear replay, and JVP/VJP autodiff."""
+    unet, context, mask, x_T = _setup(process)
+    replay = explain_run(unet, process, 4, context, x_T, mask, method="replay")
+    autodiff = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
+    for name in ("sample", "reconstruction", "heatmaps", "token_contributions", "relevance"):
+        torch.testing.assert_close(getattr(replay, name), getattr(autodiff, name), msg=name)
+
+
 def test_relevance_heatmaps_and_reconstruction_agree():
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    result = explain_run(unet, process, 4, context, x_T, mask, token_chunk=2)
+    result = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
     # The VJP relevance numerator equals the per-pixel sum of each token's heat map.
     torch.testing.assert_close(result.heatmaps.sum(dim=(1, 2)), result.token_contributions)
     # The token heat maps add up to the reconstruction (summed over channels).
@@ -84,7 +94,7 @@ def test_heatmaps_match_per_pixel_backward_passes():
     """Independent computation: a reverse-mode pass per pixel gives that pixel's W row."""
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    result = explain_run(unet, process, 3, context, x_T, mask)
+    result = explain_run(unet, process, 3, context, x_T, mask)  # the replay
     sources = RunSources.for_run(unet, process, context, x_T, 3).as_tuple()
     with explanation_mode(unet):
         for h, w in ((0, 0), (3, 5), (7, 2)):

@@ -3,7 +3,13 @@
 from .attention import Attention
 from .gates import GEGLU, GatedSiLU
 from .layers import BcosConv2d, BcosLinear, bcos_scale
-from .mode import DetachableModule, explanation_mode, is_explanation_mode, set_explanation_mode
+from .mode import (
+    DetachableModule,
+    explanation_mode,
+    is_explanation_mode,
+    linear_replay,
+    set_explanation_mode,
+)
 from .norms import UncentredGroupNorm, UncentredLayerNorm
 
 __all__ = [
@@ -18,5 +24,6 @@ __all__ = [
     "bcos_scale",
     "explanation_mode",
     "is_explanation_mode",
+    "linear_replay",
     "set_explanation_mode",
 ]

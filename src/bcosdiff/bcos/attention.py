@@ -63,7 +63,12 @@ class Attention(DetachableModule):
             # Rows with no valid token get a harmless all-true mask and are zeroed below.
             mask = (context_mask | ~valid[:, None])[:, None, None, :]
         if self.detach_dynamic:
-            out = self.attention_weights(q.detach(), k.detach(), mask) @ v
+            weights = self.attention_weights(
+                self.factor_source(q).detach(),
+                self.factor_source(k).detach(),
+                None if mask is None else self.factor_source(mask),
+            )
+            out = weights @ v
         else:
             # Fused kernel for training and plain sampling (it has no forward-mode AD rule,
             # which explanation mode needs, hence the explicit path above).

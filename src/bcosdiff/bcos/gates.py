@@ -25,7 +25,7 @@ class GatedSiLU(DetachableModule):
     def forward(self, x: Tensor) -> Tensor:
         if not self.detach_dynamic:
             return F.silu(x)  # same numbers, one fused kernel
-        return _gated(x, x.sigmoid(), True)
+        return _gated(x, self.factor_source(x).sigmoid(), True)
 
 
 class GEGLU(DetachableModule):
@@ -40,4 +40,4 @@ class GEGLU(DetachableModule):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        return _gated(value, F.gelu(gate), self.detach_dynamic)
+        return _gated(value, F.gelu(self.factor_source(gate)), self.detach_dynamic)

@@ -72,7 +72,7 @@ class _SquareScale(torch.autograd.Function):
         return tangent
 
 
-def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool) -> Tensor:
+def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool = False) -> Tensor:
     """Return ``|cos|^(B-1) · out`` with ``cos = out / norm``.
 
     ``out`` is the response to the unit-norm weight and ``norm`` the input norm. When
@@ -81,6 +81,11 @@ def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool) -> Tensor:
     """
     if b == 1:
         return out
+    if shared:  # linear replay: the factor of row 0 for every row
+        factor_out, norm = out[:1].detach(), norm[:1].detach()
+        if b == 2:
+            return factor_out.abs() / norm * out
+        return ((factor_out / norm).abs() + _COS_EPS).pow(b - 1) * out
     if b == 2 and not detach:
         return _SquareScale.apply(out, norm)
     factor_out = out.detach() if detach else out
@@ -93,10 +98,17 @@ def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool) -> Tensor:
     return factor * out
 
 
-def _max_out(out: Tensor, units: int, pieces: int, dim: int) -> Tensor:
+def _max_out(out: Tensor, units: int, pieces: int, dim: int, shared: bool = False) -> Tensor:
+    """Max over the ``pieces`` candidates of each unit; in a linear replay the candidate
+    chosen by row 0 is taken for every row (the selection is a dynamic factor)."""
     if pieces == 1:
         return out
-    return out.unflatten(dim, (units, pieces)).amax(dim=dim + 1 if dim >= 0 else dim)
+    grouped = out.unflatten(dim, (units, pieces))
+    piece_dim = dim + 1 if dim >= 0 else dim
+    if not shared:
+        return grouped.amax(dim=piece_dim)
+    choice = grouped[:1].argmax(dim=piece_dim, keepdim=True)
+    return grouped.gather(piece_dim, choice.expand_as(grouped)).select(piece_dim, 0)
 
 
 def _check_b(b: float, max_out: int) -> None:
@@ -123,11 +135,12 @@ class BcosLinear(DetachableModule):
         return self.weight / torch.linalg.vector_norm(self.weight, dim=1, keepdim=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = _max_out(F.linear(x, self.unit_weight()), self.out_features, self.max_out, -1)
+        out = F.linear(x, self.unit_weight())
+        out = _max_out(out, self.out_features, self.max_out, -1, self.shared_factors)
         if self.b == 1:
             return out
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
-        return bcos_scale(out, norm, self.b, self.detach_dynamic)
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors)
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_features}, {self.out_features}, B={self.b:g}"]
@@ -201,10 +214,11 @@ class BcosConv2d(DetachableModule):
         out = F.conv2d(
             x, self.unit_weight(), None, self.stride, self.padding, self.dilation, self.groups
         )
-        out = _max_out(out, self.out_channels, self.max_out, 1)
+        out = _max_out(out, self.out_channels, self.max_out, 1, self.shared_factors)
         if self.b == 1:
             return out
-        return bcos_scale(out, self.patch_norm(x), self.b, self.detach_dynamic)
+        norm = self.patch_norm(self.factor_source(x))
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors)
 
     def extra_repr(self) -> str:
         parts = [

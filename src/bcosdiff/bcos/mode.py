@@ -12,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["DetachableModule", "explanation_mode", "is_explanation_mode", "set_explanation_mode"]
+__all__ = [
+    "DetachableModule",
+    "explanation_mode",
+    "is_explanation_mode",
+    "linear_replay",
+    "set_explanation_mode",
+]
 
 
 class DetachableModule(nn.Module):
@@ -23,6 +29,12 @@ class DetachableModule(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.detach_dynamic = False
+        # Linear replay: dynamic factors come from batch row 0 and are shared by all rows.
+        self.shared_factors = False
+
+    def factor_source(self, t: Tensor) -> Tensor:
+        """The tensor dynamic factors are computed from: ``t``, or its row 0 in a replay."""
+        return t[:1] if self.shared_factors else t
 
     def extra_repr(self) -> str:
         return "explanation_mode=True" if self.detach_dynamic else ""
@@ -60,3 +72,24 @@ def explanation_mode(model: nn.Module, active: bool = True) -> Iterator[nn.Modul
     finally:
         for module, state in zip(modules, previous, strict=True):
             module.detach_dynamic = state
+
+
+@contextmanager
+def linear_replay(model: nn.Module) -> Iterator[nn.Module]:
+    """Explanation mode in which every dynamic factor is computed from batch row 0 only.
+
+    Row 0 carries the real input; the other rows then go through exactly the linear map
+    ``W(x₀)`` of row 0. Feeding tangents (e.g. one prompt token each) as the other rows gives
+    their contributions in one ordinary batched forward pass. Restores the previous state.
+    """
+    modules = _detachables(model)
+    previous = [(m.detach_dynamic, m.shared_factors) for m in modules]
+    try:
+        for module in modules:
+            module.detach_dynamic = True
+            module.shared_factors = True
+        yield model
+    finally:
+        for module, (detach, shared) in zip(modules, previous, strict=True):
+            module.detach_dynamic = detach
+            module.shared_factors = shared

@@ -17,9 +17,13 @@ from .mode import DetachableModule
 __all__ = ["UncentredGroupNorm", "UncentredLayerNorm", "uncentred_normalise"]
 
 
-def uncentred_normalise(x: Tensor, dims: tuple[int, ...], eps: float, detach: bool) -> Tensor:
-    """Divide ``x`` by its standard deviation over ``dims`` (mean kept in ``x``)."""
-    stats_source = x.detach() if detach else x
+def uncentred_normalise(
+    x: Tensor, dims: tuple[int, ...], eps: float, detach: bool, shared: bool = False
+) -> Tensor:
+    """Divide ``x`` by its standard deviation over ``dims`` (mean kept in ``x``); with
+    ``shared`` the statistic of batch row 0 is used for every row."""
+    stats_source = x[:1] if shared else x
+    stats_source = stats_source.detach() if detach else stats_source
     var = stats_source.var(dim=dims, unbiased=False, keepdim=True)
     return x * torch.rsqrt(var + eps)
 
@@ -39,7 +43,9 @@ class UncentredGroupNorm(DetachableModule):
     def forward(self, x: Tensor) -> Tensor:
         grouped = x.unflatten(1, (self.num_groups, -1))
         dims = tuple(range(2, grouped.dim()))
-        y = uncentred_normalise(grouped, dims, self.eps, self.detach_dynamic).flatten(1, 2)
+        y = uncentred_normalise(
+            grouped, dims, self.eps, self.detach_dynamic, self.shared_factors
+        ).flatten(1, 2)
         if self.weight is not None:
             y = y * self.weight.view(1, -1, *([1] * (x.dim() - 2)))
         return y
@@ -59,7 +65,7 @@ class UncentredLayerNorm(DetachableModule):
         self.weight = nn.Parameter(torch.ones(dim)) if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = uncentred_normalise(x, (-1,), self.eps, self.detach_dynamic)
+        y = uncentred_normalise(x, (-1,), self.eps, self.detach_dynamic, self.shared_factors)
         return y * self.weight if self.weight is not None else y
 
     def extra_repr(self) -> str:

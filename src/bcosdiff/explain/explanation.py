@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp, vmap
 
-from ..bcos import explanation_mode
+from ..bcos import explanation_mode, linear_replay
 from ..diffusion import DiffusionProcess
 from ..networks import UNet
 from .trajectory import RunSources, run_trajectory
@@ -60,10 +60,34 @@ def explain_run(
     decompose_sources: bool = False,
     eta: float = 0.0,
     step_noise: list[Tensor] | None = None,
+    method: str = "replay",
 ) -> RunExplanation:
-    """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``)."""
+    """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
+
+    ``method="replay"`` (default): one batched forward pass per step in which every prompt
+    token (and, with ``decompose_sources``, x_T, the time features and μ) is a batch row
+    replayed through the run's own dynamic linear map — reconstruction, heat maps and
+    relevance all follow from the per-row outputs. ``method="jvp"``: the same quantities
+    from forward- and reverse-mode autodiff (one JVP, one VJP, batched JVPs); kept as an
+    independent computation.
+    """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
+    if method == "replay":
+        return _explain_by_replay(
+            unet,
+            process,
+            steps,
+            context,
+            x_T,
+            context_mask,
+            heatmaps,
+            decompose_sources,
+            eta,
+            step_noise,
+        )
+    if method != "jvp":
+        raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     primals = sources.as_tuple()
 
@@ -109,6 +133,76 @@ def explain_run(
         relevance=relevance.detach().cpu(),
         heatmaps=None if maps is None else maps.detach().cpu(),
         sources=parts,
+        complete=eta == 0,
+    )
+
+
+def _explain_by_replay(
+    unet: UNet,
+    process: DiffusionProcess,
+    steps: int,
+    context: Tensor,
+    x_T: Tensor,
+    context_mask: Tensor | None,
+    heatmaps: bool,
+    decompose_sources: bool,
+    eta: float,
+    step_noise: list[Tensor] | None,
+) -> RunExplanation:
+    sources = RunSources.for_run(unet, process, context, x_T, steps)
+    length = context.shape[1]
+    valid = torch.arange(length) if context_mask is None else torch.nonzero(context_mask[0])[:, 0]
+    count = len(valid)
+    # Rows: the real run, one row per attended token, then (optionally) x_T, time, μ.
+    token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype)
+    token_ctx[torch.arange(count), valid] = context[0, valid]
+    extra = 3 if decompose_sources else 0
+    rows = 1 + count + extra
+    ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
+    x = x_T.new_zeros(rows, *x_T.shape[1:])
+    x[0] = x_T[0]
+    features = sources.time_features.new_zeros(steps, rows, sources.time_features.shape[1])
+    features[:, 0] = sources.time_features
+    mean = x_T.new_zeros(rows, 1, 1, 1)
+    mean[0] = process.mean
+    if decompose_sources:  # one row per remaining source, each alone
+        x[1 + count] = x_T[0]
+        features[:, 2 + count] = sources.time_features
+        mean[3 + count] = process.mean
+    noise = None
+    if eta > 0:  # fresh noise is a bias of the real run only
+        noise = []
+        for n in step_noise or []:
+            padded = n.new_zeros(rows, *n.shape[1:])
+            padded[0] = n[0]
+            noise.append(padded)
+    with linear_replay(unet), torch.no_grad():
+        out = run_trajectory(
+            unet, process, steps, ctx, x, features, mean, context_mask, eta=eta, step_noise=noise
+        )
+    per_token = out[1 : 1 + count]
+    contributions = context.new_zeros(length)
+    contributions[valid] = per_token.sum(dim=(1, 2, 3))
+    maps = None
+    if heatmaps:
+        maps = x_T.new_zeros(length, *x_T.shape[2:])
+        maps[valid] = per_token.sum(1)
+    total = contributions.abs().sum()
+    parts = {}
+    if decompose_sources:
+        parts = {
+            "prompt": per_token.sum(0),
+            "x_T": out[1 + count],
+            "time": out[2 + count],
+            "mean": out[3 + count],
+        }
+    return RunExplanation(
+        sample=out[0].cpu(),
+        reconstruction=per_token.sum(0).cpu(),
+        token_contributions=contributions.cpu(),
+        relevance=(contributions.abs() / total if total > 0 else contributions * 0).cpu(),
+        heatmaps=None if maps is None else maps.cpu(),
+        sources={k: v.cpu() for k, v in parts.items()},
         complete=eta == 0,
     )
 

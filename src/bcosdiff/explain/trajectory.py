@@ -65,6 +65,10 @@ def run_trajectory(
 ) -> Tensor:
     """The final encoded sample of DDIM (σ_t = 0) from the given sources.
 
+    Several runs can share the call as batch rows: ``context`` ``(R, L, D)``, ``x_T``
+    ``(R, C, H, W)``, ``time_features`` ``(steps, R, F)`` and ``mean`` ``(R, 1, 1, 1)``
+    (inside :func:`~bcosdiff.bcos.linear_replay` rows 1… are replayed through row 0's map).
+
     With ``eta > 0``, ``step_noise`` holds the fresh noise of every step (as
     :func:`~bcosdiff.diffusion.ddim_sample` draws it); it is an additional source that no
     explanation attributes, so such a run's explanation is incomplete.
@@ -83,7 +87,10 @@ def run_trajectory(
         z: Tensor, features: Tensor, ctx: Tensor, mu: Tensor, t: int, noise: Tensor | None
     ) -> Tensor:
         x_t = z * sigma + mu
-        prediction = unet.denoise(x_t, features[None].expand(x_t.shape[0], -1), ctx, context_mask)
+        rows = x_t.shape[0]
+        features = features if features.dim() == 2 else features[None].expand(rows, -1)
+        mask = None if context_mask is None else context_mask.expand(rows, -1)
+        prediction = unet.denoise(x_t, features, ctx, mask)
         if process.target != "unit_eps":
             prediction = (prediction - mu) / sigma  # x0 -> z0, or μ+σε -> ε
         return scheduler.step(prediction, t, z, eta=eta, variance_noise=noise).prev_sample
