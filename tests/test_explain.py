@@ -175,3 +175,12 @@ def test_eta_makes_the_explanation_say_it_is_incomplete(tmp_path):
     sampled = pipe.images(pipe.sample("a red circle", steps=3, seed=2, eta=0.8))[0]
     assert exp.image.tobytes() == sampled.tobytes()  # still the very run that was sampled
     assert pipe.explain("a red circle", steps=3, seed=2).complete is True
+
+
+def test_vanilla_models_cannot_be_explained(tmp_path):
+    from bcosdiff.errors import BcosdiffError
+    from bcosdiff.pipeline import create_model_directory
+
+    pipe = create_model_directory(tmp_path / "v", "vanilla", unet=TINY_UNET, text={"max_length": 8})
+    with pytest.raises(BcosdiffError, match="only B-cos"):
+        pipe.explain("a red circle", steps=2)

@@ -116,6 +116,11 @@ class Pipeline:
         from .explain import build_explanation, explain_run
 
         check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        if self.unet.config.kind != "bcos":
+            raise BcosdiffError(
+                f"model {self.name!r} is a {self.unet.config.kind} U-Net: only B-cos models have "
+                "a dynamic linear summary to explain"
+            )
         cond = self.encode([prompt])
         x_T = self.initial_noise(seed)
         noise = None
