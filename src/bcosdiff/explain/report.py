@@ -94,17 +94,12 @@ def build_explanation(
     if encoding == "rgb_inv":
         normalized = normalized_reconstruction(run.reconstruction)
         mse = float((normalized - rgb).square().mean())
-    prompt_entries = [
-        (g[0], label)
-        for g, label in zip(groups, labels, strict=True)
-        if not cond.special[0, g[0]] and label != REST
-    ]
-    prompt_relevance = [
-        r
+    in_prompt = [
+        ((g[0], label), r)
         for g, label, r in zip(groups, labels, relevance, strict=True)
         if not cond.special[0, g[0]] and label != REST
     ]
-    words = group_words(prompt_entries, prompt_relevance)
+    words = group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
     array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
     return Explanation(
         prompt=prompt,

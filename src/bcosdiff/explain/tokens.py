@@ -160,6 +160,7 @@ def group_words(tokens: list[tuple[int, str]], relevance: list[float]) -> list[W
     """
     words: list[Word] = []
     open_word = False
+    end_markers = any(t.endswith("</w>") for _, t in tokens)  # CLIP-style BPE
     for (position, token), score in zip(tokens, relevance, strict=True):
         text, continues = _clean(token)
         if (continues or open_word) and words:
@@ -168,12 +169,8 @@ def group_words(tokens: list[tuple[int, str]], relevance: list[float]) -> list[W
             words[-1].relevance += score
         else:
             words.append(Word(text, [position], score))
-        open_word = "</w>" not in token and token.isalpha() and _uses_end_markers(tokens)
+        open_word = end_markers and "</w>" not in token and token.isalpha()
     return words
-
-
-def _uses_end_markers(tokens: list[tuple[int, str]]) -> bool:
-    return any(t.endswith("</w>") for _, t in tokens)
 
 
 def flag_words(words: list[Word], ratio: float = 0.1) -> list[str]:
