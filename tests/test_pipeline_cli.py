@@ -81,6 +81,15 @@ BAD_CALLS = [
     (["generate", "a", "--model", "MODEL", "--seed", "-1"], "seed"),
     (["generate", "a", "--model", "/no/such/model"], "unknown model"),
     (["generate", "a", "--model", "MODEL", "--out", "/proc/forbidden/x.png"], "cannot write"),
+    (["generate", "a", "--model", "MODEL", "--seed", str(2**64)], "seed"),
+    (["generate", "a", "--model", "MODEL", "--regenerate", "-1"], "regenerate"),
+    (["explain", "", "--model", "MODEL"], "prompt is empty"),
+    (["explain", "a", "--model", "MODEL", "--steps", "-3"], "steps"),
+    (["explain", "a", "--model", "MODEL", "--steps", "5000"], "steps"),
+    (["explain", "a", "--model", "MODEL", "--seed", str(2**63)], "seed"),
+    (["explain", "a", "--model", "no-such-bundled-name"], "unknown model"),
+    (["explain", "a", "--model", "MODEL", "--steps", "1", "--out", "/proc/nope"], "cannot write"),
+    (["eval", "flags", "--model", "MODEL", "--quantile", "1.5"], "quantile"),
     (["info", "/no/such/model"], "not found"),
 ]
 
@@ -101,6 +110,98 @@ def test_corrupt_weights_are_reported_cleanly(model_dir, tmp_path, capsys):
     (broken / "unet.safetensors").write_bytes(b"\x80\x04 not a safetensors file")
     assert main(["generate", "a", "--model", str(broken)]) == 2
     assert "safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["generate", "explain"])
+def test_weights_that_are_not_safetensors_are_refused(command, model_dir, tmp_path, capsys):
+    broken = tmp_path / "pickled"
+    broken.mkdir()
+    (broken / "config.json").write_text((model_dir / "config.json").read_text())
+    net = load_pipeline(model_dir).unet
+    torch.save(net.state_dict(), broken / "unet.pt")  # a pickle: must never be loaded
+    assert main([command, "a", "--model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unet.safetensors" in err and "missing" in err
+    (broken / "unet.safetensors").write_bytes((broken / "unet.pt").read_bytes())
+    assert main([command, "a", "--model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a readable safetensors file" in err
+
+
+@pytest.mark.parametrize("command", ["generate", "explain"])
+def test_a_prompt_too_long_is_truncated_with_one_warning_line(command, model_dir, tmp_path, capsys):
+    prompt = " ".join(["red circle"] * 40)  # far beyond max_length 16
+    out = tmp_path / ("x.png" if command == "generate" else "x")
+    assert (
+        main([command, prompt, "--model", str(model_dir), "--steps", "1", "--out", str(out)]) == 0
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bcosdiff: warning:") and "truncated" in err
+    assert (
+        main(
+            [command, "a red circle", "--model", str(model_dir), "--steps", "1", "--out", str(out)]
+        )
+        == 0
+    )
+    assert capsys.readouterr().err == ""
+
+
+def test_regenerate_reports_the_seeds_it_tried(model_dir, tmp_path, capsys):
+    import json
+
+    from bcosdiff.modeldir import update_config
+
+    picky = tmp_path / "picky"
+    picky.mkdir()
+    for name in ("config.json", "unet.safetensors"):
+        (picky / name).write_bytes((model_dir / name).read_bytes())
+    update_config(picky, explain={"flag_ratio": 1e9})  # every content word with peers flagged
+    argv = ["explain", "a red circle", "--model", str(picky), "--steps", "1", "--seed", "5"]
+    assert main([*argv, "--regenerate", "2", "--out", str(tmp_path / "e"), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert [a["seed"] for a in data["attempts"]] == [5, 6, 7]
+    assert data["seed"] in (5, 6, 7) and data["flagged_tokens"]
+    assert "no seed in 5..7 shows every content word" in captured.err
+    assert captured.err.count("\n") == 1
+    out = tmp_path / "g.png"
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--model",
+                str(picky),
+                "--steps",
+                "1",
+                "--regenerate",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.is_file() and "no seed in 0..1" in capsys.readouterr().err
+    # The default threshold flags nothing in a one-attempt run: the first seed is kept.
+    assert (
+        main(
+            [
+                *argv,
+                "--model",
+                str(model_dir),
+                "--regenerate",
+                "3",
+                "--out",
+                str(tmp_path / "f"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    if not data["flagged_tokens"]:
+        assert [a["seed"] for a in data["attempts"]] == [5]
 
 
 def test_console_script_help_and_error_via_subprocess():

@@ -7,6 +7,7 @@ are printed as one ``bcosdiff: error: ...`` line on stderr with exit status 2.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,8 @@ app = typer.Typer(
 
 data_app = typer.Typer(help="Build or check training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+eval_app = typer.Typer(help="Measure models and explanations.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Model directory (or bundled model name).")
@@ -46,6 +49,15 @@ def _root(
     """Inherently interpretable text-to-image diffusion with B-cos U-Nets."""
 
 
+RegenerateOption = Annotated[
+    int,
+    typer.Option(
+        help="Retry with seeds SEED+1 … SEED+N while a content word of the prompt is flagged "
+        "as not shown (B-cos models).",
+    ),
+]
+
+
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="The text prompt.")],
@@ -53,15 +65,38 @@ def generate(
     steps: Annotated[int, typer.Option(help="DDIM steps (deterministic, σ_t = 0).")] = 25,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
     out: Annotated[Path, typer.Option(help="Output PNG file.")] = Path("image.png"),
+    regenerate: RegenerateOption = 0,
 ) -> None:
     """Generate an image for PROMPT."""
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
     pipe = load_pipeline(model)
-    image = pipe.generate(prompt, steps=steps, seed=seed)
+    if regenerate:
+        explanation = pipe.explain(
+            prompt, steps=steps, seed=seed, heatmaps=False, regenerate=regenerate
+        )
+        _report_attempts(explanation)
+        image = explanation.image
+    else:
+        image = pipe.generate(prompt, steps=steps, seed=seed)
     _save_image(image, out)
     typer.echo(str(out))
+
+
+def _report_attempts(explanation) -> None:
+    """One line on stderr: which seed shows every content word, or that none did."""
+    tried = [seed for seed, _ in explanation.attempts]
+    if not explanation.flagged_tokens:
+        if len(tried) > 1:
+            _note(f"seed {explanation.seed} shows every content word (attempt {len(tried)})")
+        return
+    flagged = ", ".join(dict.fromkeys(explanation.flagged_tokens))
+    _note(
+        f"no seed in {tried[0]}..{tried[-1]} shows every content word; kept seed "
+        f"{explanation.seed}, flagged: {flagged}",
+        "warning",
+    )
 
 
 @app.command()
@@ -72,6 +107,7 @@ def explain(
     seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("explanation"),
     as_json: Annotated[bool, typer.Option("--json", help="Print explanation.json.")] = False,
+    regenerate: RegenerateOption = 0,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
@@ -82,7 +118,9 @@ def explain(
     check_generation_args(prompt, steps, seed)
     pipe = load_pipeline(model)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
-    explanation = pipe.explain(prompt, steps=steps, seed=seed)
+    explanation = pipe.explain(prompt, steps=steps, seed=seed, regenerate=regenerate)
+    if regenerate:
+        _report_attempts(explanation)
     try:
         data = save_explanation(explanation, out)
     except OSError as exc:
@@ -228,12 +266,60 @@ def data_folder(root: Annotated[Path, typer.Argument(help="Image folder.")]) -> 
     typer.echo(f"{len(rows)} images with captions in {root}")
 
 
+@eval_app.command("flags")
+def eval_flags(
+    model: ModelOption = None,
+    captions: Annotated[int, typer.Option(help="Single-object training captions.")] = 100,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Data seed of the captions.")] = 0,
+    quantile: Annotated[
+        float, typer.Option(help="Share of shown words the threshold may flag.")
+    ] = 0.01,
+    write: Annotated[
+        bool, typer.Option(help="Store the threshold in the model's config.json.")
+    ] = False,
+) -> None:
+    """Calibrate the failure-detection threshold of a shapes model on training captions."""
+    import json
+
+    from .evaluation.flags import calibrate_flag_ratio
+    from .modeldir import update_config
+    from .pipeline import load_pipeline, resolve_model
+
+    if captions < 1 or steps < 1 or not 0 <= quantile < 1:
+        raise BcosdiffError("need captions >= 1, steps >= 1 and 0 <= quantile < 1")
+    directory = resolve_model(model)
+    pipe = load_pipeline(directory)
+    try:
+        calibration = calibrate_flag_ratio(pipe, captions, steps, seed, quantile)
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    typer.echo(json.dumps(calibration.to_dict(), indent=2))
+    if write:
+        try:
+            update_config(
+                directory,
+                explain={"flag_ratio": calibration.ratio, "calibration": calibration.to_dict()},
+            )
+        except OSError as exc:
+            raise BcosdiffError(f"cannot write {directory}: {exc.strerror or exc}") from None
+        _note(f"flag_ratio {calibration.ratio:.4g} written to {directory / 'config.json'}")
+
+
 def _save_image(image, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         image.save(out, format="PNG")
     except OSError as exc:
         raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _note(message: str, kind: str = "note") -> None:
+    print(f"bcosdiff: {kind}: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _note(" ".join(str(message).split()), "warning")
 
 
 def _fail(message: str) -> int:
@@ -244,7 +330,9 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="bcosdiff")
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one "bcosdiff: warning:" line each
+            result = app(args=argv, standalone_mode=False, prog_name="bcosdiff")
     except typer.Abort:
         return _fail("aborted")
     except typer.TyperException as exc:  # usage errors of the (vendored) click layer

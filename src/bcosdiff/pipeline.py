@@ -11,6 +11,7 @@ from PIL import Image
 
 from .diffusion import DiffusionProcess, ddim_sample, decode_image
 from .errors import BcosdiffError, ModelLoadError
+from .explain.tokens import DEFAULT_FLAG_RATIO
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .text import Conditioning, TextConfig, TextEncoder
@@ -35,7 +36,14 @@ def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | N
 class Pipeline:
     """``Pipeline(unet, process, text).generate("a red circle", steps=25, seed=0)``."""
 
-    def __init__(self, unet: UNet, process: DiffusionProcess, text: TextEncoder, name: str = ""):
+    def __init__(
+        self,
+        unet: UNet,
+        process: DiffusionProcess,
+        text: TextEncoder,
+        name: str = "",
+        flag_ratio: float = DEFAULT_FLAG_RATIO,
+    ):
         if unet.config.context_dim != text.dim:
             raise ModelLoadError(
                 f"U-Net expects {unet.config.context_dim}-d context, text model gives {text.dim}"
@@ -46,6 +54,7 @@ class Pipeline:
         self.process = process
         self.text = text
         self.name = name
+        self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Pipeline:
@@ -59,14 +68,36 @@ class Pipeline:
             text_config = TextConfig.from_dict(config["text"])
         except (TypeError, ValueError) as exc:
             raise ModelLoadError(f"bad config in {directory}: {exc}") from None
-        return cls(load_unet(directory), process, TextEncoder(text_config), directory.name)
+        explain = config.get("explain", {})
+        flag_ratio = (
+            explain.get("flag_ratio", DEFAULT_FLAG_RATIO) if isinstance(explain, dict) else None
+        )
+        if not isinstance(flag_ratio, int | float) or not flag_ratio >= 0:
+            raise ModelLoadError(f"bad 'explain.flag_ratio' in {directory / 'config.json'}")
+        return cls(
+            load_unet(directory),
+            process,
+            TextEncoder(text_config),
+            directory.name,
+            float(flag_ratio),
+        )
 
     @property
     def sample_size(self) -> int:
         return self.unet.config.sample_size
 
     def encode(self, prompts: list[str]) -> Conditioning:
-        return self.text(prompts)
+        """Text conditioning; a prompt longer than the text model allows is truncated with a
+        warning (the image and its explanation then cover only the kept tokens)."""
+        cond = self.text(prompts)
+        for prompt, cut in zip(prompts, cond.truncated, strict=True):
+            if cut:
+                warnings.warn(
+                    f"prompt {_shorten(prompt)!r} is longer than the text model's "
+                    f"{self.text.config.max_length} tokens and was truncated",
+                    stacklevel=3,
+                )
+        return cond
 
     def initial_noise(self, seed: int, batch: int = 1) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -105,17 +136,39 @@ class Pipeline:
         steps: int = 25,
         seed: int = 0,
         heatmaps: bool = True,
-        flag_ratio: float = 0.1,
+        flag_ratio: float | None = None,
         eta: float = 0.0,
+        regenerate: int = 0,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4).
 
+        ``flag_ratio`` overrides the model's calibrated failure-detection threshold.
+        ``regenerate=N`` retries with seeds ``seed + 1 … seed + N`` while some content word is
+        flagged and returns the first attempt that flags none, else the attempt with the
+        fewest flagged words; ``exp.attempts`` lists every ``(seed, flagged words)`` tried.
         With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
         part of the computation and says so (``complete`` is False, with a warning).
         """
+        if regenerate < 0:
+            raise BcosdiffError(f"regenerate must be at least 0, got {regenerate}")
+        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        if seed + regenerate > MAX_SEED:
+            raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
+        best = None
+        attempts = []
+        for attempt_seed in range(seed, seed + regenerate + 1):
+            exp = self._explain_one(prompt, steps, attempt_seed, heatmaps, flag_ratio, eta)
+            attempts.append((attempt_seed, list(exp.flagged_tokens)))
+            if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
+                best = exp
+            if not exp.flagged_tokens:
+                break
+        best.attempts = attempts
+        return best
+
+    def _explain_one(self, prompt, steps, seed, heatmaps, flag_ratio, eta):
         from .explain import build_explanation, explain_run
 
-        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
         if self.unet.config.kind != "bcos":
             raise BcosdiffError(
                 f"model {self.name!r} is a {self.unet.config.kind} U-Net: only B-cos models have "
@@ -144,8 +197,9 @@ class Pipeline:
             step_noise=noise,
         )
         masked = self.text.config.mode == "subword"
+        ratio = self.flag_ratio if flag_ratio is None else flag_ratio
         return build_explanation(
-            run, cond, self.process.encoding, masked, prompt, seed, steps, self.name, flag_ratio
+            run, cond, self.process.encoding, masked, prompt, seed, steps, self.name, ratio
         )
 
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
@@ -157,6 +211,10 @@ class Pipeline:
         self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0
     ) -> Image.Image:
         return to_pil(decode_image(self.sample(prompt, steps, seed, eta), self.process.encoding))
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def to_pil(rgb: torch.Tensor) -> Image.Image:

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..diffusion import decode_image
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
-from .tokens import Word, flag_words, group_words
+from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
 __all__ = ["Explanation", "build_explanation"]
 
@@ -35,6 +35,7 @@ class Explanation:
     flagged_tokens: list[str]  # content words judged not reflected in the image
     words: list[Word] = field(default_factory=list)
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
+    attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class Explanation:
             "flagged_tokens": self.flagged_tokens,
             "words": [{"word": w.text, "relevance": round(w.relevance, 8)} for w in self.words],
             "complete": self.complete,
+            "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
         }
 
 
@@ -86,7 +88,7 @@ def build_explanation(
     seed: int,
     steps: int,
     model: str,
-    flag_ratio: float = 0.1,
+    flag_ratio: float = DEFAULT_FLAG_RATIO,
 ) -> Explanation:
     labels, groups, relevance, maps = _select(cond, run, masked)
     rgb = decode_image(run.sample[None], encoding)[0]
@@ -100,6 +102,7 @@ def build_explanation(
         if not cond.special[0, g[0]] and label != REST
     ]
     words = group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
+    flagged = flag_words(words, flag_ratio)
     array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
     return Explanation(
         prompt=prompt,
@@ -114,7 +117,8 @@ def build_explanation(
         reconstruction_mse=mse,
         image=Image.fromarray(array, mode="RGB"),
         sample=run.sample,
-        flagged_tokens=flag_words(words, flag_ratio),
+        flagged_tokens=flagged,
         words=words,
         complete=run.complete,
+        attempts=[(seed, flagged)],
     )

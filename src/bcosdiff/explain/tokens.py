@@ -6,18 +6,35 @@ licence/boiler-plate filler typical of web captions. Punctuation and numbers are
 content. Sub-word pieces (``flam`` + ``##ingo`` in WordPiece, ``</w>`` endings in CLIP BPE)
 are merged into words first; a word's relevance is the sum of its pieces.
 
-Flagging rule: a content word is flagged when its relevance is below ``ratio`` times the
-median relevance of the prompt's other content words (default ``ratio = 0.1``, i.e. an order
-of magnitude below its peers — the paper's "shark" received 0.18 % next to tokens of
-10–20 %). A prompt with a single content word is never flagged by this relative rule.
+Flagging rule. A content word's *peer ratio* is its relevance divided by the median
+relevance of the prompt's other content words; the word is flagged when its peer ratio is
+below a threshold ``ratio``. Relevance shares sum to one over the whole prompt, so absolute
+thresholds would depend on prompt length; the peer ratio does not. A prompt with a single
+content word has no peers and is never flagged. The threshold is calibrated per model
+(:mod:`bcosdiff.explain.calibration`): on captions from the training distribution, it is the
+low quantile of the peer ratios of words the image verifiably shows, and it is stored in the
+model's ``config.json``. Without a calibration, ``DEFAULT_FLAG_RATIO = 0.1`` (an order of
+magnitude below the peers; the paper's "shark" received 0.18 % next to tokens of 10–20 %).
 """
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from dataclasses import dataclass
 
-__all__ = ["STOP_WORDS", "Word", "flag_words", "group_words", "is_content_word"]
+__all__ = [
+    "DEFAULT_FLAG_RATIO",
+    "STOP_WORDS",
+    "Word",
+    "flag_words",
+    "group_words",
+    "is_content_word",
+    "peer_ratios",
+]
+
+DEFAULT_FLAG_RATIO = 0.1
 
 STOP_WORDS = frozenset(
     [
@@ -173,19 +190,22 @@ def group_words(tokens: list[tuple[int, str]], relevance: list[float]) -> list[W
     return words
 
 
-def flag_words(words: list[Word], ratio: float = 0.1) -> list[str]:
-    """Content words whose relevance is below ``ratio`` × the median of the other ones."""
+def peer_ratios(words: list[Word]) -> list[tuple[Word, float]]:
+    """``(word, relevance / median relevance of the other content words)`` per content word.
+
+    Empty for prompts with fewer than two content words; the ratio is ``inf`` when the
+    peers' median is zero.
+    """
     content = [w for w in words if is_content_word(w.text)]
-    flagged = []
+    if len(content) < 2:
+        return []
+    ratios = []
     for word in content:
-        others = sorted(w.relevance for w in content if w is not word)
-        if not others:
-            continue
-        median = (
-            others[len(others) // 2]
-            if len(others) % 2
-            else (others[len(others) // 2 - 1] + others[len(others) // 2]) / 2
-        )
-        if word.relevance < ratio * median:
-            flagged.append(word.text)
-    return flagged
+        median = statistics.median(w.relevance for w in content if w is not word)
+        ratios.append((word, word.relevance / median if median > 0 else math.inf))
+    return ratios
+
+
+def flag_words(words: list[Word], ratio: float = DEFAULT_FLAG_RATIO) -> list[str]:
+    """Content words whose peer ratio is below ``ratio`` (see the module docstring)."""
+    return [word.text for word, peer in peer_ratios(words) if peer < ratio]

@@ -1,0 +1,88 @@
+"""Calibrating the failure-detection threshold of a model on its training distribution.
+
+The flagging rule (:mod:`bcosdiff.explain.tokens`) flags a content word whose *peer ratio*
+(relevance / median relevance of the prompt's other content words) is below a threshold τ.
+τ is set from words the image verifiably shows:
+
+1. draw single-object captions from the shapes training distribution (training templates);
+2. generate and explain each one; the pixel checker decides whether the image shows the
+   asked colour and the asked shape;
+3. collect the peer ratios of the colour words whose colour is right and of the shape words
+   whose shape is right ("reflected" words);
+4. τ = the ``quantile``-th smallest of those ratios (default 1 %), so at most that share of
+   reflected words would be flagged on the calibration captions.
+
+The same run records the peer ratios of the words the image does *not* show (wrong colour or
+shape), and what share of them τ would flag: the detector's recall on the calibration set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..data.shapes import COLOURS, SHAPES, ShapesDataset
+from ..explain.tokens import peer_ratios
+from .checker import ShapeChecker
+
+__all__ = ["FlagCalibration", "calibrate_flag_ratio", "threshold_at_quantile"]
+
+
+@dataclass
+class FlagCalibration:
+    ratio: float  # τ: flag a content word whose peer ratio is below this
+    quantile: float
+    captions: int
+    steps: int
+    seed: int
+    reflected_words: int
+    missed_words: int  # colour/shape words the image does not show
+    missed_flagged: float | None  # share of those that τ flags (None when there are none)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def threshold_at_quantile(ratios: list[float], quantile: float) -> float:
+    """The ``floor(quantile · n)``-th smallest ratio: at most ``quantile · n`` lie below it."""
+    if not ratios:
+        raise ValueError("no reflected words to calibrate on")
+    if not 0 <= quantile < 1:
+        raise ValueError("quantile must be in [0, 1)")
+    ordered = sorted(ratios)
+    return ordered[math.floor(quantile * len(ordered))]
+
+
+def calibrate_flag_ratio(
+    pipe, captions: int = 100, steps: int = 25, seed: int = 0, quantile: float = 0.01
+) -> FlagCalibration:
+    """Calibrate τ for ``pipe`` (a B-cos shapes model) as described in the module docstring."""
+    dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.0)
+    checker = ShapeChecker(pipe.sample_size)
+    reflected: list[float] = []
+    missed: list[float] = []
+    for index in range(captions):
+        sample = dataset.sample(index)
+        target = sample.objects[0]
+        exp = pipe.explain(sample.caption, steps=steps, seed=index, heatmaps=False)
+        colour_ok, shape_ok, _ = checker.matches(
+            np.asarray(exp.image), [(target.colour, target.shape)]
+        )
+        for word, ratio in peer_ratios(exp.words):
+            if word.text == target.colour and word.text in COLOURS:
+                (reflected if colour_ok else missed).append(ratio)
+            elif word.text == target.shape and word.text in SHAPES:
+                (reflected if shape_ok else missed).append(ratio)
+    tau = threshold_at_quantile(reflected, quantile)
+    return FlagCalibration(
+        ratio=float(tau),
+        quantile=quantile,
+        captions=captions,
+        steps=steps,
+        seed=seed,
+        reflected_words=len(reflected),
+        missed_words=len(missed),
+        missed_flagged=(sum(r < tau for r in missed) / len(missed)) if missed else None,
+    )

@@ -1,0 +1,93 @@
+"""Failure detection: the peer-ratio rule, its calibration, and regeneration."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import TINY_UNET
+from PIL import Image
+
+from bcosdiff.data.shapes import BACKGROUND, ShapesDataset, caption_words
+from bcosdiff.evaluation.flags import calibrate_flag_ratio, threshold_at_quantile
+from bcosdiff.explain.tokens import Word, flag_words, peer_ratios
+
+
+def test_peer_ratio_is_relevance_over_the_median_of_the_other_content_words():
+    words = [Word("a", [1], 0.5), Word("red", [2], 0.3), Word("big", [3], 0.1)]
+    words += [Word("circle", [4], 0.2), Word("shark", [5], 0.004)]
+    ratios = {w.text: r for w, r in peer_ratios(words)}
+    assert set(ratios) == {"red", "big", "circle", "shark"}  # "a" is a stop word
+    assert ratios["red"] == pytest.approx(0.3 / 0.1)  # median of 0.1, 0.2, 0.004
+    assert ratios["shark"] == pytest.approx(0.004 / 0.2)  # median of 0.3, 0.1, 0.2
+    assert flag_words(words, 0.1) == ["shark"]
+    assert flag_words(words, 0.02) == []
+    assert peer_ratios([Word("cat", [1], 1.0), Word("the", [2], 0.0)]) == []
+    zero_peers = peer_ratios([Word("red", [1], 1.0), Word("cat", [2], 0.0)])
+    assert zero_peers[0][1] == math.inf and zero_peers[1][1] == 0.0
+
+
+def test_threshold_at_quantile_flags_at_most_that_share():
+    ratios = list(np.random.default_rng(0).lognormal(size=1000))
+    for q in (0.0, 0.01, 0.05, 0.5):
+        tau = threshold_at_quantile(ratios, q)
+        assert sum(r < tau for r in ratios) <= q * len(ratios)
+        assert sum(r <= tau for r in ratios) >= q * len(ratios)
+    with pytest.raises(ValueError):
+        threshold_at_quantile([], 0.01)
+
+
+class _OracleModel:
+    """Draws the dataset's own image for even seeds and a blank one for odd seeds; colour
+    and shape words get known relevance, so the calibration's result is known in advance."""
+
+    sample_size = 32
+
+    def __init__(self, seed):
+        self.dataset = ShapesDataset(size=32, seed=seed, two_object_prob=0.0)
+
+    def explain(self, caption, steps, seed, heatmaps):
+        sample = self.dataset.sample(seed)
+        assert sample.caption == caption
+        image = sample.image if seed % 2 == 0 else np.full_like(sample.image, BACKGROUND)
+        target = sample.objects[0]
+        words = []
+        for position, text in enumerate(caption_words(caption)):
+            relevance = 0.01
+            if text == target.colour:
+                relevance = 0.5
+            elif text == target.shape:
+                relevance = 0.05 * (1 + seed % 7)  # a spread of shape ratios
+            words.append(Word(text, [position], relevance))
+        return SimpleNamespace(image=Image.fromarray(image), words=words)
+
+
+def test_calibration_uses_only_words_the_image_shows():
+    model = _OracleModel(seed=3)
+    calibration = calibrate_flag_ratio(model, captions=20, steps=1, seed=3, quantile=0.0)
+    # Even seeds are drawn correctly: 10 colour + 10 shape words; odd seeds show nothing.
+    assert calibration.reflected_words == 20 and calibration.missed_words == 20
+    shown, missed = [], []
+    for seed in range(20):
+        words = model.explain(model.dataset.sample(seed).caption, 1, seed, False).words
+        ratios = [r for w, r in peer_ratios(words) if w.relevance >= 0.05]
+        (missed if seed % 2 else shown).extend(ratios)
+    assert calibration.ratio == pytest.approx(min(shown))
+    share = sum(r < min(shown) for r in missed) / len(missed)
+    assert calibration.missed_flagged == pytest.approx(share)
+
+
+def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
+    from bcosdiff.pipeline import create_model_directory
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    pipe.flag_ratio = 1e9  # flags every content word that has peers: no seed can pass
+    exp = pipe.explain("a red circle", steps=2, seed=3, heatmaps=False, regenerate=2)
+    assert [s for s, _ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
+    assert exp.seed == 3  # ties keep the earliest attempt
+    assert exp.to_dict()["attempts"][1] == {"seed": 4, "flagged_tokens": ["red", "circle"]}
+    pipe.flag_ratio = 0.0
+    exp = pipe.explain("a red circle", steps=2, seed=3, heatmaps=False, regenerate=2)
+    assert [s for s, _ in exp.attempts] == [3] and exp.flagged_tokens == []
+    reference = pipe.generate("a red circle", steps=2, seed=3)
+    assert exp.image.tobytes() == reference.tobytes()
