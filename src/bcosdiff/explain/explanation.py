@@ -98,7 +98,9 @@ def explain_run(
 
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
         zeros = tuple(torch.zeros_like(p) for p in primals[1:])
-        return jvp(run, primals, (tangent, *zeros))
+        # Forward-mode AD is unaffected by no_grad; without it every step's graph is kept.
+        with torch.no_grad():
+            return jvp(run, primals, (tangent, *zeros))
 
     with explanation_mode(unet):
         sample, reconstruction = context_only(context)
@@ -123,7 +125,8 @@ def explain_run(
             names = ("prompt", "x_T", "time", "mean")
             for k, name in enumerate(names):
                 tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
-                parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
+                with torch.no_grad():
+                    parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
     total = contributions.abs().sum()
     relevance = contributions.abs() / total if total > 0 else torch.zeros_like(contributions)
     return RunExplanation(
