@@ -306,6 +306,42 @@ def eval_flags(
         _note(f"flag_ratio {calibration.ratio:.4g} written to {directory / 'config.json'}")
 
 
+@eval_app.command("relevance")
+def eval_relevance(
+    model: ModelOption = None,
+    data: Annotated[
+        str, typer.Option(help="'shapes' or an image folder with metadata.jsonl.")
+    ] = "shapes",
+    captions: Annotated[int, typer.Option(help="Number of captions.")] = 100,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Caption sampling seed; caption k uses seed+k.")] = 0,
+    top: Annotated[int, typer.Option(help="Rows of the markdown table.")] = 20,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-relevance"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Mean relevance per word over a data set's captions, with occurrence counts."""
+    from tqdm import tqdm
+
+    from .data.captions import load_captions
+    from .evaluation.relevance import relevance_table
+    from .pipeline import load_pipeline
+
+    if captions < 1 or steps < 1 or top < 1:
+        raise BcosdiffError("captions, steps and top must be at least 1")
+    texts = load_captions(data, captions, seed)
+    pipe = load_pipeline(model)
+    bar = (lambda items: tqdm(items, desc="explaining", unit="caption")) if progress else None
+    table = relevance_table(pipe, texts, steps, seed, bar)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        table.write_csv(out / "relevance.csv")
+        text = table.markdown(top)
+        (out / "relevance.md").write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
+    typer.echo(text, nl=False)
+
+
 def _save_image(image, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
