@@ -19,7 +19,7 @@ from bcosdiff.data import COLOURS, SHAPES, ShapesDataset
 from bcosdiff.data.shapes import HELD_OUT_TEMPLATES
 from bcosdiff.pipeline import load_pipeline
 
-UNSEEN = ("shark", "guitar", "volcano", "umbrella", "pizza")
+UNSEEN = ("shark", "guitar", "volcano", "umbrella", "pizza", "bicycle")
 
 
 def main() -> None:
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument(
+        "--unseen", type=int, default=18, help="prompts 'a COLOUR SHAPE and a UNSEEN-WORD'"
+    )
     args = parser.parse_args()
     pipe = load_pipeline(args.model)
     dataset = ShapesDataset(size=pipe.sample_size, seed=args.seed, templates=HELD_OUT_TEMPLATES)
@@ -50,15 +53,19 @@ def main() -> None:
             f"normalised reconstruction MSE: mean {statistics.mean(mses):.5f}, "
             f"median {statistics.median(mses):.5f}, max {max(mses):.5f}"
         )
-    ratio = statistics.mean(content) / statistics.mean(filler)
-    print(
-        f"mean relevance: colour/shape words {statistics.mean(content):.2%} "
-        f"({len(content)}), filler words {statistics.mean(filler):.2%} ({len(filler)}), "
-        f"ratio {ratio:.2f}x"
-    )
+    if not content or not filler:
+        print("no colour/shape or filler words to compare")
+    else:
+        ratio = statistics.mean(content) / statistics.mean(filler)
+        print(
+            f"mean relevance: colour/shape words {statistics.mean(content):.2%} "
+            f"({len(content)}), filler words {statistics.mean(filler):.2%} ({len(filler)}), "
+            f"ratio {ratio:.2f}x"
+        )
 
     hits = clean = 0
-    cases = [(c, s, u) for c, s, u in zip(COLOURS, SHAPES * 2, UNSEEN, strict=False)]
+    combos = [(c, s) for c in COLOURS for s in SHAPES]
+    cases = [(*combos[i % len(combos)], UNSEEN[i % len(UNSEEN)]) for i in range(args.unseen)]
     for i, (colour, shape, unseen) in enumerate(cases):
         prompt = f"a {colour} {shape} and a {unseen}"
         exp = pipe.explain(prompt, steps=args.steps, seed=i, heatmaps=False)
