@@ -76,3 +76,104 @@ def test_captions_from_an_image_folder(tmp_path):
     assert load_captions(str(tmp_path), 10) == [f"caption {i}" for i in range(5)]
     picked = load_captions(str(tmp_path), 3, seed=1)
     assert len(set(picked)) == 3 and picked == load_captions(str(tmp_path), 3, seed=1)
+
+
+# --- faithfulness -------------------------------------------------------------------------
+
+
+class _FakePipe:
+    """Stands in for a model: sample_size, and deletion images that are all background."""
+
+    name = "fake"
+    sample_size = 32
+
+    def sample_batch(self, prompts, steps, seeds):
+        return [len(p) for p in prompts]
+
+    def images(self, samples):
+        from PIL import Image
+
+        from bcosdiff.data.shapes import BACKGROUND
+
+        return [Image.new("RGB", (32, 32), tuple(BACKGROUND)) for _ in samples]
+
+
+def _oracle(inside: bool):
+    """A method that 'generates' the dataset image and points exactly at (or away from)
+    the described object; object words get relevance 0.2, other words 0.01."""
+    import numpy as np
+
+    from bcosdiff.data.shapes import HELD_OUT_TEMPLATES, ShapesDataset
+    from bcosdiff.evaluation.faithfulness import Attribution
+
+    dataset = ShapesDataset(size=32, seed=0, two_object_prob=0.5, templates=HELD_OUT_TEMPLATES)
+
+    def method(pipe, prompt, seed, steps):
+        sample = dataset.sample(seed)
+        assert sample.caption == prompt
+        maps, relevance = [], []
+        for k in sample.word_objects:
+            mask = sample.masks[k] if k is not None else np.zeros((32, 32), bool)
+            maps.append((mask if inside else ~mask).astype(float) * (k is not None))
+            relevance.append(0.2 if k is not None else 0.01)
+        return Attribution(sample.image, list(sample.words), relevance, np.stack(maps))
+
+    return method
+
+
+def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
+    from bcosdiff.evaluation.faithfulness import evaluate_faithfulness, register_method
+
+    register_method("oracle", lambda: _oracle(inside=True))
+    register_method("anti", lambda: _oracle(inside=False))
+    results = evaluate_faithfulness(_FakePipe(), ["oracle", "anti"], prompts=8, steps=1)
+    good, bad = (r.metrics for r in results)
+    assert results[0].counts["localised_words_single"] > 0
+    assert results[0].counts["localised_words_two"] > 0
+    for n in ("single", "two"):
+        assert good[f"localisation_mass_{n}"] > 0.9 and good[f"pointing_{n}"] == 1.0
+        assert bad[f"localisation_mass_{n}"] < 0.1 and bad[f"pointing_{n}"] == 0.0
+    assert good["object_filler_ratio"] == pytest.approx(20.0)
+    # Dataset images show every asked object: nothing to detect, so no AUROC.
+    assert results[0].counts["objects_missed"] == 0 and good["failure_auroc_objects"] is None
+    # Every deletion image is blank: within a prompt every word changes the image equally,
+    # so no per-prompt ρ exists.
+    assert results[0].counts["deletion_words"] > 0 and results[0].counts["deletion_prompts"] == 0
+    assert good["deletion_spearman_mean"] is None
+    with pytest.raises(ValueError, match="unknown method"):
+        evaluate_faithfulness(_FakePipe(), ["nope"], prompts=1)
+
+
+def test_localisation_and_word_removal():
+    import numpy as np
+
+    from bcosdiff.evaluation.faithfulness import _without_word, localisation
+
+    mask = np.zeros((4, 4), bool)
+    mask[1, 1] = True
+    heat = np.zeros((4, 4))
+    heat[1, 1], heat[3, 3], heat[0, 0] = 3.0, 1.0, -5.0
+    assert localisation(heat, mask) == (0.75, True)
+    heat[1, 2] = 9.0  # next to the mask: within the one-pixel tolerance
+    assert localisation(heat, mask)[1] is True
+    heat[3, 0] = 20.0
+    assert localisation(heat, mask)[1] is False
+    assert localisation(-np.ones((4, 4)), mask)[0] is None
+    assert _without_word("a red circle and a red square", "red", 1) == "a red circle and a square"
+    assert _without_word("Redwood red", "red", 0) == "Redwood"
+
+
+def test_eval_faithfulness_command(tmp_path, capsys):
+    import json
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET, text={"max_length": 24})
+    out = tmp_path / "f"
+    argv = ["eval", "faithfulness", "--model", str(model), "--prompts", "2", "--steps", "1"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (out / "faithfulness.md").read_text() and "pointing game" in printed
+    data = json.loads((out / "faithfulness.json").read_text())
+    assert data["results"][0]["method"] == "bcos" and data["results"][0]["prompts"] == 2
+    assert main([*argv, "--method", "nope", "--out", str(out)]) == 2
+    assert "unknown method" in capsys.readouterr().err

@@ -342,6 +342,55 @@ def eval_relevance(
     typer.echo(text, nl=False)
 
 
+@eval_app.command("faithfulness")
+def eval_faithfulness(
+    model: ModelOption = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="Explanation method(s); default bcos.")
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="Held-out shapes prompts.")] = 24,
+    two_object_share: Annotated[float, typer.Option(help="Share of two-object prompts.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Prompt seed; prompt k uses sampling seed k.")] = 0,
+    deletion: Annotated[bool, typer.Option(help="Run the deletion test.")] = True,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Localisation, relevance separation, failure detection and deletion on shapes."""
+    import json
+
+    from tqdm import tqdm
+
+    from .evaluation.faithfulness import evaluate_faithfulness, faithfulness_markdown
+    from .pipeline import load_pipeline
+
+    if prompts < 1 or steps < 1 or not 0 <= two_object_share <= 1:
+        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
+    pipe = load_pipeline(model)
+    bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
+    try:
+        results = evaluate_faithfulness(
+            pipe, method or ["bcos"], prompts, two_object_share, steps, seed, deletion, bar
+        )
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    text = faithfulness_markdown(results)
+    data = {
+        "model": pipe.name,
+        "steps": steps,
+        "seed": seed,
+        "two_object_share": two_object_share,
+        "results": [r.to_dict() for r in results],
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "faithfulness.json").write_text(json.dumps(data, indent=2) + "\n")
+        (out / "faithfulness.md").write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
+    typer.echo(text, nl=False)
+
+
 def _save_image(image, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,19 +104,26 @@ class ShapeChecker:
         return min(self.fill_ratios, key=lambda s: abs(self.fill_ratios[s] - fill_ratio))
 
     def detect(self, image: np.ndarray, max_objects: int = 2) -> list[DetectedObject]:
+        return [obj for obj, _ in self.regions(image, max_objects)]
+
+    def regions(
+        self, image: np.ndarray, max_objects: int = 2
+    ) -> list[tuple[DetectedObject, np.ndarray]]:
+        """Detected objects with their ``(H, W)`` boolean pixel masks, largest first."""
         detected = []
         for pixels, fill in find_objects(image)[:max_objects]:
             colours = image[pixels[:, 0], pixels[:, 1]].astype(np.float64)
             centre_y, centre_x = (pixels.mean(0) + 0.5) / image.shape[0]
-            detected.append(
-                DetectedObject(
-                    _nearest_colour(np.median(colours, axis=0)),
-                    self.classify_shape(fill),
-                    len(pixels),
-                    fill,
-                    (float(centre_x), float(centre_y)),
-                )
+            mask = np.zeros(image.shape[:2], dtype=bool)
+            mask[pixels[:, 0], pixels[:, 1]] = True
+            obj = DetectedObject(
+                _nearest_colour(np.median(colours, axis=0)),
+                self.classify_shape(fill),
+                len(pixels),
+                fill,
+                (float(centre_x), float(centre_y)),
             )
+            detected.append((obj, mask))
         return detected
 
     def matches(self, image: np.ndarray, wanted: list[tuple[str, str]]) -> tuple[bool, bool, bool]:

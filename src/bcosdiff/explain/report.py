@@ -36,6 +36,16 @@ class Explanation:
     words: list[Word] = field(default_factory=list)
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
     attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
+    token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
+
+    def word_heatmaps(self) -> Tensor:
+        """``(len(words), H, W)``: each word's heat map, the sum over its sub-word pieces."""
+        if self.heatmaps is None:
+            raise ValueError("this explanation was computed without heat maps")
+        row = {positions[0]: k for k, positions in enumerate(self.token_positions)}
+        return torch.stack(
+            [self.heatmaps[[row[p] for p in word.positions]].sum(0) for word in self.words]
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -121,4 +131,5 @@ def build_explanation(
         words=words,
         complete=run.complete,
         attempts=[(seed, flagged)],
+        token_positions=groups,
     )
