@@ -177,3 +177,90 @@ def test_eval_faithfulness_command(tmp_path, capsys):
     assert data["results"][0]["method"] == "bcos" and data["results"][0]["prompts"] == 2
     assert main([*argv, "--method", "nope", "--out", str(out)]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+# --- Fréchet distance -----------------------------------------------------------------------
+
+
+class _CopyPipe:
+    """'Generates' exactly the real shapes image of each index, or its colour negative."""
+
+    name = "copy"
+    sample_size = 32
+
+    def __init__(self, negative=False):
+        from bcosdiff.data import ShapesDataset
+
+        self.dataset = ShapesDataset(size=32, seed=0)
+        self.negative = negative
+
+    def sample_batch(self, prompts, steps, seeds):
+        return seeds
+
+    def images(self, seeds):
+        from PIL import Image
+
+        images = [self.dataset.sample(s).image for s in seeds]
+        return [Image.fromarray(255 - im if self.negative else im) for im in images]
+
+
+def test_shapes_frechet_distance_is_zero_for_the_real_images_and_large_otherwise():
+    from bcosdiff.evaluation.fid import frechet_distance
+
+    same = frechet_distance(_CopyPipe(), count=40, steps=1, batch=16)
+    other = frechet_distance(_CopyPipe(negative=True), count=40, steps=1, batch=16)
+    assert same.metric == "shapes Fréchet distance" and same.count == 40
+    assert abs(same.value) < 1e-3 and other.value > 100 * max(abs(same.value), 1e-3)
+
+
+def test_shards_of_several_processes_cover_every_index_once():
+    from bcosdiff.evaluation.fid import frechet_distance
+
+    seen = []
+
+    class Recording(_CopyPipe):
+        def sample_batch(self, prompts, steps, seeds):
+            seen.extend(seeds)
+            return seeds
+
+    for rank in range(3):
+        frechet_distance(Recording(), count=10, steps=1, batch=2, rank=rank, world=3)
+    assert sorted(seen) == list(range(10))
+
+
+def test_fid_with_local_inception_weights(tmp_path, capsys):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from bcosdiff.evaluation.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3()  # randomly initialised, saved as a local weights file
+    weights = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET, text={"max_length": 16})
+    argv = ["eval", "fid", "--model", str(model), "--count", "4", "--batch", "2", "--steps", "1"]
+    result = tmp_path / "fid.json"
+    assert (
+        main([*argv, "--inception-weights", str(weights), "--out", str(result), "--no-progress"])
+        == 0
+    )
+    line = capsys.readouterr().out
+    assert line.startswith("FID: ") and "InceptionV3" in line
+    data = json.loads(result.read_text())
+    assert data["metric"] == "FID" and data["count"] == 4 and math.isfinite(data["value"])
+    # Without Inception weights the shapes metric is used, and never called FID.
+    assert main([*argv, "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("shapes Fréchet distance: ")
+    # Wrong or non-safetensors weights, and non-shapes data without Inception: exit 2.
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "wrong.safetensors"))
+    assert main([*argv, "--inception-weights", str(tmp_path / "wrong.safetensors")]) == 2
+    assert "InceptionV3" in capsys.readouterr().err
+    (tmp_path / "pickle.pt").write_bytes(b"\x80\x04 pickle")
+    assert main([*argv, "--inception-weights", str(tmp_path / "pickle.pt")]) == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert main([*argv, "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

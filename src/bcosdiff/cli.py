@@ -391,6 +391,65 @@ def eval_faithfulness(
     typer.echo(text, nl=False)
 
 
+@eval_app.command("fid")
+def eval_fid(
+    model: ModelOption = None,
+    data: Annotated[
+        str, typer.Option(help="'shapes' or an image folder with metadata.jsonl.")
+    ] = "shapes",
+    count: Annotated[int, typer.Option(help="Images per side (paper: 100,000).")] = 1000,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Data seed; image i is sampled with seed+i.")] = 0,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="InceptionV3 weights (.safetensors) for FID; without them, shapes "
+            "data get the labelled shapes Fréchet distance."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """FID (or the labelled shapes Fréchet distance) of generated vs real images."""
+    import json
+    import os
+
+    from tqdm import tqdm
+
+    from .evaluation.fid import frechet_distance
+    from .pipeline import load_pipeline
+
+    if count < 2 or steps < 1 or batch < 1:
+        raise BcosdiffError("need count >= 2, steps >= 1 and batch >= 1")
+    rank, world = 0, int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # launched by accelerate launch / torchrun: one shard per process
+        from accelerate import PartialState
+
+        rank = PartialState().process_index
+    pipe = load_pipeline(model)
+    bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
+    try:
+        result = frechet_distance(
+            pipe, data, count, steps, seed, batch, inception_weights, bar, rank, world
+        )
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    if rank != 0:
+        return
+    line = (
+        f"{result.metric}: {result.value:.4f} ({result.count} generated vs {result.count} real "
+        f"images, {steps} steps, features: {result.feature_extractor})"
+    )
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"model": pipe.name, **result.to_dict()}, indent=2) + "\n")
+        except OSError as exc:
+            raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
+    typer.echo(line)
+
+
 def _save_image(image, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
