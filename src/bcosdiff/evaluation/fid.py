@@ -101,6 +101,6 @@ def frechet_distance(
         real, captions = zip(*(get(i) for i in chunk), strict=True)
         fid.update(torch.stack(real), real=True)
         samples = pipe.sample_batch(list(captions), steps, [seed + i for i in chunk])
-        fake = [torch.from_numpy(np.asarray(im)).permute(2, 0, 1) for im in pipe.images(samples)]
+        fake = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in pipe.images(samples)]
         fid.update(torch.stack(fake), real=False)
     return FrechetResult(float(fid.compute()), metric, count, steps, name)
