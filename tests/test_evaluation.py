@@ -207,10 +207,12 @@ class _CopyPipe:
 def test_shapes_frechet_distance_is_zero_for_the_real_images_and_large_otherwise():
     from bcosdiff.evaluation.fid import frechet_distance
 
-    same = frechet_distance(_CopyPipe(), count=40, steps=1, batch=16)
+    same = frechet_distance(_CopyPipe(), count=40, steps=1, batch=16, reference=True)
     other = frechet_distance(_CopyPipe(negative=True), count=40, steps=1, batch=16)
     assert same.metric == "shapes Fréchet distance" and same.count == 40
     assert abs(same.value) < 1e-3 and other.value > 100 * max(abs(same.value), 1e-3)
+    # Two disjoint real sets differ by sampling noise only: far below the negatives.
+    assert 1e-3 < same.real_vs_real < other.value / 4
 
 
 def test_shards_of_several_processes_cover_every_index_once():

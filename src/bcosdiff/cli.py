@@ -408,6 +408,9 @@ def eval_fid(
             "data get the labelled shapes Fréchet distance."
         ),
     ] = None,
+    reference: Annotated[
+        bool, typer.Option(help="Also measure two disjoint real sets against each other.")
+    ] = True,
     out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -431,7 +434,7 @@ def eval_fid(
     bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
     try:
         result = frechet_distance(
-            pipe, data, count, steps, seed, batch, inception_weights, bar, rank, world
+            pipe, data, count, steps, seed, batch, inception_weights, bar, rank, world, reference
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
@@ -441,6 +444,8 @@ def eval_fid(
         f"{result.metric}: {result.value:.4f} ({result.count} generated vs {result.count} real "
         f"images, {steps} steps, features: {result.feature_extractor})"
     )
+    if result.real_vs_real is not None:
+        line += f"; real vs real: {result.real_vs_real:.4f}"
     if out is not None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ class FrechetResult:
     count: int
     steps: int
     feature_extractor: str
+    real_vs_real: float | None = None  # the same distance between two disjoint real sets
 
     def to_dict(self) -> dict:
         return {
@@ -42,6 +43,7 @@ class FrechetResult:
             "count": self.count,
             "steps": self.steps,
             "feature_extractor": self.feature_extractor,
+            "real_vs_real": self.real_vs_real,
         }
 
 
@@ -74,8 +76,12 @@ def frechet_distance(
     progress: Callable[[Iterable], Iterable] | None = None,
     rank: int = 0,
     world: int = 1,
+    reference: bool = False,
 ) -> FrechetResult:
-    """Fréchet distance of ``count`` generated vs ``count`` real images (module docstring)."""
+    """Fréchet distance of ``count`` generated vs ``count`` real images (module docstring).
+
+    With ``reference`` the same distance between real images ``0…count-1`` and
+    ``count…2·count-1`` is computed too: the floor that sampling noise alone gives."""
     if inception_weights is not None:
         from .inception import load_inception
 
@@ -103,4 +109,12 @@ def frechet_distance(
         samples = pipe.sample_batch(list(captions), steps, [seed + i for i in chunk])
         fake = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in pipe.images(samples)]
         fid.update(torch.stack(fake), real=False)
-    return FrechetResult(float(fid.compute()), metric, count, steps, name)
+    value = float(fid.compute())
+    floor = None
+    if reference and (available is None or available >= 2 * count):
+        fid.reset()
+        for chunk in chunks:
+            fid.update(torch.stack([get(i)[0] for i in chunk]), real=True)
+            fid.update(torch.stack([get(count + i)[0] for i in chunk]), real=False)
+        floor = float(fid.compute())
+    return FrechetResult(value, metric, count, steps, name, floor)
