@@ -427,9 +427,11 @@ def eval_fid(
         raise BcosdiffError("need count >= 2, steps >= 1 and batch >= 1")
     rank, world = 0, int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # launched by accelerate launch / torchrun: one shard per process
+        import torch
         from accelerate import PartialState
 
-        rank = PartialState().process_index
+        # cpu=True makes Accelerate set up gloo for several CPU processes, as in training.
+        rank = PartialState(cpu=not torch.cuda.is_available()).process_index
     pipe = load_pipeline(model)
     bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
     try:
