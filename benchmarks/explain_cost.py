@@ -11,20 +11,12 @@ Prints the measured seconds and the ratios explain/generate and reference/explai
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+
+from timing import median_seconds
 
 from bcosdiff.explain import patch_backward_contributions
 from bcosdiff.pipeline import load_pipeline
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -39,8 +31,12 @@ def main() -> None:
     cond = pipe.encode([args.prompt])
     pipe.generate(args.prompt, steps=2)  # warm-up
 
-    generate = timed(lambda: pipe.generate(args.prompt, steps=args.steps, seed=0), args.repeats)
-    explain = timed(lambda: pipe.explain(args.prompt, steps=args.steps, seed=0), args.repeats)
+    generate = median_seconds(
+        lambda: pipe.generate(args.prompt, steps=args.steps, seed=0), args.repeats
+    )
+    explain = median_seconds(
+        lambda: pipe.explain(args.prompt, steps=args.steps, seed=0), args.repeats
+    )
     tokens = int(cond.mask.sum())
     print(
         f"model {pipe.name}, {pipe.sample_size}x{pipe.sample_size}, {args.steps} steps, "

@@ -11,22 +11,12 @@ seconds and the B-cos / vanilla ratio, all measured in this run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
+from timing import median_seconds
+
 from bcosdiff.pipeline import create_model_directory
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -54,9 +44,10 @@ def main() -> None:
     print(f"DDIM {args.steps} steps, {args.size}x{args.size}, model_channels {args.channels}")
     for batch in args.batch:
         seconds = {
-            name: timed(
+            name: median_seconds(
                 lambda p=pipe, b=batch: p.sample_batch([prompt] * b, args.steps, list(range(b))),
                 args.repeats,
+                warmup=1,
             )
             for name, pipe in pipes.items()
         }

@@ -49,6 +49,9 @@ def _root(
     """Inherently interpretable text-to-image diffusion with B-cos U-Nets."""
 
 
+PromptArgument = Annotated[str, typer.Argument(help="The text prompt.")]
+StepsOption = Annotated[int, typer.Option(help="DDIM steps (deterministic, σ_t = 0).")]
+NoiseSeedOption = Annotated[int, typer.Option(help="Seed of the initial noise.")]
 RegenerateOption = Annotated[
     int,
     typer.Option(
@@ -60,10 +63,10 @@ RegenerateOption = Annotated[
 
 @app.command()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The text prompt.")],
+    prompt: PromptArgument,
     model: ModelOption = None,
-    steps: Annotated[int, typer.Option(help="DDIM steps (deterministic, σ_t = 0).")] = 25,
-    seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
+    steps: StepsOption = 25,
+    seed: NoiseSeedOption = 0,
     out: Annotated[Path, typer.Option(help="Output PNG file.")] = Path("image.png"),
     regenerate: RegenerateOption = 0,
 ) -> None:
@@ -101,10 +104,10 @@ def _report_attempts(explanation) -> None:
 
 @app.command()
 def explain(
-    prompt: Annotated[str, typer.Argument(help="The text prompt.")],
+    prompt: PromptArgument,
     model: ModelOption = None,
-    steps: Annotated[int, typer.Option(help="DDIM steps (deterministic, σ_t = 0).")] = 25,
-    seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
+    steps: StepsOption = 25,
+    seed: NoiseSeedOption = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("explanation"),
     as_json: Annotated[bool, typer.Option("--json", help="Print explanation.json.")] = False,
     regenerate: RegenerateOption = 0,
@@ -270,7 +273,7 @@ def data_folder(root: Annotated[Path, typer.Argument(help="Image folder.")]) -> 
 def eval_flags(
     model: ModelOption = None,
     captions: Annotated[int, typer.Option(help="Single-object training captions.")] = 100,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Data seed of the captions.")] = 0,
     quantile: Annotated[
         float, typer.Option(help="Share of shown words the threshold may flag.")
@@ -313,7 +316,7 @@ def eval_relevance(
         str, typer.Option(help="'shapes' or an image folder with metadata.jsonl.")
     ] = "shapes",
     captions: Annotated[int, typer.Option(help="Number of captions.")] = 100,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Caption sampling seed; caption k uses seed+k.")] = 0,
     top: Annotated[int, typer.Option(help="Rows of the markdown table.")] = 20,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-relevance"),
@@ -350,7 +353,7 @@ def eval_faithfulness(
     ] = None,
     prompts: Annotated[int, typer.Option(help="Held-out shapes prompts.")] = 24,
     two_object_share: Annotated[float, typer.Option(help="Share of two-object prompts.")] = 0.5,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Prompt seed; prompt k uses sampling seed k.")] = 0,
     deletion: Annotated[bool, typer.Option(help="Run the deletion test.")] = True,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
@@ -398,7 +401,7 @@ def eval_fid(
         str, typer.Option(help="'shapes' or an image folder with metadata.jsonl.")
     ] = "shapes",
     count: Annotated[int, typer.Option(help="Images per side (paper: 100,000).")] = 1000,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Data seed; image i is sampled with seed+i.")] = 0,
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     inception_weights: Annotated[

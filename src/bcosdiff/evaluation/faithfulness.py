@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -166,12 +166,7 @@ class FaithfulnessResult:
     counts: dict[str, int]
 
     def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "prompts": self.prompts,
-            "metrics": self.metrics,
-            "counts": self.counts,
-        }
+        return asdict(self)
 
 
 _ROWS = (

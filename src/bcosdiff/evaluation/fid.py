@@ -13,7 +13,7 @@ torchmetrics sums the feature statistics over the processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +37,7 @@ class FrechetResult:
     real_vs_real: float | None = None  # the same distance between two disjoint real sets
 
     def to_dict(self) -> dict:
-        return {
-            "metric": self.metric,
-            "value": self.value,
-            "count": self.count,
-            "steps": self.steps,
-            "feature_extractor": self.feature_extractor,
-            "real_vs_real": self.real_vs_real,
-        }
+        return asdict(self)
 
 
 def _real_source(data: str, size: int, seed: int):
