@@ -63,6 +63,18 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
             assert torch.equal(value, b[weights][key]), key
 
 
+def test_model_card_records_the_command_steps_and_loss(tmp_path):
+    config = TrainConfig.from_dict(
+        {**TINY, "output_dir": str(tmp_path / "run"), "steps": 4, "checkpoint_every": 2}
+    )
+    train(config, progress=False, command="bcosdiff train tiny.yaml")
+    card = (
+        export_checkpoint(tmp_path / "run", tmp_path / "m", "model") / "MODEL_CARD.md"
+    ).read_text()
+    assert "- command: `bcosdiff train tiny.yaml`" in card
+    assert "after 4 steps" in card and "final training loss" in card and "wall time" in card
+
+
 def test_config_files_are_validated(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("steps: 0\n")

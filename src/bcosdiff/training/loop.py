@@ -295,6 +295,7 @@ def train(
                             "step": step,
                             "param_groups": groups,
                             "config": {**config.to_dict(), "unet": unet_config.to_dict()},
+                            **({"command": command} if command else {}),
                         },
                         config.keep_last,
                     )
