@@ -15,6 +15,7 @@ from bcosdiff.data.images import ImageFolderDataset, preprocess_image
 from bcosdiff.data.laion import WebDatasetShards, object_pattern, select_laion
 from bcosdiff.errors import BcosdiffError
 from bcosdiff.evaluation import ShapeChecker, checker_accuracy
+from bcosdiff.evaluation.checker import border_colour, find_objects
 from bcosdiff.training import build_dataset
 
 
@@ -68,6 +69,29 @@ def test_checker_recognises_dataset_images():
     assert checker_accuracy(checker, samples=150)["both"] >= 0.98
     blank = np.full((32, 32, 3), 255, dtype=np.uint8)
     assert checker.matches(blank, [("red", "circle")]) == (False, False, False)
+
+
+def test_checker_reads_the_background_from_the_border():
+    """A generated image may paint a tinted, slightly noisy background; the checker must
+    separate objects from it, not from the dataset's white."""
+    checker = ShapeChecker(32)
+    rng = np.random.default_rng(0)
+    data = ShapesDataset(size=32, seed=3)
+    agree = 0
+    for index in range(20):
+        s = data.sample(index)
+        # A grey-blue cast over the whole picture (white becomes (205, 212, 220)) plus noise.
+        tinted = s.image * (np.array([205.0, 212.0, 220.0]) / 255.0)
+        tinted += rng.normal(0.0, 8.0, tinted.shape)
+        background = ~s.masks.any(0)
+        tinted = tinted.clip(0, 255).astype(np.uint8)
+        assert np.allclose(border_colour(tinted), (205, 212, 220), atol=4)
+        wanted = [(o.colour, o.shape) for o in s.objects]
+        agree += checker.matches(s.image, wanted) == checker.matches(tinted, wanted)
+        # Judged against white, the tint itself would be one big foreground region.
+        whole = find_objects(tinted, background=(255, 255, 255))
+        assert len(whole[0][0]) > background.sum() * 0.9
+    assert agree >= 19  # noise can break up the odd small object
 
 
 def test_preprocessing_resizes_shorter_side_and_centre_crops():

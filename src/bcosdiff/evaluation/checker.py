@@ -1,7 +1,8 @@
 """A pixel checker for shapes images: which coloured shapes does an image show?
 
-It reads pixels only. Foreground pixels are those far from the white background; connected
-foreground regions (4-connectivity) of a minimum area are objects. An object's colour is the
+It reads pixels only. Foreground pixels are those far from the background colour, which is
+read from the image itself (the per-channel median of its border pixels: white on dataset
+images, but a model may paint a tinted background); connected foreground regions (4-connectivity) of a minimum area are objects. An object's colour is the
 palette colour nearest to its median pixel; its shape is decided by the fill ratio
 ``area / bounding-box area`` (circle ≈ π/4, square ≈ 1, triangle ≈ 1/2), with the decision
 boundaries calibrated on rendered dataset images (:func:`calibrate_fill_ratios`), i.e. on the
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.shapes import BACKGROUND, COLOURS, SHAPES, ShapesDataset
+from ..data.shapes import COLOURS, SHAPES, ShapesDataset
 
 __all__ = [
     "DetectedObject",
     "ShapeChecker",
+    "border_colour",
     "calibrate_fill_ratios",
     "checker_accuracy",
     "find_objects",
@@ -64,13 +66,28 @@ def _nearest_colour(rgb: np.ndarray) -> str:
     return names[int(np.argmin(((palette - rgb) ** 2).sum(axis=1)))]
 
 
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """Per-channel median of the outermost ring of pixels: the background colour, as long as
+    objects cover less than half of the border."""
+    ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    return np.median(ring.astype(np.float64), axis=0)
+
+
 def find_objects(
-    image: np.ndarray, min_area: int | None = None, threshold: float = 60.0
+    image: np.ndarray,
+    min_area: int | None = None,
+    threshold: float = 60.0,
+    background: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, float]]:
-    """``(pixels, fill_ratio)`` of foreground regions, largest first."""
+    """``(pixels, fill_ratio)`` of foreground regions, largest first.
+
+    ``background``: the RGB colour objects are told apart from; by default
+    :func:`border_colour` of the image (the dataset's white ``BACKGROUND`` on dataset images).
+    """
     size = image.shape[0]
     min_area = max(4, size * size // 200) if min_area is None else min_area
-    distance = np.sqrt(((image.astype(np.float64) - np.asarray(BACKGROUND)) ** 2).sum(-1))
+    background = border_colour(image) if background is None else np.asarray(background)
+    distance = np.sqrt(((image.astype(np.float64) - background) ** 2).sum(-1))
     found = []
     for pixels in _components(distance > threshold):
         if len(pixels) < min_area:
