@@ -24,7 +24,9 @@ def test_the_vanilla_baseline_is_bundled_and_not_explainable(tmp_path, capsys):
     pipe = load_pipeline("vanilla")
     assert pipe.unet.config.kind == "vanilla" and pipe.process.target == "unit_eps"
     out = tmp_path / "v.png"
-    assert main(["generate", "a red circle", "-m", "vanilla", "--steps", "5", "--out", str(out)]) == 0
+    assert (
+        main(["generate", "a red circle", "-m", "vanilla", "--steps", "5", "--out", str(out)]) == 0
+    )
     assert out.stat().st_size > 0
     capsys.readouterr()
     assert main(["explain", "a red circle", "-m", "vanilla", "--out", str(tmp_path / "e")]) == 2

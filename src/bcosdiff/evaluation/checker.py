@@ -2,8 +2,9 @@
 
 It reads pixels only. Foreground pixels are those far from the background colour, which is
 read from the image itself (the per-channel median of its border pixels: white on dataset
-images, but a model may paint a tinted background); connected foreground regions (4-connectivity) of a minimum area are objects. An object's colour is the
-palette colour nearest to its median pixel; its shape is decided by the fill ratio
+images, but a model may paint a tinted background); connected foreground regions
+(4-connectivity) of a minimum area are objects. An object's colour is the palette colour
+nearest to its median pixel; its shape is decided by the fill ratio
 ``area / bounding-box area`` (circle ≈ π/4, square ≈ 1, triangle ≈ 1/2), with the decision
 boundaries calibrated on rendered dataset images (:func:`calibrate_fill_ratios`), i.e. on the
 dataset's own ground truth. :func:`checker_accuracy` measures the checker itself on dataset
