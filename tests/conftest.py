@@ -1,3 +1,9 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +44,16 @@ def tiny_unet_config(kind: str = "bcos", **overrides) -> UNetConfig:
 def _deterministic_threads():
     torch.manual_seed(0)
     yield
+
+
+def torchrun_two_processes(args: list[str], port: int) -> None:
+    """Run ``torchrun --nproc_per_node 2 ARGS`` on this machine (gloo); skip the test when
+    torchrun is not installed next to this Python, fail it with the tail of stderr."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed next to this Python")
+    command = [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    command += ["--master_port", str(port), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,7 @@ import csv
 import math
 
 import pytest
-from conftest import TINY_UNET
+from conftest import TINY_UNET, torchrun_two_processes
 
 from bcosdiff.cli import main
 from bcosdiff.data.captions import load_captions
@@ -270,42 +270,13 @@ def test_fid_with_local_inception_weights(tmp_path, capsys):
 
 def test_fid_sharded_over_two_processes_equals_one_process(tmp_path):
     import json
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed next to this Python")
     model = tmp_path / "m"
     create_model_directory(model, "bcos-x0", unet=TINY_UNET, text={"max_length": 16})
     args = ["eval", "fid", "--model", str(model), "--count", "6", "--batch", "2", "--steps", "1"]
     args += ["--no-progress", "--no-reference"]
     assert main([*args, "--out", str(tmp_path / "one.json")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    done = subprocess.run(
-        [
-            torchrun,
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            "29533",
-            "-m",
-            "bcosdiff",
-            *args,
-            "--out",
-            str(tmp_path / "two.json"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    torchrun_two_processes(["-m", "bcosdiff", *args, "--out", str(tmp_path / "two.json")], 29533)
     one = json.loads((tmp_path / "one.json").read_text())
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["count"] == one["count"] == 6

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import torchrun_two_processes
 
 from bcosdiff.errors import BcosdiffError
 from bcosdiff.pipeline import Pipeline
@@ -174,41 +175,15 @@ def test_sigkill_mid_run_then_resume_continues_exactly(tmp_path):
 
 def test_two_cpu_processes_stay_in_sync_and_shard_the_data(tmp_path):
     import json
-    import os
-    import shutil
-    import subprocess
-    import sys
     from pathlib import Path
 
     from safetensors.torch import load_file
 
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed next to this Python")
     settings = json.dumps(
         {**TINY, "output_dir": str(tmp_path / "run"), "steps": 4, "checkpoint_every": 4}
     )
     script = Path(__file__).with_name("dist_train.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    done = subprocess.run(
-        [
-            torchrun,
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            "29531",
-            str(script),
-            str(tmp_path),
-            settings,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    torchrun_two_processes([str(script), str(tmp_path), settings], 29531)
     records = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 for r in records)
     first, second = (r["captions"] for r in records)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -124,10 +125,8 @@ def explain(
     explanation = pipe.explain(prompt, steps=steps, seed=seed, regenerate=regenerate)
     if regenerate:
         _report_attempts(explanation)
-    try:
+    with _writing(out):
         data = save_explanation(explanation, out)
-    except OSError as exc:
-        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
@@ -299,13 +298,11 @@ def eval_flags(
         raise BcosdiffError(str(exc)) from None
     typer.echo(json.dumps(calibration.to_dict(), indent=2))
     if write:
-        try:
+        with _writing(directory):
             update_config(
                 directory,
                 explain={"flag_ratio": calibration.ratio, "calibration": calibration.to_dict()},
             )
-        except OSError as exc:
-            raise BcosdiffError(f"cannot write {directory}: {exc.strerror or exc}") from None
         _note(f"flag_ratio {calibration.ratio:.4g} written to {directory / 'config.json'}")
 
 
@@ -335,13 +332,11 @@ def eval_relevance(
     pipe = load_pipeline(model)
     bar = (lambda items: tqdm(items, desc="explaining", unit="caption")) if progress else None
     table = relevance_table(pipe, texts, steps, seed, bar)
-    try:
+    with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
         table.write_csv(out / "relevance.csv")
         text = table.markdown(top)
         (out / "relevance.md").write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
     typer.echo(text, nl=False)
 
 
@@ -385,12 +380,10 @@ def eval_faithfulness(
         "two_object_share": two_object_share,
         "results": [r.to_dict() for r in results],
     }
-    try:
+    with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
         (out / "faithfulness.json").write_text(json.dumps(data, indent=2) + "\n")
         (out / "faithfulness.md").write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
     typer.echo(text, nl=False)
 
 
@@ -452,20 +445,25 @@ def eval_fid(
     if result.real_vs_real is not None:
         line += f"; real vs real: {result.real_vs_real:.4f}"
     if out is not None:
-        try:
+        with _writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"model": pipe.name, **result.to_dict()}, indent=2) + "\n")
-        except OSError as exc:
-            raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
     typer.echo(line)
 
 
-def _save_image(image, out: Path) -> None:
+@contextmanager
+def _writing(target: Path):
+    """Turn a failed write under ``target`` into one clear error line."""
     try:
+        yield
+    except OSError as exc:
+        raise BcosdiffError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _save_image(image, out: Path) -> None:
+    with _writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         image.save(out, format="PNG")
-    except OSError as exc:
-        raise BcosdiffError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _note(message: str, kind: str = "note") -> None:
