@@ -133,6 +133,14 @@ def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
     for n in ("single", "two"):
         assert good[f"localisation_mass_{n}"] > 0.9 and good[f"pointing_{n}"] == 1.0
         assert bad[f"localisation_mass_{n}"] < 0.1 and bad[f"pointing_{n}"] == 0.0
+    assert good["localisation_mass_colour_shape"] > 0.9 and good["pointing_colour_shape"] == 1.0
+    # Token specificity: the oracle's maps lie on their own object, the anti-oracle's on the
+    # other one (its map covers everything but its own object).
+    counts = results[0].counts
+    assert counts["specificity_images"] > 0 and counts["specificity_words"] > 0
+    assert counts["specificity_images_exact"] == counts["specificity_images"]  # real images
+    assert good["token_specificity"] == 1.0 and good["token_specificity_above_half"] == 1.0
+    assert bad["token_specificity"] < 0.2 and bad["token_specificity_above_half"] == 0.0
     assert good["object_filler_ratio"] == pytest.approx(20.0)
     # Dataset images show every asked object: nothing to detect, so no AUROC.
     assert results[0].counts["objects_missed"] == 0 and good["failure_auroc_objects"] is None

@@ -42,7 +42,7 @@ def test_contributions_of_all_sources_add_up_to_the_output(process, dtype):
     """Prompt + x_T + time features + μ terms = the generated 6-channel sample."""
     unet, context, mask, x_T = _setup(process, dtype)
     result = explain_run(
-        unet, process, 4, context, x_T, mask, heatmaps=False, decompose_sources=True
+        unet, process, 4, context, x_T, mask, contributions=False, decompose_sources=True
     )
     total = sum(result.sources.values())
     rel = ((total - result.sample).norm() / result.sample.norm()).item()
@@ -72,7 +72,7 @@ def test_replay_and_autodiff_agree(process):
     unet, context, mask, x_T = _setup(process)
     replay = explain_run(unet, process, 4, context, x_T, mask, method="replay")
     autodiff = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
-    for name in ("sample", "reconstruction", "heatmaps", "token_contributions", "relevance"):
+    for name in ("sample", "reconstruction", "contributions", "token_contributions", "relevance"):
         torch.testing.assert_close(getattr(replay, name), getattr(autodiff, name), msg=name)
 
 
@@ -80,10 +80,10 @@ def test_relevance_heatmaps_and_reconstruction_agree():
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
     result = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
-    # The VJP relevance numerator equals the per-pixel sum of each token's heat map.
-    torch.testing.assert_close(result.heatmaps.sum(dim=(1, 2)), result.token_contributions)
-    # The token heat maps add up to the reconstruction (summed over channels).
-    torch.testing.assert_close(result.heatmaps.sum(0), result.reconstruction.sum(0))
+    # The VJP relevance numerator equals the sum of each token's contribution map.
+    torch.testing.assert_close(result.contributions.sum(dim=(1, 2, 3)), result.token_contributions)
+    # The token contribution maps add up to the reconstruction, channel by channel.
+    torch.testing.assert_close(result.contributions.sum(0), result.reconstruction)
     # Masked tokens contribute exactly nothing; relevance is a distribution over tokens.
     assert result.relevance[0] == 0 and result.relevance[4] == 0
     assert result.relevance.sum().item() == pytest.approx(1.0)
@@ -100,8 +100,10 @@ def test_heatmaps_match_per_pixel_backward_passes():
         for h, w in ((0, 0), (3, 5), (7, 2)):
             ctx = context.clone().requires_grad_()
             out = run_trajectory(unet, process, 3, ctx, *sources[1:], context_mask=mask)
-            (grad,) = torch.autograd.grad(out[0, :, h, w].sum(), ctx)
-            torch.testing.assert_close((grad * context).sum(-1)[0], result.heatmaps[:, h, w])
+            for c in (0, 4):
+                (grad,) = torch.autograd.grad(out[0, c, h, w], ctx, retain_graph=True)
+                expected = (grad * context).sum(-1)[0]
+                torch.testing.assert_close(expected, result.contributions[:, c, h, w])
 
 
 def test_normalized_reconstruction():
@@ -122,9 +124,15 @@ def test_pipeline_explain(variant, tmp_path):
         assert exp.tokens == ["a", "red", "circle"]
     else:  # nothing masked: start, prompt tokens, end, and the padding as [REST]
         assert exp.tokens == ["[CLS]", "a", "red", "circle", "[SEP]", "[REST]"]
-    assert len(exp.relevance) == len(exp.tokens) == exp.heatmaps.shape[0]
+    count = len(exp.tokens)
+    assert len(exp.relevance) == count == exp.heatmaps.shape[0] == exp.mass_maps.shape[0]
+    assert exp.contribution_maps.shape == (count, 6, 8, 8)
     assert sum(exp.relevance) == pytest.approx(1.0) and min(exp.relevance) >= 0
-    torch.testing.assert_close(exp.heatmaps.sum(0), exp.reconstruction.sum(0), rtol=1e-4, atol=1e-5)
+    # The contribution maps add up to the reconstruction, channel by channel.
+    torch.testing.assert_close(
+        exp.contribution_maps.sum(0), exp.reconstruction, rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(exp.mass_maps, exp.contribution_maps.sum(1))
     assert exp.reconstruction_mse is not None and exp.reconstruction_mse >= 0
     # The explained run is the generated run: same image, bit for bit.
     assert exp.image.tobytes() == pipe.generate("a red circle", steps=3, seed=4).tobytes()
@@ -161,8 +169,8 @@ def test_authors_patch_procedure_agrees_with_jvp_maps():
     result = explain_run(unet, process, 2, context, x_T, mask)
     patches = patch_backward_contributions(unet, process, 2, context, x_T, mask, patch=4)
     assert patches.shape == (5, 6, 2, 2)
-    pooled = result.heatmaps.unflatten(1, (2, 4)).unflatten(3, (2, 4)).sum(dim=(2, 4))
-    torch.testing.assert_close(patches.sum(1), pooled)
+    pooled = result.contributions.unflatten(2, (2, 4)).unflatten(4, (2, 4)).sum(dim=(3, 5))
+    torch.testing.assert_close(patches, pooled)
 
 
 def test_eta_makes_the_explanation_say_it_is_incomplete(tmp_path):

@@ -192,7 +192,7 @@ class Pipeline:
             cond.embeddings,
             x_T,
             cond.mask,
-            heatmaps=heatmaps,
+            contributions=heatmaps,
             eta=eta,
             step_noise=noise,
         )

@@ -8,7 +8,13 @@ generated images (same prompt, seed and steps), and is scored by:
 
 * **localisation** — for each word that describes an object the image shows: the share of
   the positive mass of the word's heat map inside that object's mask, and the pointing game
-  (does the heat map's maximum fall inside the mask dilated by one pixel);
+  (does the heat map's maximum fall inside the mask dilated by one pixel); reported for all
+  object words and for colour and shape words alone;
+* **token specificity** — on two-object images in which the checker finds a distinct region
+  for each asked object: for every word of one object, the share of its map's positive mass
+  on its own object's region out of its mass on both regions (0.5: the map does not tell the
+  objects apart). Reported as the mean share, the fraction of words above 0.5 and the number
+  of images; also on the subset of images that show both objects exactly right;
 * **relevance separation** — mean relevance of object words (colour, shape, size, position)
   over mean relevance of filler words;
 * **failure detection** — an asked object is *missed* when no detected object has both its
@@ -30,6 +36,7 @@ import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -37,6 +44,7 @@ from torchmetrics.functional import spearman_corrcoef
 from torchmetrics.functional.classification import binary_auroc
 
 from ..data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, ShapesDataset
+from ..explain.readouts import DEFAULT_READOUT, READOUTS
 from ..explain.tokens import Word, is_content_word, peer_ratios
 from .checker import ShapeChecker
 
@@ -63,21 +71,38 @@ class Attribution:
 
 
 class BcosMethod:
-    """The B-cos explanation of the whole sampling run (batched linear replay)."""
+    """The B-cos explanation of the whole sampling run (batched linear replay), its word
+    maps read out with ``readout`` (:data:`bcosdiff.explain.readouts.READOUTS`).
 
-    name = "bcos"
+    Methods that differ only in the read-out share one explanation of each image: the last
+    explanation is kept, so consecutive read-outs of the same run cost nothing more."""
+
+    _last: tuple[tuple, object] | None = None
+
+    def __init__(self, readout: str = DEFAULT_READOUT):
+        if readout not in READOUTS:
+            raise ValueError(f"unknown read-out {readout!r}; expected one of {sorted(READOUTS)}")
+        self.readout = readout
+        self.name = "bcos" if readout == DEFAULT_READOUT else f"bcos-{readout}"
 
     def __call__(self, pipe, prompt: str, seed: int, steps: int) -> Attribution:
-        exp = pipe.explain(prompt, steps=steps, seed=seed, heatmaps=True)
+        key = (id(pipe), prompt, seed, steps)
+        if BcosMethod._last is None or BcosMethod._last[0] != key:
+            exp = pipe.explain(prompt, steps=steps, seed=seed, heatmaps=True)
+            BcosMethod._last = (key, exp)
+        exp = BcosMethod._last[1]
         return Attribution(
             image=np.asarray(exp.image),
             words=[w.text for w in exp.words],
             relevance=[w.relevance for w in exp.words],
-            maps=exp.word_heatmaps().numpy(),
+            maps=exp.word_heatmaps(self.readout).numpy(),
         )
 
 
-METHODS: dict[str, Callable[[], Callable]] = {"bcos": BcosMethod}
+METHODS: dict[str, Callable[[], Callable]] = {
+    "bcos": BcosMethod,
+    **{f"bcos-{name}": partial(BcosMethod, name) for name in READOUTS if name != DEFAULT_READOUT},
+}
 
 
 def register_method(name: str, factory: Callable[[], Callable]) -> None:
@@ -144,16 +169,35 @@ def _without_word(caption: str, word: str, occurrence: int) -> str:
     return " ".join((caption[: m.start()] + caption[m.end() :]).split())
 
 
+def specificity(heatmap: np.ndarray, own: np.ndarray, other: np.ndarray) -> float | None:
+    """Share of the map's positive mass on ``own`` out of its mass on ``own`` and ``other``
+    (None when the map has no positive mass on either)."""
+    positive = np.clip(heatmap, 0, None)
+    mine, theirs = float(positive[own].sum()), float(positive[other].sum())
+    return mine / (mine + theirs) if mine + theirs > 0 else None
+
+
 @dataclass
 class _Scores:
     mass: dict[int, list[float]] = field(default_factory=lambda: {1: [], 2: []})
     pointing: dict[int, list[bool]] = field(default_factory=lambda: {1: [], 2: []})
+    colour_shape_mass: list[float] = field(default_factory=list)  # one-object prompts
+    colour_shape_pointing: list[bool] = field(default_factory=list)
+    specificity: list[float] = field(default_factory=list)
+    specificity_exact: list[float] = field(default_factory=list)
+    specificity_images: int = 0
+    specificity_images_exact: int = 0
     object_words: list[float] = field(default_factory=list)
     filler_words: list[float] = field(default_factory=list)
+    object_map_size: list[float] = field(default_factory=list)  # Σ|map| per word
+    filler_map_size: list[float] = field(default_factory=list)
     object_score: list[float] = field(default_factory=list)
     object_missed: list[bool] = field(default_factory=list)
     word_score: list[float] = field(default_factory=list)
     word_missed: list[bool] = field(default_factory=list)
+    # The same detector with each word's positive map mass in place of its relevance.
+    object_score_maps: list[float] = field(default_factory=list)
+    word_score_maps: list[float] = field(default_factory=list)
     deletion_rho: list[float] = field(default_factory=list)
     deletion_pairs: list[tuple[float, float]] = field(default_factory=list)
 
@@ -174,9 +218,33 @@ _ROWS = (
     ("localisation mass, two objects", "localisation_mass_two", "localised_words_two"),
     ("pointing game, one object", "pointing_single", "localised_words_single"),
     ("pointing game, two objects", "pointing_two", "localised_words_two"),
+    (
+        "localisation mass, colour/shape words, one object",
+        "localisation_mass_colour_shape",
+        "localised_colour_shape_words",
+    ),
+    (
+        "pointing game, colour/shape words, one object",
+        "pointing_colour_shape",
+        "localised_colour_shape_words",
+    ),
+    (
+        "token specificity, mean share",
+        "token_specificity",
+        "{specificity_images} images, {specificity_words} words",
+    ),
+    ("token specificity, share > 0.5", "token_specificity_above_half", None),
+    (
+        "token specificity, both objects right",
+        "token_specificity_exact",
+        "{specificity_images_exact} images",
+    ),
     ("object-word / filler-word relevance", "object_filler_ratio", None),
     ("failure detection AUROC, objects", "failure_auroc_objects", "objects"),
     ("failure detection AUROC, colour/shape words", "failure_auroc_words", None),
+    ("object-word / filler-word map magnitude", "object_filler_map_ratio", None),
+    ("failure AUROC from map mass, objects", "failure_auroc_objects_maps", None),
+    ("failure AUROC from map mass, colour/shape words", "failure_auroc_words_maps", None),
     ("deletion Spearman ρ, mean per prompt", "deletion_spearman_mean", "deletion_prompts"),
     ("deletion Spearman ρ, pooled", "deletion_spearman_pooled", "deletion_words"),
 )
@@ -191,15 +259,19 @@ def faithfulness_markdown(results: list[FaithfulnessResult]) -> str:
         for r in results:
             value = r.metrics[key]
             text = "n/a" if value is None else f"{value:.3f}"
-            if key == "object_filler_ratio" and value is not None:
+            if key.startswith("object_filler") and value is not None:
                 text = f"{value:.1f}×"
             if count is not None:
-                text += f" ({r.counts[count]})"
+                text += f" ({count.format(**r.counts) if '{' in count else r.counts[count]})"
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     missed = results[0].counts["objects_missed"] if results else 0
     objects = results[0].counts["objects"] if results else 0
     lines.append("")
+    lines.append(
+        "Numbers in parentheses: scored words or objects; token specificity is measured on "
+        "two-object images in which the checker found a region for each asked object."
+    )
     lines.append(f"Objects missed in the images (pixel checker): {missed} of {objects}.")
     return "\n".join(lines) + "\n"
 
@@ -262,12 +334,18 @@ def evaluate_faithfulness(
     results = []
     for name, s in scores.items():
         object_mean, filler_mean = _mean(s.object_words), _mean(s.filler_words)
+        object_size, filler_size = _mean(s.object_map_size), _mean(s.filler_map_size)
         pooled = list(zip(*s.deletion_pairs, strict=True)) if s.deletion_pairs else ([], [])
         metrics = {
             "localisation_mass_single": _mean(s.mass[1]),
             "localisation_mass_two": _mean(s.mass[2]),
             "pointing_single": _mean(s.pointing[1]),
             "pointing_two": _mean(s.pointing[2]),
+            "localisation_mass_colour_shape": _mean(s.colour_shape_mass),
+            "pointing_colour_shape": _mean(s.colour_shape_pointing),
+            "token_specificity": _mean(s.specificity),
+            "token_specificity_above_half": _mean(v > 0.5 for v in s.specificity),
+            "token_specificity_exact": _mean(s.specificity_exact),
             "object_word_relevance": object_mean,
             "filler_word_relevance": filler_mean,
             "object_filler_ratio": (object_mean / filler_mean)
@@ -275,12 +353,25 @@ def evaluate_faithfulness(
             else None,
             "failure_auroc_objects": _auroc(s.object_score, s.object_missed),
             "failure_auroc_words": _auroc(s.word_score, s.word_missed),
+            "object_filler_map_ratio": (object_size / filler_size)
+            if object_size and filler_size
+            else None,
+            "failure_auroc_objects_maps": _auroc(s.object_score_maps, s.object_missed)
+            if s.object_score_maps
+            else None,
+            "failure_auroc_words_maps": _auroc(s.word_score_maps, s.word_missed)
+            if s.word_score_maps
+            else None,
             "deletion_spearman_mean": _mean(s.deletion_rho),
             "deletion_spearman_pooled": _spearman(list(pooled[0]), list(pooled[1])),
         }
         counts = {
             "localised_words_single": len(s.mass[1]),
             "localised_words_two": len(s.mass[2]),
+            "localised_colour_shape_words": len(s.colour_shape_pointing),
+            "specificity_words": len(s.specificity),
+            "specificity_images": s.specificity_images,
+            "specificity_images_exact": s.specificity_images_exact,
             "objects": len(s.object_missed),
             "objects_missed": sum(s.object_missed),
             "deletion_prompts": len(s.deletion_rho),
@@ -293,24 +384,55 @@ def evaluate_faithfulness(
 def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) -> None:
     labels = _align(attribution.words, sample.words, sample.word_objects)
     regions = _match_regions(checker.regions(attribution.image, max_objects=n), sample.objects)
+    both_found = n == 2 and all(r is not None for r in regions)
+    both_right = both_found and all(
+        (r[0].colour, r[0].shape) == (o.colour, o.shape)
+        for r, o in zip(regions, sample.objects, strict=True)
+    )
+    if both_found and attribution.maps is not None:
+        s.specificity_images += 1
+        s.specificity_images_exact += both_right
     for j, (word, k) in enumerate(zip(attribution.words, labels, strict=True)):
         relevance = attribution.relevance[j]
+        size = None if attribution.maps is None else float(np.abs(attribution.maps[j]).sum())
         if k is None:
             if word.isalpha():
                 s.filler_words.append(relevance)
+                if size is not None:
+                    s.filler_map_size.append(size)
             continue
         s.object_words.append(relevance)
-        if attribution.maps is not None and regions[k] is not None:
-            mass, hit = localisation(attribution.maps[j], regions[k][1])
+        if size is not None:
+            s.object_map_size.append(size)
+        if attribution.maps is None or regions[k] is None:
+            continue
+        mass, hit = localisation(attribution.maps[j], regions[k][1])
+        if mass is not None:
+            s.mass[n].append(mass)
+        s.pointing[n].append(hit)
+        if n == 1 and word.lower() in (*COLOURS, *SHAPES):
             if mass is not None:
-                s.mass[n].append(mass)
-            s.pointing[n].append(hit)
-    # Failure detection: peer ratios of the colour and shape words of each asked object.
-    words = [
-        Word(w, [j], r)
-        for j, (w, r) in enumerate(zip(attribution.words, attribution.relevance, strict=True))
-    ]
+                s.colour_shape_mass.append(mass)
+            s.colour_shape_pointing.append(hit)
+        if both_found:
+            share = specificity(attribution.maps[j], regions[k][1], regions[1 - k][1])
+            if share is not None:
+                s.specificity.append(share)
+                if both_right:
+                    s.specificity_exact.append(share)
+    _failure_scores(s, attribution.words, attribution.relevance, labels, regions, sample, False)
+    if attribution.maps is not None:
+        drawn = [float(np.clip(m, 0, None).sum()) for m in attribution.maps]
+        _failure_scores(s, attribution.words, drawn, labels, regions, sample, True)
+
+
+def _failure_scores(s: _Scores, texts, scores, labels, regions, sample, maps: bool) -> None:
+    """Peer ratios of the colour and shape words of each asked object (``scores``: relevance,
+    or each word's positive map mass), against whether the image shows them."""
+    words = [Word(w, [j], r) for j, (w, r) in enumerate(zip(texts, scores, strict=True))]
     ratio = {id(w): r for w, r in peer_ratios(words)}
+    word_score = s.word_score_maps if maps else s.word_score
+    object_score = s.object_score_maps if maps else s.object_score
     for k, obj in enumerate(sample.objects):
         found = regions[k][0] if regions[k] is not None else None
         object_ratios = []
@@ -323,13 +445,15 @@ def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) ->
                 shown = found is not None and found.shape == obj.shape
             else:
                 continue
-            s.word_score.append(ratio[id(word)])
-            s.word_missed.append(not shown)
+            word_score.append(ratio[id(word)])
+            if not maps:
+                s.word_missed.append(not shown)
             object_ratios.append(ratio[id(word)])
         if object_ratios:
-            missed = found is None or (found.colour, found.shape) != (obj.colour, obj.shape)
-            s.object_score.append(min(object_ratios))
-            s.object_missed.append(missed)
+            object_score.append(min(object_ratios))
+            if not maps:
+                missed = found is None or (found.colour, found.shape) != (obj.colour, obj.shape)
+                s.object_missed.append(missed)
 
 
 def _deletion(s: _Scores, attribution: Attribution, caption: str, pipe, steps, seed, cache):

@@ -6,8 +6,9 @@ For prompt embeddings ``x`` and the run's dynamic linear summary ``W(x)`` (expla
 * normalised reconstruction ``R_rgb / (R_rgb + R_inv)`` and its MSE against the image (eq. 7);
 * relevance ``S_i = |Σ_{h,w,c} W_i x_i| / Σ_j |Σ_{h,w,c} W_j x_j|`` — one vector-Jacobian
   product of the summed output, dotted with each token's embedding (eq. 8);
-* per-token heat maps ``Σ_c (W_i x_i)[c]`` at full resolution — Jacobian-vector products with
-  one-hot token tangents, batched with ``vmap`` (the primal run is shared).
+* per-token contributions ``W_i x_i`` to every output channel at full resolution —
+  Jacobian-vector products with one-hot token tangents, batched with ``vmap`` (the primal
+  run is shared). Maps are read out of them in :mod:`bcosdiff.explain.readouts`.
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ class RunExplanation:
     reconstruction: Tensor  # (C, H, W) W(x)·x, the prompt's contribution
     token_contributions: Tensor  # (L,) Σ_{h,w,c} W_i x_i per context position
     relevance: Tensor  # (L,) eq. 8 over all context positions (masked ones are 0)
-    heatmaps: Tensor | None  # (L, H, W) Σ_c W_i x_i per pixel, or None when not requested
+    contributions: Tensor | None  # (L, C, H, W) W_i x_i per channel and pixel, or None
     sources: dict[str, Tensor] = field(default_factory=dict)  # contribution of each source
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
+
+    @property
+    def mass_maps(self) -> Tensor | None:
+        """``(L, H, W)``: ``Σ_c W_i x_i``, each position's contribution summed over channels."""
+        return None if self.contributions is None else self.contributions.sum(1)
 
 
 def explain_run(
@@ -54,7 +60,7 @@ def explain_run(
     context: Tensor,
     x_T: Tensor,
     context_mask: Tensor | None = None,
-    heatmaps: bool = True,
+    contributions: bool = True,
     token_chunk: int = 16,
     checkpoint_steps: bool = True,
     decompose_sources: bool = False,
@@ -66,10 +72,10 @@ def explain_run(
 
     ``method="replay"`` (default): one batched forward pass per step in which every prompt
     token (and, with ``decompose_sources``, x_T, the time features and μ) is a batch row
-    replayed through the run's own dynamic linear map — reconstruction, heat maps and
-    relevance all follow from the per-row outputs. ``method="jvp"``: the same quantities
-    from forward- and reverse-mode autodiff (one JVP, one VJP, batched JVPs); kept as an
-    independent computation.
+    replayed through the run's own dynamic linear map — reconstruction, per-token
+    contributions and relevance all follow from the per-row outputs. ``method="jvp"``: the
+    same quantities from forward- and reverse-mode autodiff (one JVP, one VJP, batched JVPs);
+    kept as an independent computation. ``contributions=False`` skips the per-token maps.
     """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
@@ -81,7 +87,7 @@ def explain_run(
             context,
             x_T,
             context_mask,
-            heatmaps,
+            contributions,
             decompose_sources,
             eta,
             step_noise,
@@ -109,16 +115,16 @@ def explain_run(
         with torch.enable_grad():
             out = run(ctx, *primals[1:], ckpt=checkpoint_steps)
             (grad,) = torch.autograd.grad(out.sum(), ctx)
-        contributions = (grad * context).sum(-1)[0]
+        totals = (grad * context).sum(-1)[0]
         maps = None
-        if heatmaps:
+        if contributions:
             length = context.shape[1]
             eye = torch.eye(length, dtype=context.dtype, device=context.device)
             chunks = []
             for start in range(0, length, token_chunk):
                 one_hot = eye[start : start + token_chunk, None, :, None] * context
                 tangent_out = vmap(lambda t: context_only(t)[1])(one_hot)
-                chunks.append(tangent_out[:, 0].sum(dim=1))
+                chunks.append(tangent_out[:, 0])
             maps = torch.cat(chunks)
         parts = {}
         if decompose_sources:
@@ -127,14 +133,14 @@ def explain_run(
                 tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
                 with torch.no_grad():
                     parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
-    total = contributions.abs().sum()
-    relevance = contributions.abs() / total if total > 0 else torch.zeros_like(contributions)
+    total = totals.abs().sum()
+    relevance = totals.abs() / total if total > 0 else torch.zeros_like(totals)
     return RunExplanation(
         sample=sample[0].detach().cpu(),
         reconstruction=reconstruction[0].detach().cpu(),
-        token_contributions=contributions.detach().cpu(),
+        token_contributions=totals.detach().cpu(),
         relevance=relevance.detach().cpu(),
-        heatmaps=None if maps is None else maps.detach().cpu(),
+        contributions=None if maps is None else maps.detach().cpu(),
         sources=parts,
         complete=eta == 0,
     )
@@ -147,7 +153,7 @@ def _explain_by_replay(
     context: Tensor,
     x_T: Tensor,
     context_mask: Tensor | None,
-    heatmaps: bool,
+    contributions: bool,
     decompose_sources: bool,
     eta: float,
     step_noise: list[Tensor] | None,
@@ -184,13 +190,13 @@ def _explain_by_replay(
             unet, process, steps, ctx, x, features, mean, context_mask, eta=eta, step_noise=noise
         )
     per_token = out[1 : 1 + count]
-    contributions = context.new_zeros(length)
-    contributions[valid] = per_token.sum(dim=(1, 2, 3))
+    totals = context.new_zeros(length)
+    totals[valid] = per_token.sum(dim=(1, 2, 3))
     maps = None
-    if heatmaps:
-        maps = x_T.new_zeros(length, *x_T.shape[2:])
-        maps[valid] = per_token.sum(1)
-    total = contributions.abs().sum()
+    if contributions:
+        maps = x_T.new_zeros(length, *x_T.shape[1:])
+        maps[valid] = per_token
+    total = totals.abs().sum()
     parts = {}
     if decompose_sources:
         parts = {
@@ -202,9 +208,9 @@ def _explain_by_replay(
     return RunExplanation(
         sample=out[0].cpu(),
         reconstruction=per_token.sum(0).cpu(),
-        token_contributions=contributions.cpu(),
-        relevance=(contributions.abs() / total if total > 0 else contributions * 0).cpu(),
-        heatmaps=None if maps is None else maps.cpu(),
+        token_contributions=totals.cpu(),
+        relevance=(totals.abs() / total if total > 0 else totals * 0).cpu(),
+        contributions=None if maps is None else maps.cpu(),
         sources={k: v.cpu() for k, v in parts.items()},
         complete=eta == 0,
     )

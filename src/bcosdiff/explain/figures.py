@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .readouts import painted_colour
 from .report import Explanation
 
-__all__ = ["save_explanation"]
+__all__ = ["save_explanation", "word_overlays"]
 
 UPSCALE = 256  # display size of the small generated images
 
@@ -33,33 +34,52 @@ def _reconstruction_rgb(exp: Explanation) -> torch.Tensor:
     return ((recon + 1) / 2).clamp(0, 1)
 
 
+def word_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
+    """``(RGBA overlays (words, H, W, 4) in [0, 1], scale)`` of the words' heat maps.
+
+    The colour is the colour each word paints (``col`` of its contribution, as B-cos v2
+    renders explanations), black where the map is negative; the opacity is ``|map| / scale``
+    with one ``scale`` for every word — the largest absolute value of any word's map — so a
+    filler word's overlay is faint where a content word's is strong."""
+    maps = exp.word_heatmaps()
+    painted = painted_colour(exp.word_contributions())
+    scale = float(maps.abs().max()) or 1.0
+    rgb = torch.where(maps[:, None] >= 0, painted, torch.zeros_like(painted))
+    alpha = (maps.abs() / scale).clamp(0, 1)
+    rgba = torch.cat([rgb, alpha[:, None]], dim=1).permute(0, 2, 3, 1)
+    return rgba.numpy(), scale
+
+
 def _heatmap_figure(exp: Explanation, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    count = len(exp.tokens)
-    cols = min(6, count)
-    rows = (count + cols - 1) // cols
+    overlays, scale = word_overlays(exp)
+    count = len(exp.words)
+    cols = min(6, count + 1)
+    rows = (count + cols) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
-    limit = float(exp.heatmaps.abs().max()) or 1.0
-    base = np.asarray(exp.image.convert("L"), dtype=float) / 255.0
+    # The image, faded to light grey under every map so the map's colour reads clearly.
+    grey = np.asarray(exp.image.convert("L"), dtype=float) / 255.0
+    base = np.repeat((0.75 + 0.25 * grey)[..., None], 3, axis=2)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
-        if k >= count:
-            continue
-        ax.imshow(base, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.imshow(
-            exp.heatmaps[k].numpy(),
-            cmap="bwr",
-            vmin=-limit,
-            vmax=limit,
-            alpha=0.65,
-            interpolation="nearest",
-        )
-        ax.set_title(f"{exp.tokens[k]}  {exp.relevance[k]:.1%}", fontsize=9)
-    fig.suptitle("token contributions (red +, blue −), shared colour scale", fontsize=10)
+        if k == 0:
+            ax.imshow(np.asarray(exp.image), interpolation="nearest")
+            ax.set_title("image", fontsize=9)
+        elif k <= count:
+            ax.imshow(base, interpolation="nearest")
+            ax.imshow(overlays[k - 1], interpolation="nearest")
+            word = exp.words[k - 1]
+            ax.set_title(f"{word.text}  {word.relevance:.1%}", fontsize=9)
+    fig.suptitle(
+        "what each word painted: colour = the colour it paints, opacity = its share of the "
+        f"pixel's departure from the background (one scale, full at {scale:.2f})",
+        fontsize=9,
+        wrap=True,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

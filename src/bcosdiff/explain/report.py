@@ -1,8 +1,9 @@
-"""The user-facing explanation of one generated image (SPEC §4)."""
+"""The user-facing explanation of one generated image (``docs/explanations.md``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from PIL import Image
@@ -11,6 +12,7 @@ from torch import Tensor
 from ..diffusion import decode_image
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
+from .readouts import DEFAULT_READOUT, READOUTS
 from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
 __all__ = ["Explanation", "build_explanation"]
@@ -26,8 +28,8 @@ class Explanation:
     model: str
     tokens: list[str]  # in prompt order; specials excluded when they are masked
     relevance: list[float]  # eq. 8, same length as tokens, sums to 1
-    heatmaps: Tensor  # (len(tokens), H, W) signed contribution per pixel
-    reconstruction: Tensor  # (C, H, W) W(x)·x
+    contribution_maps: Tensor | None  # (len(tokens), C, H, W) W_i x_i; None without maps
+    reconstruction: Tensor  # (C, H, W) W(x)·x, the sum of the contribution maps
     normalized_reconstruction: Tensor | None  # (3, H, W); None for 3-channel encodings
     reconstruction_mse: float | None  # normalised reconstruction vs the generated image
     image: Image.Image
@@ -38,14 +40,38 @@ class Explanation:
     attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
     token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
 
-    def word_heatmaps(self) -> Tensor:
-        """``(len(words), H, W)``: each word's heat map, the sum over its sub-word pieces."""
-        if self.heatmaps is None:
+    @cached_property
+    def heatmaps(self) -> Tensor | None:
+        """``(len(tokens), H, W)``: where each token changed the image — the colour-change
+        read-out (:func:`~bcosdiff.explain.readouts.colour_change`), one scale for all tokens."""
+        return self.readout(DEFAULT_READOUT)
+
+    @cached_property
+    def mass_maps(self) -> Tensor | None:
+        """``(len(tokens), H, W)``: ``Σ_c`` of each token's contribution (its share of the
+        pixel's constant mass; does not localise)."""
+        return self.readout("mass")
+
+    def readout(self, name: str = DEFAULT_READOUT) -> Tensor | None:
+        """``(len(tokens), H, W)``: the read-out ``name`` (:data:`~bcosdiff.explain.readouts.
+        READOUTS`) of every token's contribution map; None without contribution maps."""
+        if self.contribution_maps is None:
+            return None
+        return _readout(name)(self.contribution_maps, self.reconstruction)
+
+    def word_contributions(self) -> Tensor:
+        """``(len(words), C, H, W)``: each word's contribution, the sum over its pieces."""
+        if self.contribution_maps is None:
             raise ValueError("this explanation was computed without heat maps")
         row = {positions[0]: k for k, positions in enumerate(self.token_positions)}
         return torch.stack(
-            [self.heatmaps[[row[p] for p in word.positions]].sum(0) for word in self.words]
+            [self.contribution_maps[[row[p] for p in w.positions]].sum(0) for w in self.words]
         )
+
+    def word_heatmaps(self, readout: str = DEFAULT_READOUT) -> Tensor:
+        """``(len(words), H, W)``: each word's map, read out of the summed contribution of
+        its sub-word pieces (the read-out is not additive, so pieces are summed first)."""
+        return _readout(readout)(self.word_contributions(), self.reconstruction)
 
     def to_dict(self) -> dict:
         return {
@@ -63,8 +89,15 @@ class Explanation:
         }
 
 
+def _readout(name: str):
+    try:
+        return READOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown read-out {name!r}; expected one of {sorted(READOUTS)}") from None
+
+
 def _select(cond: Conditioning, run: RunExplanation, masked: bool):
-    """Token names, positions and per-entry relevance/heat maps (CLIP: [REST] aggregated)."""
+    """Token names, positions and per-entry relevance/contributions (CLIP: [REST] summed)."""
     specials = cond.special[0].tolist()
     names = cond.tokens[0]
     if masked:
@@ -84,8 +117,8 @@ def _select(cond: Conditioning, run: RunExplanation, masked: bool):
     total = run.token_contributions.abs().sum()
     relevance = (contributions.abs() / total if total > 0 else contributions * 0).tolist()
     maps = None
-    if run.heatmaps is not None:
-        maps = torch.stack([run.heatmaps[g].sum(0) for g in groups])
+    if run.contributions is not None:
+        maps = torch.stack([run.contributions[g].sum(0) for g in groups])
     return labels, groups, relevance, maps
 
 
@@ -121,7 +154,7 @@ def build_explanation(
         model=model,
         tokens=labels,
         relevance=relevance,
-        heatmaps=maps,
+        contribution_maps=maps,
         reconstruction=run.reconstruction,
         normalized_reconstruction=normalized,
         reconstruction_mse=mse,
