@@ -91,3 +91,34 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
     assert [s for s, _ in exp.attempts] == [3] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
     assert exp.image.tobytes() == reference.tobytes()
+
+
+def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path):
+    from bcosdiff.explain.readouts import colour_change
+    from bcosdiff.pipeline import create_model_directory
+
+    words = [Word("red", [1], 0.5, colour_change=2.0), Word("circle", [2], 0.4, 4.0)]
+    words.append(Word("shark", [3], 0.1, colour_change=0.1))
+    by_change = {w.text: r for w, r in peer_ratios(words, "colour_change")}
+    assert by_change["shark"] == pytest.approx(0.1 / 3.0)  # median of 2.0 and 4.0
+    assert flag_words(words, 0.1, "colour_change") == ["shark"]
+    assert flag_words(words, 0.1) == []  # relevance: 0.1 / 0.45 is above 0.1
+    with pytest.raises(ValueError, match="unknown flag signal"):
+        peer_ratios(words, "nope")
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    exp = pipe.explain("a red circle", steps=2, seed=1)
+    for word in exp.words:  # each word's score is the total of its removal map
+        contribution = exp.word_contributions()[exp.words.index(word)]
+        expected = float(colour_change(contribution, exp.reconstruction).sum())
+        assert word.colour_change == pytest.approx(expected, rel=1e-5)
+    pipe.flag_signal, pipe.flag_ratio = "colour_change", 1e9
+    lean = pipe.explain("a red circle", steps=2, seed=1, heatmaps=False)
+    assert lean.contribution_maps is None and lean.flagged_tokens == ["red", "circle"]
+    assert lean.to_dict()["flag_signal"] == "colour_change"
+    assert [w.colour_change for w in lean.words] == [w.colour_change for w in exp.words]
+
+
+def test_calibration_rejects_an_unknown_signal():
+    with pytest.raises(ValueError, match="unknown flag signal"):
+        calibrate_flag_ratio(_OracleModel(seed=0), captions=2, steps=1, signal="nope")

@@ -112,6 +112,22 @@ def test_corrupt_weights_are_reported_cleanly(model_dir, tmp_path, capsys):
     assert "safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "explain", [{"flag_ratio": -1}, {"flag_signal": "vibes"}], ids=["ratio", "signal"]
+)
+def test_a_bad_explain_section_is_reported_cleanly(explain, model_dir, tmp_path, capsys):
+    import shutil
+
+    from bcosdiff.modeldir import update_config
+
+    broken = tmp_path / "bad-explain"
+    shutil.copytree(model_dir, broken)
+    update_config(broken, explain=explain)
+    assert main(["explain", "a red circle", "--model", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"explain.{next(iter(explain))}" in err
+
+
 @pytest.mark.parametrize("command", ["generate", "explain"])
 def test_weights_that_are_not_safetensors_are_refused(command, model_dir, tmp_path, capsys):
     broken = tmp_path / "pickled"

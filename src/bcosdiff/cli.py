@@ -277,8 +277,11 @@ def eval_flags(
     quantile: Annotated[
         float, typer.Option(help="Share of shown words the threshold may flag.")
     ] = 0.01,
+    signal: Annotated[
+        str, typer.Option(help="Word score to flag on: relevance or colour_change.")
+    ] = "relevance",
     write: Annotated[
-        bool, typer.Option(help="Store the threshold in the model's config.json.")
+        bool, typer.Option(help="Store the threshold and signal in the model's config.json.")
     ] = False,
 ) -> None:
     """Calibrate the failure-detection threshold of a shapes model on training captions."""
@@ -293,7 +296,7 @@ def eval_flags(
     directory = resolve_model(model)
     pipe = load_pipeline(directory)
     try:
-        calibration = calibrate_flag_ratio(pipe, captions, steps, seed, quantile)
+        calibration = calibrate_flag_ratio(pipe, captions, steps, seed, quantile, signal)
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
     typer.echo(json.dumps(calibration.to_dict(), indent=2))
@@ -301,9 +304,15 @@ def eval_flags(
         with _writing(directory):
             update_config(
                 directory,
-                explain={"flag_ratio": calibration.ratio, "calibration": calibration.to_dict()},
+                explain={
+                    "flag_ratio": calibration.ratio,
+                    "flag_signal": signal,
+                    "calibration": calibration.to_dict(),
+                },
             )
-        _note(f"flag_ratio {calibration.ratio:.4g} written to {directory / 'config.json'}")
+        _note(
+            f"flag_ratio {calibration.ratio:.4g} ({signal}) written to {directory / 'config.json'}"
+        )
 
 
 @eval_app.command("relevance")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .diffusion import DiffusionProcess, ddim_sample, decode_image
 from .errors import BcosdiffError, ModelLoadError
-from .explain.tokens import DEFAULT_FLAG_RATIO
+from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .text import Conditioning, TextConfig, TextEncoder
@@ -43,7 +43,10 @@ class Pipeline:
         text: TextEncoder,
         name: str = "",
         flag_ratio: float = DEFAULT_FLAG_RATIO,
+        flag_signal: str = "relevance",
     ):
+        if flag_signal not in FLAG_SIGNALS:
+            raise ModelLoadError(f"unknown flag signal {flag_signal!r}; expected {FLAG_SIGNALS}")
         if unet.config.context_dim != text.dim:
             raise ModelLoadError(
                 f"U-Net expects {unet.config.context_dim}-d context, text model gives {text.dim}"
@@ -55,6 +58,7 @@ class Pipeline:
         self.text = text
         self.name = name
         self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
+        self.flag_signal = flag_signal  # the word score it applies to
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Pipeline:
@@ -74,12 +78,16 @@ class Pipeline:
         )
         if not isinstance(flag_ratio, int | float) or not flag_ratio >= 0:
             raise ModelLoadError(f"bad 'explain.flag_ratio' in {directory / 'config.json'}")
+        flag_signal = explain.get("flag_signal", "relevance")
+        if flag_signal not in FLAG_SIGNALS:
+            raise ModelLoadError(f"bad 'explain.flag_signal' in {directory / 'config.json'}")
         return cls(
             load_unet(directory),
             process,
             TextEncoder(text_config),
             directory.name,
             float(flag_ratio),
+            flag_signal,
         )
 
     @property
@@ -142,7 +150,8 @@ class Pipeline:
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4).
 
-        ``flag_ratio`` overrides the model's calibrated failure-detection threshold.
+        ``flag_ratio`` overrides the model's calibrated failure-detection threshold (which
+        applies to the model's ``flag_signal``, see :mod:`bcosdiff.explain.tokens`).
         ``regenerate=N`` retries with seeds ``seed + 1 … seed + N`` while some content word is
         flagged and returns the first attempt that flags none, else the attempt with the
         fewest flagged words; ``exp.attempts`` lists every ``(seed, flagged words)`` tried.
@@ -192,14 +201,24 @@ class Pipeline:
             cond.embeddings,
             x_T,
             cond.mask,
-            contributions=heatmaps,
+            contributions=True,  # the replay computes them anyway; flagging may need them
             eta=eta,
             step_noise=noise,
         )
         masked = self.text.config.mode == "subword"
         ratio = self.flag_ratio if flag_ratio is None else flag_ratio
         return build_explanation(
-            run, cond, self.process.encoding, masked, prompt, seed, steps, self.name, ratio
+            run,
+            cond,
+            self.process.encoding,
+            masked,
+            prompt,
+            seed,
+            steps,
+            self.name,
+            ratio,
+            self.flag_signal,
+            keep_maps=heatmaps,
         )
 
     def images(self, samples: torch.Tensor) -> list[Image.Image]:

@@ -1,8 +1,9 @@
 """Calibrating the failure-detection threshold of a model on its training distribution.
 
 The flagging rule (:mod:`bcosdiff.explain.tokens`) flags a content word whose *peer ratio*
-(relevance / median relevance of the prompt's other content words) is below a threshold τ.
-τ is set from words the image verifiably shows:
+(its score / the median score of the prompt's other content words; the score is the
+model's flag signal, relevance or colour change) is below a threshold τ. τ is set from
+words the image verifiably shows:
 
 1. draw single-object captions from the shapes training distribution (training templates);
 2. generate and explain each one; the pixel checker decides whether the image shows the
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..data.shapes import COLOURS, SHAPES, ShapesDataset
-from ..explain.tokens import peer_ratios
+from ..explain.tokens import FLAG_SIGNALS, peer_ratios
 from .checker import ShapeChecker
 
 __all__ = ["FlagCalibration", "calibrate_flag_ratio", "threshold_at_quantile"]
@@ -33,6 +34,7 @@ __all__ = ["FlagCalibration", "calibrate_flag_ratio", "threshold_at_quantile"]
 @dataclass
 class FlagCalibration:
     ratio: float  # τ: flag a content word whose peer ratio is below this
+    signal: str  # the word score the peer ratio is taken of
     quantile: float
     captions: int
     steps: int
@@ -56,9 +58,17 @@ def threshold_at_quantile(ratios: list[float], quantile: float) -> float:
 
 
 def calibrate_flag_ratio(
-    pipe, captions: int = 100, steps: int = 25, seed: int = 0, quantile: float = 0.01
+    pipe,
+    captions: int = 100,
+    steps: int = 25,
+    seed: int = 0,
+    quantile: float = 0.01,
+    signal: str = "relevance",
 ) -> FlagCalibration:
-    """Calibrate τ for ``pipe`` (a B-cos shapes model) as described in the module docstring."""
+    """Calibrate τ for ``pipe`` (a B-cos shapes model) and the word score ``signal``
+    (:data:`~bcosdiff.explain.tokens.FLAG_SIGNALS`), as the module docstring describes."""
+    if signal not in FLAG_SIGNALS:
+        raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
     dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.0)
     checker = ShapeChecker(pipe.sample_size)
     reflected: list[float] = []
@@ -70,7 +80,7 @@ def calibrate_flag_ratio(
         colour_ok, shape_ok, _ = checker.matches(
             np.asarray(exp.image), [(target.colour, target.shape)]
         )
-        for word, ratio in peer_ratios(exp.words):
+        for word, ratio in peer_ratios(exp.words, signal):
             if word.text == target.colour and word.text in COLOURS:
                 (reflected if colour_ok else missed).append(ratio)
             elif word.text == target.shape and word.text in SHAPES:
@@ -78,6 +88,7 @@ def calibrate_flag_ratio(
     tau = threshold_at_quantile(reflected, quantile)
     return FlagCalibration(
         ratio=float(tau),
+        signal=signal,
         quantile=quantile,
         captions=captions,
         steps=steps,

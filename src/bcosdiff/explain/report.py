@@ -12,7 +12,7 @@ from torch import Tensor
 from ..diffusion import decode_image
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
-from .readouts import DEFAULT_READOUT, READOUTS
+from .readouts import DEFAULT_READOUT, READOUTS, colour_change
 from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
 __all__ = ["Explanation", "build_explanation"]
@@ -39,6 +39,7 @@ class Explanation:
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
     attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
     token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
+    flag_signal: str = "relevance"  # the word score the flagging rule compared
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -83,7 +84,15 @@ class Explanation:
             "relevance": [round(float(r), 8) for r in self.relevance],
             "reconstruction_mse": self.reconstruction_mse,
             "flagged_tokens": self.flagged_tokens,
-            "words": [{"word": w.text, "relevance": round(w.relevance, 8)} for w in self.words],
+            "words": [
+                {
+                    "word": w.text,
+                    "relevance": round(w.relevance, 8),
+                    "colour_change": round(w.colour_change, 6),
+                }
+                for w in self.words
+            ],
+            "flag_signal": self.flag_signal,
             "complete": self.complete,
             "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
         }
@@ -132,7 +141,11 @@ def build_explanation(
     steps: int,
     model: str,
     flag_ratio: float = DEFAULT_FLAG_RATIO,
+    flag_signal: str = "relevance",
+    keep_maps: bool = True,
 ) -> Explanation:
+    """The report of ``run``; ``keep_maps=False`` drops the contribution maps once the words'
+    scores are computed (the flagging rule may need them)."""
     labels, groups, relevance, maps = _select(cond, run, masked)
     rgb = decode_image(run.sample[None], encoding)[0]
     normalized = mse = None
@@ -145,7 +158,13 @@ def build_explanation(
         if not cond.special[0, g[0]] and label != REST
     ]
     words = group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
-    flagged = flag_words(words, flag_ratio)
+    if run.contributions is not None:
+        for word in words:
+            word_contribution = run.contributions[word.positions].sum(0)
+            word.colour_change = float(colour_change(word_contribution, run.reconstruction).sum())
+    elif flag_signal != "relevance":
+        raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
+    flagged = flag_words(words, flag_ratio, flag_signal)
     array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
     return Explanation(
         prompt=prompt,
@@ -154,7 +173,7 @@ def build_explanation(
         model=model,
         tokens=labels,
         relevance=relevance,
-        contribution_maps=maps,
+        contribution_maps=maps if keep_maps else None,
         reconstruction=run.reconstruction,
         normalized_reconstruction=normalized,
         reconstruction_mse=mse,
@@ -165,4 +184,5 @@ def build_explanation(
         complete=run.complete,
         attempts=[(seed, flagged)],
         token_positions=groups,
+        flag_signal=flag_signal,
     )

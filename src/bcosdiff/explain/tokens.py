@@ -6,9 +6,12 @@ licence/boiler-plate filler typical of web captions. Punctuation and numbers are
 content. Sub-word pieces (``flam`` + ``##ingo`` in WordPiece, ``</w>`` endings in CLIP BPE)
 are merged into words first; a word's relevance is the sum of its pieces.
 
-Flagging rule. A content word's *peer ratio* is its relevance divided by the median
-relevance of the prompt's other content words; the word is flagged when its peer ratio is
-below a threshold ``ratio``. Relevance shares sum to one over the whole prompt, so absolute
+Flagging rule. A content word's *peer ratio* is its score divided by the median score of
+the prompt's other content words; the word is flagged when its peer ratio is below a
+threshold ``ratio``. The score (the *signal*, one of :data:`FLAG_SIGNALS`) is the word's
+relevance (eq. 8) or its ``colour_change``: the total, over the image, of how far each
+pixel's colour moves when the word's contribution is taken out (the removal read-out of
+:mod:`bcosdiff.explain.readouts`). Relevance shares sum to one over the whole prompt, so absolute
 thresholds would depend on prompt length; the peer ratio does not. A prompt with a single
 content word has no peers and is never flagged. The threshold is calibrated per model
 (:mod:`bcosdiff.explain.calibration`): on captions from the training distribution, it is the
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_FLAG_RATIO",
+    "FLAG_SIGNALS",
     "STOP_WORDS",
     "Word",
     "flag_words",
@@ -35,6 +39,7 @@ __all__ = [
 ]
 
 DEFAULT_FLAG_RATIO = 0.1
+FLAG_SIGNALS = ("relevance", "colour_change")
 
 STOP_WORDS = frozenset(
     [
@@ -157,6 +162,7 @@ class Word:
     text: str
     positions: list[int]  # context positions of its pieces
     relevance: float
+    colour_change: float = 0.0  # Σ over pixels of the removal read-out of its contribution
 
 
 def is_content_word(word: str) -> bool:
@@ -190,22 +196,28 @@ def group_words(tokens: list[tuple[int, str]], relevance: list[float]) -> list[W
     return words
 
 
-def peer_ratios(words: list[Word]) -> list[tuple[Word, float]]:
-    """``(word, relevance / median relevance of the other content words)`` per content word.
+def peer_ratios(words: list[Word], signal: str = "relevance") -> list[tuple[Word, float]]:
+    """``(word, score / median score of the other content words)`` per content word, the
+    score being the word's ``signal`` (:data:`FLAG_SIGNALS`).
 
     Empty for prompts with fewer than two content words; the ratio is ``inf`` when the
     peers' median is zero.
     """
+    if signal not in FLAG_SIGNALS:
+        raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
     content = [w for w in words if is_content_word(w.text)]
     if len(content) < 2:
         return []
     ratios = []
     for word in content:
-        median = statistics.median(w.relevance for w in content if w is not word)
-        ratios.append((word, word.relevance / median if median > 0 else math.inf))
+        median = statistics.median(getattr(w, signal) for w in content if w is not word)
+        score = getattr(word, signal)
+        ratios.append((word, score / median if median > 0 else math.inf))
     return ratios
 
 
-def flag_words(words: list[Word], ratio: float = DEFAULT_FLAG_RATIO) -> list[str]:
+def flag_words(
+    words: list[Word], ratio: float = DEFAULT_FLAG_RATIO, signal: str = "relevance"
+) -> list[str]:
     """Content words whose peer ratio is below ``ratio`` (see the module docstring)."""
-    return [word.text for word, peer in peer_ratios(words) if peer < ratio]
+    return [word.text for word, peer in peer_ratios(words, signal) if peer < ratio]
