@@ -11,7 +11,7 @@ from PIL import Image
 
 from .diffusion import DiffusionProcess, ddim_sample, decode_image
 from .errors import BcosdiffError, ModelLoadError
-from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS
+from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .text import Conditioning, TextConfig, TextEncoder
@@ -45,8 +45,7 @@ class Pipeline:
         flag_ratio: float = DEFAULT_FLAG_RATIO,
         flag_signal: str = "relevance",
     ):
-        if flag_signal not in FLAG_SIGNALS:
-            raise ModelLoadError(f"unknown flag signal {flag_signal!r}; expected {FLAG_SIGNALS}")
+        check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
             raise ModelLoadError(
                 f"U-Net expects {unet.config.context_dim}-d context, text model gives {text.dim}"

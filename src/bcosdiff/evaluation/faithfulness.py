@@ -44,7 +44,7 @@ from torchmetrics.functional import spearman_corrcoef
 from torchmetrics.functional.classification import binary_auroc
 
 from ..data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, ShapesDataset
-from ..explain.readouts import DEFAULT_READOUT, READOUTS
+from ..explain.readouts import DEFAULT_READOUT, READOUTS, get_readout
 from ..explain.tokens import Word, is_content_word, peer_ratios
 from .checker import ShapeChecker
 
@@ -75,22 +75,23 @@ class BcosMethod:
     maps read out with ``readout`` (:data:`bcosdiff.explain.readouts.READOUTS`).
 
     Methods that differ only in the read-out share one explanation of each image: the last
-    explanation is kept, so consecutive read-outs of the same run cost nothing more."""
+    explanation is kept (with the pipeline it came from), so consecutive read-outs of the
+    same run cost nothing more."""
 
-    _last: tuple[tuple, object] | None = None
+    _last: tuple[object, tuple, object] | None = None  # (pipe, (prompt, seed, steps), exp)
 
     def __init__(self, readout: str = DEFAULT_READOUT):
-        if readout not in READOUTS:
-            raise ValueError(f"unknown read-out {readout!r}; expected one of {sorted(READOUTS)}")
+        get_readout(readout)  # rejects an unknown name now, not on the first image
         self.readout = readout
         self.name = "bcos" if readout == DEFAULT_READOUT else f"bcos-{readout}"
 
     def __call__(self, pipe, prompt: str, seed: int, steps: int) -> Attribution:
-        key = (id(pipe), prompt, seed, steps)
-        if BcosMethod._last is None or BcosMethod._last[0] != key:
+        key = (prompt, seed, steps)
+        last = BcosMethod._last
+        if last is None or last[0] is not pipe or last[1] != key:
             exp = pipe.explain(prompt, steps=steps, seed=seed, heatmaps=True)
-            BcosMethod._last = (key, exp)
-        exp = BcosMethod._last[1]
+            BcosMethod._last = last = (pipe, key, exp)
+        exp = last[2]
         return Attribution(
             image=np.asarray(exp.image),
             words=[w.text for w in exp.words],

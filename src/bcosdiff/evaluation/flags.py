@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..data.shapes import COLOURS, SHAPES, ShapesDataset
-from ..explain.tokens import FLAG_SIGNALS, peer_ratios
+from ..explain.tokens import check_flag_signal, peer_ratios
 from .checker import ShapeChecker
 
 __all__ = ["FlagCalibration", "calibrate_flag_ratio", "threshold_at_quantile"]
@@ -67,8 +67,7 @@ def calibrate_flag_ratio(
 ) -> FlagCalibration:
     """Calibrate τ for ``pipe`` (a B-cos shapes model) and the word score ``signal``
     (:data:`~bcosdiff.explain.tokens.FLAG_SIGNALS`), as the module docstring describes."""
-    if signal not in FLAG_SIGNALS:
-        raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
+    check_flag_signal(signal)  # before the first explanation, not after it
     dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.0)
     checker = ShapeChecker(pipe.sample_size)
     reflected: list[float] = []

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .readouts import painted_colour
+from .readouts import DEFAULT_READOUT, get_readout, painted_colour
 from .report import Explanation
 
 __all__ = ["save_explanation", "word_overlays"]
@@ -41,8 +41,9 @@ def word_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
     renders explanations), black where the map is negative; the opacity is ``|map| / scale``
     with one ``scale`` for every word — the largest absolute value of any word's map — so a
     filler word's overlay is faint where a content word's is strong."""
-    maps = exp.word_heatmaps()
-    painted = painted_colour(exp.word_contributions())
+    contributions = exp.word_contributions()
+    maps = get_readout(DEFAULT_READOUT)(contributions, exp.reconstruction)
+    painted = painted_colour(contributions)
     scale = float(maps.abs().max()) or 1.0
     rgb = torch.where(maps[:, None] >= 0, painted, torch.zeros_like(painted))
     alpha = (maps.abs() / scale).clamp(0, 1)

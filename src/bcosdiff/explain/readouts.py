@@ -46,6 +46,7 @@ __all__ = [
     "colour",
     "colour_change",
     "colour_share",
+    "get_readout",
     "mass",
     "painted_colour",
 ]
@@ -133,3 +134,11 @@ READOUTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 """Read-outs by name: ``readout(contributions, reconstruction) -> maps``."""
 
 DEFAULT_READOUT = "colour"
+
+
+def get_readout(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The read-out called ``name``; a ValueError lists the known ones."""
+    try:
+        return READOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown read-out {name!r}; expected one of {sorted(READOUTS)}") from None

@@ -12,7 +12,7 @@ from torch import Tensor
 from ..diffusion import decode_image
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
-from .readouts import DEFAULT_READOUT, READOUTS, colour_change
+from .readouts import DEFAULT_READOUT, colour_change, get_readout
 from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
 __all__ = ["Explanation", "build_explanation"]
@@ -43,8 +43,9 @@ class Explanation:
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
-        """``(len(tokens), H, W)``: where each token changed the image — the colour-change
-        read-out (:func:`~bcosdiff.explain.readouts.colour_change`), one scale for all tokens."""
+        """``(len(tokens), H, W)``: which pixels each token drew — its share of the pixel's
+        departure from the background colour (:func:`~bcosdiff.explain.readouts.colour_share`),
+        one scale for all tokens."""
         return self.readout(DEFAULT_READOUT)
 
     @cached_property
@@ -58,7 +59,7 @@ class Explanation:
         READOUTS`) of every token's contribution map; None without contribution maps."""
         if self.contribution_maps is None:
             return None
-        return _readout(name)(self.contribution_maps, self.reconstruction)
+        return get_readout(name)(self.contribution_maps, self.reconstruction)
 
     def word_contributions(self) -> Tensor:
         """``(len(words), C, H, W)``: each word's contribution, the sum over its pieces."""
@@ -71,8 +72,8 @@ class Explanation:
 
     def word_heatmaps(self, readout: str = DEFAULT_READOUT) -> Tensor:
         """``(len(words), H, W)``: each word's map, read out of the summed contribution of
-        its sub-word pieces (the read-out is not additive, so pieces are summed first)."""
-        return _readout(readout)(self.word_contributions(), self.reconstruction)
+        its sub-word pieces (summed first: the removal read-out is not additive)."""
+        return get_readout(readout)(self.word_contributions(), self.reconstruction)
 
     def to_dict(self) -> dict:
         return {
@@ -96,13 +97,6 @@ class Explanation:
             "complete": self.complete,
             "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
         }
-
-
-def _readout(name: str):
-    try:
-        return READOUTS[name]
-    except KeyError:
-        raise ValueError(f"unknown read-out {name!r}; expected one of {sorted(READOUTS)}") from None
 
 
 def _select(cond: Conditioning, run: RunExplanation, masked: bool):
@@ -158,11 +152,12 @@ def build_explanation(
         if not cond.special[0, g[0]] and label != REST
     ]
     words = group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
-    if run.contributions is not None:
-        for word in words:
-            word_contribution = run.contributions[word.positions].sum(0)
-            word.colour_change = float(colour_change(word_contribution, run.reconstruction).sum())
-    elif flag_signal != "relevance":
+    if run.contributions is not None and words:
+        per_word = torch.stack([run.contributions[w.positions].sum(0) for w in words])
+        totals = colour_change(per_word, run.reconstruction).sum(dim=(1, 2))
+        for word, total in zip(words, totals.tolist(), strict=True):
+            word.colour_change = total
+    elif run.contributions is None and flag_signal != "relevance":
         raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
     flagged = flag_words(words, flag_ratio, flag_signal)
     array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")

@@ -11,10 +11,10 @@ the prompt's other content words; the word is flagged when its peer ratio is bel
 threshold ``ratio``. The score (the *signal*, one of :data:`FLAG_SIGNALS`) is the word's
 relevance (eq. 8) or its ``colour_change``: the total, over the image, of how far each
 pixel's colour moves when the word's contribution is taken out (the removal read-out of
-:mod:`bcosdiff.explain.readouts`). Relevance shares sum to one over the whole prompt, so absolute
+:mod:`bcosdiff.explain.readouts`). Both are shares of a prompt-wide total, so absolute
 thresholds would depend on prompt length; the peer ratio does not. A prompt with a single
 content word has no peers and is never flagged. The threshold is calibrated per model
-(:mod:`bcosdiff.explain.calibration`): on captions from the training distribution, it is the
+(:mod:`bcosdiff.evaluation.flags`): on captions from the training distribution, it is the
 low quantile of the peer ratios of words the image verifiably shows, and it is stored in the
 model's ``config.json``. Without a calibration, ``DEFAULT_FLAG_RATIO = 0.1`` (an order of
 magnitude below the peers; the paper's "shark" received 0.18 % next to tokens of 10–20 %).
@@ -32,6 +32,7 @@ __all__ = [
     "FLAG_SIGNALS",
     "STOP_WORDS",
     "Word",
+    "check_flag_signal",
     "flag_words",
     "group_words",
     "is_content_word",
@@ -196,6 +197,12 @@ def group_words(tokens: list[tuple[int, str]], relevance: list[float]) -> list[W
     return words
 
 
+def check_flag_signal(signal: str) -> None:
+    """Raise a ValueError unless ``signal`` is one of :data:`FLAG_SIGNALS`."""
+    if signal not in FLAG_SIGNALS:
+        raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
+
+
 def peer_ratios(words: list[Word], signal: str = "relevance") -> list[tuple[Word, float]]:
     """``(word, score / median score of the other content words)`` per content word, the
     score being the word's ``signal`` (:data:`FLAG_SIGNALS`).
@@ -203,8 +210,7 @@ def peer_ratios(words: list[Word], signal: str = "relevance") -> list[tuple[Word
     Empty for prompts with fewer than two content words; the ratio is ``inf`` when the
     peers' median is zero.
     """
-    if signal not in FLAG_SIGNALS:
-        raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
+    check_flag_signal(signal)
     content = [w for w in words if is_content_word(w.text)]
     if len(content) < 2:
         return []
