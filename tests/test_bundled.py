@@ -1,5 +1,10 @@
 """The models bundled inside the package work offline with no arguments."""
 
+import hashlib
+
+import numpy as np
+import pytest
+
 from bcosdiff.cli import main
 from bcosdiff.pipeline import DEFAULT_MODEL, bundled_models, load_pipeline, resolve_model
 
@@ -33,3 +38,22 @@ def test_the_vanilla_baseline_is_bundled_and_not_explainable(tmp_path, capsys):
     assert "vanilla" in capsys.readouterr().err
     card = (resolve_model("vanilla") / "MODEL_CARD.md").read_text()
     assert "3500 steps" in card and "wall time" in card
+
+
+# SHA-256 (first 16 hex digits) of the generated pixels, recorded with the sampler as it was
+# before sampling and explanation shared one DDIM step (one thread, as the suite runs; thread
+# counts change float reductions): the shared step must not change them.
+BUNDLED_IMAGES = [
+    ("bcos-x0", "a red circle", 0, 25, "d94cd4f4eef69f4b"),
+    ("bcos-x0", "a big blue triangle and a small yellow square", 3, 25, "27ec7f4102bb1a9c"),
+    ("bcos-x0", "a green square on the left", 7, 10, "1ee5c7212f3777f3"),
+    ("vanilla", "a red circle", 0, 25, "8ad6eb8db53b7112"),
+    ("vanilla", "a big blue triangle and a small yellow square", 3, 25, "4b81d5ca570c005a"),
+    ("vanilla", "a green square on the left", 7, 10, "e5cd680a2629a166"),
+]
+
+
+@pytest.mark.parametrize(("model", "prompt", "seed", "steps", "digest"), BUNDLED_IMAGES)
+def test_bundled_images_are_bit_identical_to_the_recorded_ones(model, prompt, seed, steps, digest):
+    pixels = np.asarray(load_pipeline(model).generate(prompt, steps=steps, seed=seed))
+    assert hashlib.sha256(pixels.tobytes()).hexdigest()[:16] == digest

@@ -5,11 +5,15 @@ import torch
 from conftest import tiny_unet_config
 
 from bcosdiff.diffusion import (
+    DDIMSchedule,
     DiffusionProcess,
+    StepState,
     ddim_sample,
     ddim_timesteps,
     decode_image,
     encode_image,
+    exponential_timesteps,
+    make_ddim_scheduler,
 )
 from bcosdiff.networks import UNet
 
@@ -213,3 +217,120 @@ def test_predicted_x0_inverts_each_target():
         x_t = process.q_sample(x0, t, eps)
         prediction = process.training_target(x0, eps)
         torch.testing.assert_close(process.predicted_x0(prediction, x_t, t), x0)
+
+
+@pytest.mark.parametrize("name", ["x0", "eps", "unit_eps"])
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+def test_the_ddim_step_is_bit_identical_to_diffusers_on_uniform_spacing(name, eta):
+    process = PROCESSES[name]
+    steps = 7
+    scheduler = make_ddim_scheduler(process, steps)
+    schedule = DDIMSchedule.uniform(process, steps)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 6, 5, 5, generator=g)
+    for index, t in enumerate(scheduler.timesteps):
+        prediction = torch.randn(z.shape, generator=g)
+        noise = torch.randn(z.shape, generator=g)
+        ours = schedule.step(index, z, prediction, eta, noise if eta > 0 else None)
+        theirs = scheduler.step(
+            prediction, int(t), z, eta=eta, variance_noise=noise if eta > 0 else None
+        ).prev_sample
+        assert torch.equal(ours, theirs)
+        z = ours
+
+
+def test_exponential_schedules_reproduce_the_authors_step_lists():
+    early = exponential_timesteps(1000, 30, "early", 30)
+    late = exponential_timesteps(1000, 30, "late", 30)
+    assert len(early) == len(late) == 30
+    assert early[:4] == [999, 965, 961, 956] and early[-2:] == [206, 109]
+    assert late[:3] == [999, 891, 794] and late[-2:] == [39, 35]
+    schedule = DDIMSchedule.exponential(PROCESSES["x0"], 30, "late")
+    assert schedule.timesteps == late
+    with pytest.raises(ValueError, match="repeats"):
+        exponential_timesteps(1000, 30, "late", 0)  # ⌊δ⌋ = ⌊δ²⌋ = 1
+    with pytest.raises(ValueError, match="stage"):
+        exponential_timesteps(1000, 30, "middle", 30)
+
+
+@pytest.mark.parametrize("stage", ["early", "late"])
+def test_any_schedule_samples_the_oracle_x0(stage):
+    process = PROCESSES["x0"]
+    x0 = encode_image(_image()).double()
+    x_T = process.prior_sample(tuple(x0.shape), torch.Generator().manual_seed(3)).double()
+    schedule = DDIMSchedule.exponential(process, 12, stage)
+    out = ddim_sample(_oracle(process, x0), process, x_T, schedule=schedule)
+    assert (out - x0).abs().max().item() < 1e-4
+
+
+def test_schedules_reject_bad_time_steps():
+    process = PROCESSES["x0"]
+    for bad in ([], [10, 10], [5, 9], [1000], [-1]):
+        with pytest.raises(ValueError):
+            DDIMSchedule(process, bad)
+    with pytest.raises(ValueError, match="match"):
+        ddim_sample(
+            lambda x, t: x,
+            process,
+            torch.zeros(1, 6, 2, 2),
+            3,
+            schedule=DDIMSchedule.uniform(process, 4),
+        )
+
+
+def _toy_model(x_t, t):
+    return torch.sigmoid(3 * x_t.roll(1, dims=-1) - t.view(-1, 1, 1, 1) / 700)
+
+
+def test_callback_sees_every_step_and_can_replace_the_prediction():
+    process = PROCESSES["x0"]
+    x_T = process.prior_sample((1, 6, 6, 6), torch.Generator().manual_seed(0))
+    seen: list[StepState] = []
+    out = ddim_sample(_toy_model, process, x_T, 5, callback=seen.append)
+    assert [s.index for s in seen] == list(range(5))
+    assert [s.t for s in seen] == ddim_timesteps(process, 5)
+    assert torch.equal(seen[0].x_t, x_T) and torch.equal(
+        out, ddim_sample(_toy_model, process, x_T, 5)
+    )
+    assert torch.equal(seen[-1].x0, seen[-1].prediction)  # x0 target: the prediction is x0
+    target = encode_image(_image(n=1, size=6))
+
+    def replace(state):
+        return StepState(state.index, state.t, state.x_t, target, state.x0)
+
+    forced = ddim_sample(_toy_model, process, x_T, 5, callback=replace)
+    torch.testing.assert_close(forced, target)
+
+
+def test_start_step_and_replaced_x_t_continue_a_run_exactly():
+    process = PROCESSES["eps"]
+    x_T = process.prior_sample((1, 6, 6, 6), torch.Generator().manual_seed(1))
+    states = []
+    full = ddim_sample(_toy_model, process, x_T, 6, callback=states.append)
+    resumed = ddim_sample(_toy_model, process, states[3].x_t, 6, start=3)
+    torch.testing.assert_close(resumed, full, rtol=0, atol=1e-6)
+    # Replacing x_t at step 0 by the x_t the run would have anyway changes nothing.
+    same = ddim_sample(
+        _toy_model,
+        process,
+        x_T,
+        6,
+        callback=lambda s: StepState(s.index, s.t, s.x_t.clone(), s.prediction, s.x0),
+    )
+    torch.testing.assert_close(same, full, rtol=0, atol=1e-5)  # x -> z rounding only
+    with pytest.raises(ValueError, match="start"):
+        ddim_sample(_toy_model, process, x_T, 6, start=6)
+
+
+def test_injected_noise_equals_the_generator_draws():
+    process = PROCESSES["x0"]
+    x_T = process.prior_sample((1, 6, 4, 4), torch.Generator().manual_seed(2))
+    drawn = ddim_sample(
+        _toy_model, process, x_T, 4, eta=0.8, generator=torch.Generator().manual_seed(5)
+    )
+    g = torch.Generator().manual_seed(5)
+    noise = [process.noise((1, 6, 4, 4), g) for _ in range(4)]
+    given = ddim_sample(_toy_model, process, x_T, 4, eta=0.8, noise=noise)
+    assert torch.equal(drawn, given)
+    with pytest.raises(ValueError, match="one noise tensor per step"):
+        ddim_sample(_toy_model, process, x_T, 4, eta=0.8, noise=noise[:2])

@@ -1,12 +1,17 @@
-"""Diffusion: image encodings, the μ/σ forward process and deterministic DDIM sampling."""
+"""Diffusion: image encodings, the μ/σ forward process, DDIM sampling and its time-step
+schedules."""
 
-from .ddim import ddim_sample, ddim_timesteps, make_ddim_scheduler
+from .ddim import DDIMSchedule, StepState, ddim_sample, ddim_timesteps, make_ddim_scheduler
 from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
+from .timesteps import STAGES, exponential_timesteps
 
 __all__ = [
     "BETA_SCHEDULES",
+    "DDIMSchedule",
     "ENCODINGS",
+    "STAGES",
+    "StepState",
     "TARGETS",
     "DiffusionProcess",
     "ddim_sample",
@@ -14,6 +19,7 @@ __all__ = [
     "decode_image",
     "encode_image",
     "encoded_channels",
+    "exponential_timesteps",
     "make_betas",
     "make_ddim_scheduler",
 ]

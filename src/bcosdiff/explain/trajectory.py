@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from ..diffusion import DiffusionProcess, make_ddim_scheduler
+from ..diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, make_ddim_scheduler
 from ..networks import UNet
 
 __all__ = ["RunSources", "run_trajectory"]
@@ -73,34 +72,30 @@ def run_trajectory(
     :func:`~bcosdiff.diffusion.ddim_sample` draws it); it is an additional source that no
     explanation attributes, so such a run's explanation is incomplete.
 
-    Numerically the same run as :func:`~bcosdiff.diffusion.ddim_sample`. With
+    The run is :func:`~bcosdiff.diffusion.ddim_sample` itself, with the time features and
+    ``mean`` as inputs in place of the time steps and the process mean. With
     ``checkpoint_steps`` each step's activations are recomputed during backward instead
     of stored, so a VJP through ``steps`` steps needs the memory of about one step.
     """
-    scheduler = make_ddim_scheduler(process, steps)
-    sigma = process.std
-
+    schedule = DDIMSchedule.uniform(process, steps)
     if eta > 0 and (step_noise is None or len(step_noise) != steps):
         raise ValueError("eta > 0 needs one noise tensor per step")
+    row_of = {t: i for i, t in enumerate(schedule.timesteps)}
 
-    def one_step(
-        z: Tensor, features: Tensor, ctx: Tensor, mu: Tensor, t: int, noise: Tensor | None
-    ) -> Tensor:
-        x_t = z * sigma + mu
+    def model(x_t: Tensor, t: Tensor) -> Tensor:
+        features = time_features[row_of[int(t[0])]]
         rows = x_t.shape[0]
         features = features if features.dim() == 2 else features[None].expand(rows, -1)
         mask = None if context_mask is None else context_mask.expand(rows, -1)
-        prediction = unet.denoise(x_t, features, ctx, mask)
-        if process.target != "unit_eps":
-            prediction = (prediction - mu) / sigma  # x0 -> z0, or μ+σε -> ε
-        return scheduler.step(prediction, t, z, eta=eta, variance_noise=noise).prev_sample
+        return unet.denoise(x_t, features, context, mask)
 
-    z = (x_T - mean) / sigma
-    for i, t in enumerate(scheduler.timesteps):
-        noise = step_noise[i] if eta > 0 else None
-        args = (z, time_features[i], context, mean, int(t), noise)
-        if checkpoint_steps:
-            z = activation_checkpoint(one_step, *args, use_reentrant=False)
-        else:
-            z = one_step(*args)
-    return z * sigma + mean
+    return ddim_sample(
+        model,
+        process,
+        x_T,
+        eta=eta,
+        schedule=schedule,
+        noise=step_noise,
+        mean=mean,
+        checkpoint_steps=checkpoint_steps,
+    )

@@ -212,7 +212,6 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
-    abar = process.alphas_cumprod().float().to(accelerator.device)
     running, count, seen = 0.0, 0, 0
     tick = wall0 = time.perf_counter()
     step = start
@@ -226,8 +225,7 @@ def train(
             t = torch.randint(0, process.num_train_timesteps, (n,), generator=g)
             eps = process.noise(tuple(x0.shape), generator=g).to(accelerator.device)
             t = t.to(accelerator.device)
-            a = abar[t].view(-1, 1, 1, 1)
-            x_t = a.sqrt() * x0 + (1 - a.sqrt()) * process.mean + process.std * (1 - a).sqrt() * eps
+            x_t = process.q_sample(x0, t, eps)
             cond = text(batch["caption"])
             for group in optimiser.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, config)
