@@ -179,4 +179,4 @@ def test_words_read_out_the_sum_of_their_pieces():
         expected = READOUTS[name](summed, exp.reconstruction)
         torch.testing.assert_close(exp.word_heatmaps(name)[1], expected)
     with pytest.raises(ValueError, match="unknown read-out"):
-        exp.readout("nope")
+        exp.read_out("nope")

@@ -62,6 +62,30 @@ RegenerateOption = Annotated[
 ]
 
 
+ScheduleOption = Annotated[
+    str,
+    typer.Option(
+        help="Time steps: uniform, or the exponential 'early' (dense near pure noise) or "
+        "'late' (dense near the image) schedule."
+    ),
+]
+ShiftOption = Annotated[int, typer.Option(help="Shift γ of the exponential schedules.")]
+
+
+def _schedule(pipe, name: str, steps: int, shift: int):
+    """None for uniform spacing, else the exponential schedule (bad values: exit 2)."""
+    from .diffusion import STAGES, DDIMSchedule
+
+    if name == "uniform":
+        return None
+    if name not in STAGES:
+        raise BcosdiffError(f"unknown schedule {name!r}; expected uniform, early or late")
+    try:
+        return DDIMSchedule.exponential(pipe.process, steps, name, shift)
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+
+
 @app.command()
 def generate(
     prompt: PromptArgument,
@@ -70,18 +94,37 @@ def generate(
     seed: NoiseSeedOption = 0,
     out: Annotated[Path, typer.Option(help="Output PNG file.")] = Path("image.png"),
     regenerate: RegenerateOption = 0,
+    schedule: ScheduleOption = "uniform",
+    shift: ShiftOption = 30,
+    progression: Annotated[
+        Path | None,
+        typer.Option(help="Also write the clean image predicted at every step (a PNG strip)."),
+    ] = None,
 ) -> None:
     """Generate an image for PROMPT."""
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
     pipe = load_pipeline(model)
+    check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
+    ddim = _schedule(pipe, schedule, steps, shift)
     if regenerate:
+        if progression is not None:
+            raise BcosdiffError("--progression and --regenerate cannot be combined")
         explanation = pipe.explain(
-            prompt, steps=steps, seed=seed, heatmaps=False, regenerate=regenerate
+            prompt, steps=steps, seed=seed, heatmaps=False, regenerate=regenerate, schedule=ddim
         )
         _report_attempts(explanation)
         image = explanation.image
+    elif progression is not None or ddim is not None:
+        run = pipe.run(prompt, steps=steps, seed=seed, schedule=ddim)
+        from PIL import Image
+
+        image = Image.fromarray(run.image_array(), mode="RGB")
+        if progression is not None:
+            from .explain.figures import progression_strip
+
+            _save_image(progression_strip(run), progression)
     else:
         image = pipe.generate(prompt, steps=steps, seed=seed)
     _save_image(image, out)
@@ -112,17 +155,31 @@ def explain(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("explanation"),
     as_json: Annotated[bool, typer.Option("--json", help="Print explanation.json.")] = False,
     regenerate: RegenerateOption = 0,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Attribution method: bcos (B-cos models), xattn, gradxinput, dfrise, dfcam "
+            "(any model), or bcos-removal / bcos-mass (other B-cos read-outs)."
+        ),
+    ] = "bcos",
+    schedule: ScheduleOption = "uniform",
+    shift: ShiftOption = 30,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
 
     from .explain.figures import save_explanation
+    from .explain.methods import get_method
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
+    get_method(method)  # an unknown name fails before the model loads
     pipe = load_pipeline(model)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
-    explanation = pipe.explain(prompt, steps=steps, seed=seed, regenerate=regenerate)
+    ddim = _schedule(pipe, schedule, steps, shift)
+    explanation = pipe.explain(
+        prompt, steps=steps, seed=seed, regenerate=regenerate, method=method, schedule=ddim
+    )
     if regenerate:
         _report_attempts(explanation)
     with _writing(out):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .diffusion import DiffusionProcess, ddim_sample, decode_image
+from .diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, decode_image
 from .errors import BcosdiffError, ModelLoadError
 from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
@@ -106,14 +106,23 @@ class Pipeline:
                 )
         return cond
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
     def initial_noise(self, seed: int, batch: int = 1) -> torch.Tensor:
+        """``x_T`` drawn on the CPU from ``seed`` (the same on every device), on the model's
+        device."""
         g = torch.Generator().manual_seed(seed)
         shape = (batch, self.process.channels, self.sample_size, self.sample_size)
-        return self.process.prior_sample(shape, generator=g)
+        return self.process.prior_sample(shape, generator=g).to(self.device)
 
     def denoiser(self, cond: Conditioning):
+        embeddings = cond.embeddings.to(self.device)
+        mask = None if cond.mask is None else cond.mask.to(self.device)
+
         def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.unet(x_t, t, cond.embeddings, cond.mask)
+            return self.unet(x_t, t, embeddings, mask)
 
         return model
 
@@ -135,7 +144,62 @@ class Pipeline:
         cond = self.encode(list(prompts))
         x_T = torch.cat([self.initial_noise(seed) for seed in seeds])
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
-        return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g)
+        return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g).cpu()
+
+    def prepare_run(
+        self,
+        prompt: str,
+        steps: int = 25,
+        seed: int = 0,
+        eta: float = 0.0,
+        schedule: DDIMSchedule | None = None,
+    ):
+        """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):
+        conditioning, ``x_T`` from ``seed`` and, with ``eta > 0``, the per-step noise drawn
+        from ``seed + 1`` (the draws :meth:`sample` makes). ``schedule`` replaces the
+        ``steps`` uniformly spaced steps."""
+        from .explain.run import GeneratedRun
+
+        schedule = schedule or DDIMSchedule.uniform(self.process, _checked_steps(self, steps))
+        check_generation_args(prompt, len(schedule), seed, self.process.num_train_timesteps)
+        if eta < 0:
+            raise BcosdiffError(f"eta must be at least 0, got {eta}")
+        cond = self.encode([prompt])
+        x_T = self.initial_noise(seed)
+        noise = None
+        if eta > 0:
+            g = torch.Generator().manual_seed(seed + 1)
+            noise = [
+                self.process.noise(tuple(x_T.shape), g).to(self.device)
+                for _ in range(len(schedule))
+            ]
+        return GeneratedRun(prompt, seed, schedule, cond, x_T, self.process.encoding, eta, noise)
+
+    @torch.no_grad()
+    def run(
+        self,
+        prompt: str,
+        steps: int = 25,
+        seed: int = 0,
+        eta: float = 0.0,
+        schedule: DDIMSchedule | None = None,
+    ):
+        """Generate one image and keep what every explanation method needs: a sampled
+        :class:`~bcosdiff.explain.GeneratedRun` (the same image as :meth:`generate`) with
+        ``x_t``, the prediction and the predicted ``x0`` of every step."""
+        run = self.prepare_run(prompt, steps, seed, eta, schedule)
+        states = []
+        run.sample = ddim_sample(
+            self.denoiser(run.conditioning),
+            self.process,
+            run.x_T,
+            eta=eta,
+            schedule=run.schedule,
+            noise=run.step_noise,
+            callback=states.append,
+        )
+        run.states = states
+        return run
 
     def explain(
         self,
@@ -146,26 +210,48 @@ class Pipeline:
         flag_ratio: float | None = None,
         eta: float = 0.0,
         regenerate: int = 0,
+        method: str = "bcos",
+        schedule: DDIMSchedule | None = None,
     ):
-        """Generate and explain: an :class:`~bcosdiff.explain.Explanation` (SPEC §4).
+        """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
+        ``method`` names an attribution method (:data:`bcosdiff.explain.METHODS`): the
+        B-cos explanation ``"bcos"`` (default; B-cos models only) or a post-hoc method
+        (``"xattn"``, ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model).
         ``flag_ratio`` overrides the model's calibrated failure-detection threshold (which
         applies to the model's ``flag_signal``, see :mod:`bcosdiff.explain.tokens`).
-        ``regenerate=N`` retries with seeds ``seed + 1 … seed + N`` while some content word is
-        flagged and returns the first attempt that flags none, else the attempt with the
-        fewest flagged words; ``exp.attempts`` lists every ``(seed, flagged words)`` tried.
-        With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
-        part of the computation and says so (``complete`` is False, with a warning).
+        ``regenerate=N`` (B-cos only: only it flags words) retries with seeds ``seed + 1 …
+        seed + N`` while some content word is flagged and returns the first attempt that
+        flags none, else the attempt with the fewest flagged words; ``exp.attempts`` lists
+        every ``(seed, flagged words)`` tried. With ``eta > 0`` fresh noise enters between
+        steps; the explanation then covers only part of the computation and says so
+        (``complete`` is False, with a warning).
         """
+        from .explain.methods import get_method, is_bcos_method
+
+        factory = get_method(method)
+        bcos = is_bcos_method(method)
         if regenerate < 0:
             raise BcosdiffError(f"regenerate must be at least 0, got {regenerate}")
-        check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        if regenerate and not bcos:
+            raise BcosdiffError("regenerate needs the B-cos method: only it flags words")
+        check_generation_args(prompt, len(schedule) if schedule else steps, seed)
         if seed + regenerate > MAX_SEED:
             raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
+        explainer = factory(self)
+        if eta > 0:
+            warnings.warn(
+                "eta > 0 injects noise between steps that no source explains: the "
+                "explanation is incomplete",
+                stacklevel=2,
+            )
+        if not bcos:
+            return explainer.attribute(self.run(prompt, steps, seed, eta, schedule))
         best = None
         attempts = []
         for attempt_seed in range(seed, seed + regenerate + 1):
-            exp = self._explain_one(prompt, steps, attempt_seed, heatmaps, flag_ratio, eta)
+            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule)
+            exp = explainer.attribute(run, flag_ratio=flag_ratio, keep_maps=heatmaps)
             attempts.append((attempt_seed, list(exp.flagged_tokens)))
             if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
                 best = exp
@@ -173,52 +259,6 @@ class Pipeline:
                 break
         best.attempts = attempts
         return best
-
-    def _explain_one(self, prompt, steps, seed, heatmaps, flag_ratio, eta):
-        from .explain import build_explanation, explain_run
-
-        if self.unet.config.kind != "bcos":
-            raise BcosdiffError(
-                f"model {self.name!r} is a {self.unet.config.kind} U-Net: only B-cos models have "
-                "a dynamic linear summary to explain"
-            )
-        cond = self.encode([prompt])
-        x_T = self.initial_noise(seed)
-        noise = None
-        if eta > 0:
-            warnings.warn(
-                "eta > 0 injects noise between steps that no source explains: the "
-                "explanation is incomplete",
-                stacklevel=2,
-            )
-            g = torch.Generator().manual_seed(seed + 1)  # the same draws as sample_batch
-            noise = [self.process.noise(tuple(x_T.shape), g) for _ in range(steps)]
-        run = explain_run(
-            self.unet,
-            self.process,
-            steps,
-            cond.embeddings,
-            x_T,
-            cond.mask,
-            contributions=True,  # the replay computes them anyway; flagging may need them
-            eta=eta,
-            step_noise=noise,
-        )
-        masked = self.text.config.mode == "subword"
-        ratio = self.flag_ratio if flag_ratio is None else flag_ratio
-        return build_explanation(
-            run,
-            cond,
-            self.process.encoding,
-            masked,
-            prompt,
-            seed,
-            steps,
-            self.name,
-            ratio,
-            self.flag_signal,
-            keep_maps=heatmaps,
-        )
 
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
         """PIL images of encoded samples."""
@@ -228,7 +268,16 @@ class Pipeline:
     def generate(
         self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0
     ) -> Image.Image:
+        """One image (PIL) from ``prompt`` and ``seed``."""
         return to_pil(decode_image(self.sample(prompt, steps, seed, eta), self.process.encoding))
+
+
+def _checked_steps(pipe: Pipeline, steps: int) -> int:
+    if not 1 <= steps <= pipe.process.num_train_timesteps:
+        raise BcosdiffError(
+            f"steps must be between 1 and {pipe.process.num_train_timesteps}, got {steps}"
+        )
+    return steps
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -1,6 +1,6 @@
 """B-cos primitives: layers, norms, gates, attention and the explanation-mode switch."""
 
-from .attention import Attention
+from .attention import Attention, explicit_attention, observe_attention
 from .gates import GEGLU, GatedSiLU
 from .layers import BcosConv2d, BcosLinear, bcos_scale
 from .mode import (
@@ -23,7 +23,9 @@ __all__ = [
     "UncentredLayerNorm",
     "bcos_scale",
     "explanation_mode",
+    "explicit_attention",
     "is_explanation_mode",
     "linear_replay",
+    "observe_attention",
     "set_explanation_mode",
 ]

@@ -8,16 +8,32 @@ factor and the module is linear in ``V(Y)``.
 
 A boolean ``context_mask`` (``True`` = token may be attended) removes tokens from the
 softmax; a query whose context is entirely masked receives exactly zero.
+
+Outside explanation mode the fused SDPA kernel computes the output and never forms ``A``.
+Two switches open it up without touching the B-cos semantics:
+
+* :func:`observe_attention` hands every ``A`` (per layer, ``(B, heads, N, L)``) to a
+  callback, computed beside the fused kernel so the output is unchanged (the role of
+  diffusers' attention processors, which DAAM replaces);
+* :func:`explicit_attention` computes the output as ``A @ V`` with ``A`` differentiable, for
+  forward-mode autodiff, which the fused kernel does not support.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .mode import DetachableModule
 
-__all__ = ["Attention"]
+__all__ = ["Attention", "explicit_attention", "observe_attention"]
+
+AttentionObserver = Callable[[str, "Attention", Tensor], None]
+"""``observer(layer name, module, probabilities (B, heads, N, L))``."""
 
 
 class Attention(DetachableModule):
@@ -38,6 +54,9 @@ class Attention(DetachableModule):
         self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
         self.to_v = value_proj
         self.to_out = out_proj
+        self.is_cross = context_dim is not None
+        self.explicit = False  # explicit_attention: A @ V with A differentiable
+        self.observer: Callable[[Tensor], None] | None = None  # set by observe_attention
 
     def _split(self, t: Tensor) -> Tensor:
         return t.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
@@ -69,10 +88,15 @@ class Attention(DetachableModule):
                 None if mask is None else self.factor_source(mask),
             )
             out = weights @ v
+        elif self.explicit:
+            out = self.attention_weights(q, k, mask) @ v
         else:
             # Fused kernel for training and plain sampling (it has no forward-mode AD rule,
             # which explanation mode needs, hence the explicit path above).
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if self.observer is not None:
+            with torch.no_grad():
+                self.observer(self.attention_weights(q, k, mask))
         out = out.transpose(1, 2).flatten(2)
         if valid is not None:
             out = out * valid[:, None, None].to(out.dtype)
@@ -81,3 +105,43 @@ class Attention(DetachableModule):
     def extra_repr(self) -> str:
         mode = ", explanation_mode=True" if self.detach_dynamic else ""
         return f"heads={self.heads}, head_dim={self.head_dim}{mode}"
+
+
+@contextmanager
+def observe_attention(
+    model: nn.Module, observer: AttentionObserver, cross_only: bool = True
+) -> Iterator[list[str]]:
+    """Call ``observer(name, module, probabilities)`` on every forward pass of each attention
+    layer of ``model`` (cross-attention only unless ``cross_only=False``); yields the
+    observed layer names. The layers' outputs are unchanged; restores them on exit.
+
+    Probabilities of a query whose context is entirely masked are those of the all-true
+    mask the layer uses internally (its output is zeroed)."""
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, Attention) and (m.is_cross or not cross_only)
+    ]
+    previous = [m.observer for _, m in layers]
+    try:
+        for name, module in layers:
+            module.observer = lambda a, name=name, module=module: observer(name, module, a)
+        yield [name for name, _ in layers]
+    finally:
+        for (_, module), before in zip(layers, previous, strict=True):
+            module.observer = before
+
+
+@contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Compute every attention layer of ``model`` as ``softmax(QKᵀ/√d) @ V`` with autodiff
+    through all factors (forward mode included); restores the previous state on exit."""
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    previous = [m.explicit for m in layers]
+    try:
+        for module in layers:
+            module.explicit = True
+        yield model
+    finally:
+        for module, before in zip(layers, previous, strict=True):
+            module.explicit = before

@@ -40,6 +40,8 @@ class _SquareScale(torch.autograd.Function):
     ``∂y/∂out = 2|out|/norm`` and ``∂y/∂norm = -y/norm`` (summed over broadcast dimensions).
     """
 
+    generate_vmap_rule = True  # batched JVPs outside explanation mode (gradient × input)
+
     @staticmethod
     def forward(out: Tensor, norm: Tensor) -> Tensor:
         return out * out.abs() / norm

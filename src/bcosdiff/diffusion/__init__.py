@@ -1,7 +1,14 @@
 """Diffusion: image encodings, the μ/σ forward process, DDIM sampling and its time-step
 schedules."""
 
-from .ddim import DDIMSchedule, StepState, ddim_sample, ddim_timesteps, make_ddim_scheduler
+from .ddim import (
+    DDIMSchedule,
+    StepState,
+    as_schedule,
+    ddim_sample,
+    ddim_timesteps,
+    make_ddim_scheduler,
+)
 from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
 from .timesteps import STAGES, exponential_timesteps
@@ -13,6 +20,7 @@ __all__ = [
     "STAGES",
     "StepState",
     "TARGETS",
+    "as_schedule",
     "DiffusionProcess",
     "ddim_sample",
     "ddim_timesteps",

@@ -39,6 +39,7 @@ from .timesteps import exponential_timesteps
 __all__ = [
     "DDIMSchedule",
     "StepState",
+    "as_schedule",
     "ddim_sample",
     "ddim_timesteps",
     "make_ddim_scheduler",
@@ -158,6 +159,11 @@ class DDIMSchedule:
             std = eta * variance ** (0.5)
         z_prev = alpha_prev ** (0.5) * z0 + (1 - alpha_prev - std**2) ** (0.5) * eps
         return z_prev + std * noise if eta > 0 else z_prev
+
+
+def as_schedule(process: DiffusionProcess, steps: int | DDIMSchedule) -> DDIMSchedule:
+    """``steps`` uniformly spaced steps, or a given schedule unchanged."""
+    return steps if isinstance(steps, DDIMSchedule) else DDIMSchedule.uniform(process, steps)
 
 
 def ddim_sample(

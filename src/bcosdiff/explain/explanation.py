@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.func import jvp, vmap
 
 from ..bcos import explanation_mode, linear_replay
-from ..diffusion import DiffusionProcess
+from ..diffusion import DDIMSchedule, DiffusionProcess, as_schedule
 from ..networks import UNet
 from .trajectory import RunSources, run_trajectory
 
@@ -56,7 +56,7 @@ class RunExplanation:
 def explain_run(
     unet: UNet,
     process: DiffusionProcess,
-    steps: int,
+    steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
     context_mask: Tensor | None = None,
@@ -67,6 +67,7 @@ def explain_run(
     eta: float = 0.0,
     step_noise: list[Tensor] | None = None,
     method: str = "replay",
+    linearise: bool = True,
 ) -> RunExplanation:
     """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
 
@@ -76,9 +77,13 @@ def explain_run(
     contributions and relevance all follow from the per-row outputs. ``method="jvp"``: the
     same quantities from forward- and reverse-mode autodiff (one JVP, one VJP, batched JVPs);
     kept as an independent computation. ``contributions=False`` skips the per-token maps.
+    ``linearise=False`` (``"jvp"`` only) differentiates the run as it is, outside
+    explanation mode: the Jacobian ``J(x)`` replaces ``W(x)`` (gradient × input).
     """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
+    if method == "replay" and not linearise:
+        raise ValueError("the linear replay exists only in explanation mode (linearise=True)")
     if method == "replay":
         return _explain_by_replay(
             unet,
@@ -94,6 +99,8 @@ def explain_run(
         )
     if method != "jvp":
         raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
+    if not linearise and decompose_sources:
+        raise ValueError("sources add up only in explanation mode")
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     primals = sources.as_tuple()
 
@@ -108,7 +115,7 @@ def explain_run(
         with torch.no_grad():
             return jvp(run, primals, (tangent, *zeros))
 
-    with explanation_mode(unet):
+    with explanation_mode(unet, active=linearise):
         sample, reconstruction = context_only(context)
         # Relevance: a single VJP of the summed output (per-step recomputation bounds memory).
         ctx = context.detach().clone().requires_grad_(True)
@@ -149,7 +156,7 @@ def explain_run(
 def _explain_by_replay(
     unet: UNet,
     process: DiffusionProcess,
-    steps: int,
+    steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
     context_mask: Tensor | None,
@@ -170,7 +177,9 @@ def _explain_by_replay(
     ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
     x = x_T.new_zeros(rows, *x_T.shape[1:])
     x[0] = x_T[0]
-    features = sources.time_features.new_zeros(steps, rows, sources.time_features.shape[1])
+    features = sources.time_features.new_zeros(
+        len(as_schedule(process, steps)), rows, sources.time_features.shape[1]
+    )
     features[:, 0] = sources.time_features
     mean = x_T.new_zeros(rows, 1, 1, 1)
     mean[0] = process.mean
@@ -219,7 +228,7 @@ def _explain_by_replay(
 def patch_backward_contributions(
     unet: UNet,
     process: DiffusionProcess,
-    steps: int,
+    steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
     context_mask: Tensor | None = None,

@@ -9,10 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..diffusion import decode_image
 from .readouts import DEFAULT_READOUT, get_readout, painted_colour
 from .report import Explanation
+from .run import GeneratedRun
 
-__all__ = ["save_explanation", "word_overlays"]
+__all__ = ["map_overlays", "progression_strip", "save_explanation", "word_overlays"]
 
 UPSCALE = 256  # display size of the small generated images
 
@@ -51,14 +53,29 @@ def word_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
     return rgba.numpy(), scale
 
 
+def map_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
+    """``(RGBA overlays (panels, H, W, 4), scale)`` for methods without contribution maps:
+    one panel per word (or one for an image-level map), colour from the ``inferno`` map,
+    opacity ``max(map, 0) / scale`` with one scale for all panels."""
+    from matplotlib import colormaps
+
+    maps = exp.saliency[None] if exp.saliency is not None else exp.word_heatmaps()
+    scale = float(maps.clamp(min=0).max()) or 1.0
+    level = (maps.clamp(min=0) / scale).numpy()
+    rgba = colormaps["inferno"](level)
+    rgba[..., 3] = 0.25 + 0.75 * level  # a faint veil of the colour map even at 0
+    return rgba, scale
+
+
 def _heatmap_figure(exp: Explanation, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    overlays, scale = word_overlays(exp)
-    count = len(exp.words)
+    painted = exp.contribution_maps is not None
+    overlays, scale = word_overlays(exp) if painted else map_overlays(exp)
+    count = len(overlays)
     cols = min(6, count + 1)
     rows = (count + cols) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
@@ -73,14 +90,20 @@ def _heatmap_figure(exp: Explanation, path: Path) -> None:
         elif k <= count:
             ax.imshow(base, interpolation="nearest")
             ax.imshow(overlays[k - 1], interpolation="nearest")
-            word = exp.words[k - 1]
-            ax.set_title(f"{word.text}  {word.relevance:.1%}", fontsize=9)
-    fig.suptitle(
-        "what each word painted: colour = the colour it paints, opacity = its share of the "
-        f"pixel's departure from the background (one scale, full at {scale:.2f})",
-        fontsize=9,
-        wrap=True,
-    )
+            if exp.saliency is not None:
+                ax.set_title(f"{exp.method} (all words)", fontsize=9)
+            else:
+                word = exp.words[k - 1]
+                share = "" if exp.relevance is None else f"  {word.relevance:.1%}"
+                ax.set_title(f"{word.text}{share}", fontsize=9)
+    if painted:
+        title = (
+            "what each word painted: colour = the colour it paints, opacity = its share of the "
+            f"pixel's departure from the background (one scale, full at {scale:.2f})"
+        )
+    else:
+        title = f"{exp.method} maps (one scale, brightest at {scale:.3g})"
+    fig.suptitle(title, fontsize=9, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -119,20 +142,30 @@ def save_explanation(exp: Explanation, out: Path) -> dict:
     """Write every artefact into ``out`` and return the explanation JSON (also written)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "image": "image.png",
-        "reconstruction": "reconstruction.png",
-        "heatmaps": "heatmaps.png",
-        "relevance_chart": "relevance.png",
-        "json": "explanation.json",
-    }
+    files = {"image": "image.png"}
     exp.image.save(out / files["image"])
-    _big(_to_pil(_reconstruction_rgb(exp))).save(out / files["reconstruction"])
+    if exp.reconstruction is not None:
+        files["reconstruction"] = "reconstruction.png"
+        _big(_to_pil(_reconstruction_rgb(exp))).save(out / files["reconstruction"])
     if exp.normalized_reconstruction is not None:
         files["normalized_reconstruction"] = "normalized_reconstruction.png"
         _big(_to_pil(exp.normalized_reconstruction)).save(out / files["normalized_reconstruction"])
-    _heatmap_figure(exp, out / files["heatmaps"])
-    _relevance_figure(exp, out / files["relevance_chart"])
+    if exp.heatmaps is not None:
+        files["heatmaps"] = "heatmaps.png"
+        _heatmap_figure(exp, out / files["heatmaps"])
+    if exp.relevance is not None:
+        files["relevance_chart"] = "relevance.png"
+        _relevance_figure(exp, out / files["relevance_chart"])
+    files["json"] = "explanation.json"
     data = {**exp.to_dict(), "files": files}
     (out / files["json"]).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data
+
+
+def progression_strip(run: GeneratedRun, scale: int = 4) -> Image.Image:
+    """The clean image predicted at every step of ``run``, left (noisiest) to right, each
+    enlarged ``scale`` times (the denoising-progression view)."""
+    rgb = decode_image(run.progression(), run.encoding).clamp(0, 1)
+    row = torch.cat(list(rgb), dim=2)  # (3, H, steps·W)
+    image = _to_pil(row)
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)

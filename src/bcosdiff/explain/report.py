@@ -13,9 +13,10 @@ from ..diffusion import decode_image
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
 from .readouts import DEFAULT_READOUT, colour_change, get_readout
+from .run import GeneratedRun
 from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
-__all__ = ["Explanation", "build_explanation"]
+__all__ = ["Explanation", "build_attribution", "build_explanation"]
 
 REST = "[REST]"
 
@@ -27,9 +28,9 @@ class Explanation:
     steps: int
     model: str
     tokens: list[str]  # in prompt order; specials excluded when they are masked
-    relevance: list[float]  # eq. 8, same length as tokens, sums to 1
+    relevance: list[float] | None  # eq. 8 (or the method's token score), sums to 1
     contribution_maps: Tensor | None  # (len(tokens), C, H, W) W_i x_i; None without maps
-    reconstruction: Tensor  # (C, H, W) W(x)·x, the sum of the contribution maps
+    reconstruction: Tensor | None  # (C, H, W) W(x)·x, the sum of the contribution maps
     normalized_reconstruction: Tensor | None  # (3, H, W); None for 3-channel encodings
     reconstruction_mse: float | None  # normalised reconstruction vs the generated image
     image: Image.Image
@@ -40,21 +41,30 @@ class Explanation:
     attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
     token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
     flag_signal: str = "relevance"  # the word score the flagging rule compared
+    method: str = "bcos"  # the attribution method (bcosdiff.explain.methods)
+    token_maps: Tensor | None = None  # (len(tokens), H, W) of methods that map each token
+    saliency: Tensor | None = None  # (H, W) of methods with one map for the whole image
+    readout: str = DEFAULT_READOUT  # how heatmaps read the contribution maps
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
         """``(len(tokens), H, W)``: which pixels each token drew — its share of the pixel's
         departure from the background colour (:func:`~bcosdiff.explain.readouts.colour_share`),
-        one scale for all tokens."""
-        return self.readout(DEFAULT_READOUT)
+        one scale for all tokens. Other methods: their token maps, or their one image map
+        repeated for every token."""
+        if self.contribution_maps is None and self.token_maps is not None:
+            return self.token_maps
+        if self.contribution_maps is None and self.saliency is not None:
+            return self.saliency.expand(len(self.tokens), *self.saliency.shape)
+        return self.read_out(self.readout)
 
     @cached_property
     def mass_maps(self) -> Tensor | None:
         """``(len(tokens), H, W)``: ``Σ_c`` of each token's contribution (its share of the
         pixel's constant mass; does not localise)."""
-        return self.readout("mass")
+        return self.read_out("mass")
 
-    def readout(self, name: str = DEFAULT_READOUT) -> Tensor | None:
+    def read_out(self, name: str = DEFAULT_READOUT) -> Tensor | None:
         """``(len(tokens), H, W)``: the read-out ``name`` (:data:`~bcosdiff.explain.readouts.
         READOUTS`) of every token's contribution map; None without contribution maps."""
         if self.contribution_maps is None:
@@ -70,9 +80,19 @@ class Explanation:
             [self.contribution_maps[[row[p] for p in w.positions]].sum(0) for w in self.words]
         )
 
-    def word_heatmaps(self, readout: str = DEFAULT_READOUT) -> Tensor:
+    def word_heatmaps(self, readout: str | None = None) -> Tensor:
         """``(len(words), H, W)``: each word's map, read out of the summed contribution of
-        its sub-word pieces (summed first: the removal read-out is not additive)."""
+        its sub-word pieces (summed first: the removal read-out is not additive). Methods
+        without contributions: the sum of the pieces' maps (``readout`` is ignored), or the
+        image map repeated."""
+        if self.contribution_maps is None and self.token_maps is not None:
+            row = {positions[0]: k for k, positions in enumerate(self.token_positions)}
+            return torch.stack(
+                [self.token_maps[[row[p] for p in w.positions]].sum(0) for w in self.words]
+            )
+        if self.contribution_maps is None and self.saliency is not None:
+            return self.saliency.expand(len(self.words), *self.saliency.shape)
+        readout = self.readout if readout is None else readout
         return get_readout(readout)(self.word_contributions(), self.reconstruction)
 
     def to_dict(self) -> dict:
@@ -81,14 +101,17 @@ class Explanation:
             "seed": self.seed,
             "steps": self.steps,
             "model": self.model,
+            "method": self.method,
             "tokens": self.tokens,
-            "relevance": [round(float(r), 8) for r in self.relevance],
+            "relevance": None
+            if self.relevance is None
+            else [round(float(r), 8) for r in self.relevance],
             "reconstruction_mse": self.reconstruction_mse,
             "flagged_tokens": self.flagged_tokens,
             "words": [
                 {
                     "word": w.text,
-                    "relevance": round(w.relevance, 8),
+                    "relevance": None if self.relevance is None else round(w.relevance, 8),
                     "colour_change": round(w.colour_change, 6),
                 }
                 for w in self.words
@@ -99,8 +122,9 @@ class Explanation:
         }
 
 
-def _select(cond: Conditioning, run: RunExplanation, masked: bool):
-    """Token names, positions and per-entry relevance/contributions (CLIP: [REST] summed)."""
+def _select(cond: Conditioning, scores: Tensor, maps: Tensor | None, masked: bool):
+    """Token names, positions and per-entry relevance/maps (CLIP: [REST] summed) from
+    per-position ``scores`` ``(L,)`` and ``maps`` ``(L, …)``."""
     specials = cond.special[0].tolist()
     names = cond.tokens[0]
     if masked:
@@ -116,13 +140,26 @@ def _select(cond: Conditioning, run: RunExplanation, masked: bool):
         if end + 1 < len(names):
             groups.append(list(range(end + 1, len(names))))
             labels.append(REST)
-    contributions = torch.stack([run.token_contributions[g].sum() for g in groups])
-    total = run.token_contributions.abs().sum()
+    contributions = torch.stack([scores[g].sum() for g in groups])
+    total = scores.abs().sum()
     relevance = (contributions.abs() / total if total > 0 else contributions * 0).tolist()
-    maps = None
-    if run.contributions is not None:
-        maps = torch.stack([run.contributions[g].sum(0) for g in groups])
+    if maps is not None:
+        maps = torch.stack([maps[g].sum(0) for g in groups])
     return labels, groups, relevance, maps
+
+
+def _words(cond: Conditioning, groups, labels, relevance) -> list[Word]:
+    in_prompt = [
+        ((g[0], label), r)
+        for g, label, r in zip(groups, labels, relevance, strict=True)
+        if not cond.special[0, g[0]] and label != REST
+    ]
+    return group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
+
+
+def _image(rgb: Tensor) -> Image.Image:
+    array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
+    return Image.fromarray(array, mode="RGB")
 
 
 def build_explanation(
@@ -140,18 +177,15 @@ def build_explanation(
 ) -> Explanation:
     """The report of ``run``; ``keep_maps=False`` drops the contribution maps once the words'
     scores are computed (the flagging rule may need them)."""
-    labels, groups, relevance, maps = _select(cond, run, masked)
+    labels, groups, relevance, maps = _select(
+        cond, run.token_contributions, run.contributions, masked
+    )
     rgb = decode_image(run.sample[None], encoding)[0]
     normalized = mse = None
     if encoding == "rgb_inv":
         normalized = normalized_reconstruction(run.reconstruction)
         mse = float((normalized - rgb).square().mean())
-    in_prompt = [
-        ((g[0], label), r)
-        for g, label, r in zip(groups, labels, relevance, strict=True)
-        if not cond.special[0, g[0]] and label != REST
-    ]
-    words = group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
+    words = _words(cond, groups, labels, relevance)
     if run.contributions is not None and words:
         per_word = torch.stack([run.contributions[w.positions].sum(0) for w in words])
         totals = colour_change(per_word, run.reconstruction).sum(dim=(1, 2))
@@ -160,7 +194,6 @@ def build_explanation(
     elif run.contributions is None and flag_signal != "relevance":
         raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
     flagged = flag_words(words, flag_ratio, flag_signal)
-    array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
     return Explanation(
         prompt=prompt,
         seed=seed,
@@ -172,7 +205,7 @@ def build_explanation(
         reconstruction=run.reconstruction,
         normalized_reconstruction=normalized,
         reconstruction_mse=mse,
-        image=Image.fromarray(array, mode="RGB"),
+        image=_image(rgb),
         sample=run.sample,
         flagged_tokens=flagged,
         words=words,
@@ -180,4 +213,49 @@ def build_explanation(
         attempts=[(seed, flagged)],
         token_positions=groups,
         flag_signal=flag_signal,
+    )
+
+
+def build_attribution(
+    run: GeneratedRun,
+    masked: bool,
+    model: str,
+    method: str,
+    scores: Tensor | None = None,
+    maps: Tensor | None = None,
+    saliency: Tensor | None = None,
+) -> Explanation:
+    """The report of a method other than B-cos on a sampled ``run``: per context position
+    ``scores`` ``(L,)`` (token relevance after normalising, or None), per-position ``maps``
+    ``(L, H, W)``, or one ``saliency`` ``(H, W)`` map for the whole image. Nothing is
+    flagged (the flagging rule is calibrated on B-cos scores)."""
+    if run.sample is None:
+        raise ValueError("the run has not been sampled")
+    cond = run.conditioning
+    length = cond.embeddings.shape[1]
+    placeholder = scores if scores is not None else torch.zeros(length)
+    labels, groups, relevance, token_maps = _select(cond, placeholder.cpu(), maps, masked)
+    sample = run.sample[0].detach().cpu()
+    rgb = decode_image(sample[None], run.encoding)[0]
+    return Explanation(
+        prompt=run.prompt,
+        seed=run.seed,
+        steps=run.steps,
+        model=model,
+        tokens=labels,
+        relevance=relevance if scores is not None else None,
+        contribution_maps=None,
+        reconstruction=None,
+        normalized_reconstruction=None,
+        reconstruction_mse=None,
+        image=_image(rgb),
+        sample=sample,
+        flagged_tokens=[],
+        words=_words(cond, groups, labels, relevance),
+        complete=run.eta == 0,
+        attempts=[(run.seed, [])],
+        token_positions=groups,
+        method=method,
+        token_maps=None if token_maps is None else token_maps.detach().cpu(),
+        saliency=None if saliency is None else saliency.detach().cpu(),
     )

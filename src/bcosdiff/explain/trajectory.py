@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, make_ddim_scheduler
+from ..diffusion import DDIMSchedule, DiffusionProcess, as_schedule, ddim_sample
 from ..networks import UNet
 
 __all__ = ["RunSources", "run_trajectory"]
@@ -42,17 +42,22 @@ class RunSources:
 
     @classmethod
     def for_run(
-        cls, unet: UNet, process: DiffusionProcess, context: Tensor, x_T: Tensor, steps: int
+        cls,
+        unet: UNet,
+        process: DiffusionProcess,
+        context: Tensor,
+        x_T: Tensor,
+        steps: int | DDIMSchedule,
     ) -> RunSources:
-        timesteps = make_ddim_scheduler(process, steps).timesteps
-        features = unet.time_features(timesteps.to(x_T.device)).to(x_T.dtype)
+        timesteps = torch.tensor(as_schedule(process, steps).timesteps, device=x_T.device)
+        features = unet.time_features(timesteps).to(x_T.dtype)
         return cls(context, x_T, features, torch.tensor(process.mean, dtype=x_T.dtype))
 
 
 def run_trajectory(
     unet: UNet,
     process: DiffusionProcess,
-    steps: int,
+    steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
     time_features: Tensor,
@@ -62,7 +67,8 @@ def run_trajectory(
     eta: float = 0.0,
     step_noise: list[Tensor] | None = None,
 ) -> Tensor:
-    """The final encoded sample of DDIM (σ_t = 0) from the given sources.
+    """The final encoded sample of DDIM (σ_t = 0) from the given sources; ``steps`` is a
+    step count (uniform spacing) or any :class:`~bcosdiff.diffusion.DDIMSchedule`.
 
     Several runs can share the call as batch rows: ``context`` ``(R, L, D)``, ``x_T``
     ``(R, C, H, W)``, ``time_features`` ``(steps, R, F)`` and ``mean`` ``(R, 1, 1, 1)``
@@ -77,8 +83,8 @@ def run_trajectory(
     ``checkpoint_steps`` each step's activations are recomputed during backward instead
     of stored, so a VJP through ``steps`` steps needs the memory of about one step.
     """
-    schedule = DDIMSchedule.uniform(process, steps)
-    if eta > 0 and (step_noise is None or len(step_noise) != steps):
+    schedule = as_schedule(process, steps)
+    if eta > 0 and (step_noise is None or len(step_noise) != len(schedule)):
         raise ValueError("eta > 0 needs one noise tensor per step")
     row_of = {t: i for i, t in enumerate(schedule.timesteps)}
 

@@ -1,0 +1,226 @@
+"""One attribution API for every explanation method (captum's convention).
+
+``Method(pipe).attribute(run, words=None) -> Explanation`` explains one generated run
+(:class:`~bcosdiff.explain.run.GeneratedRun`, from :meth:`~bcosdiff.pipeline.Pipeline.run`);
+every method returns the same :class:`~bcosdiff.explain.report.Explanation` shape, so the
+figures, the JSON and the faithfulness benchmark treat them alike. ``words`` keeps only the
+named prompt words in ``exp.words`` (their maps are computed all the same).
+
+==============  ============================================  ==========  ===============
+name            what it attributes                             model       maps
+==============  ============================================  ==========  ===============
+``bcos``        the whole run, exactly: ``W_i x_i`` per token  B-cos only  per token
+``gradxinput``  the whole run, linearised: ``J_i x_i``         any         per token
+``xattn``       cross-attention probabilities (DAAM)           any         per token
+``dfrise``      one step: random masks on ``x_t`` (DF-RISE)    any         one per image
+``dfcam``       one step: Grad-CAM of U-Net blocks (DF-CAM)    any         one per image
+==============  ============================================  ==========  ===============
+
+``docs/explanations.md`` describes each method, and ``docs/results.md`` ranks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import ClassVar
+
+from ..bcos import explanation_mode, explicit_attention
+from ..errors import BcosdiffError
+from .explanation import explain_run
+from .readouts import DEFAULT_READOUT, READOUTS, get_readout
+from .report import Explanation, build_explanation
+from .run import GeneratedRun
+
+__all__ = [
+    "METHODS",
+    "AttributionMethod",
+    "BcosAttribution",
+    "GradientInput",
+    "get_method",
+    "register_method",
+]
+
+
+class AttributionMethod:
+    """Base class: subclasses set ``name`` and implement :meth:`_attribute`."""
+
+    name: ClassVar[str] = ""
+    bcos_only: ClassVar[bool] = False  # needs a B-cos U-Net (explanation mode)
+    needs_sample: ClassVar[bool] = True  # reads the stored states of a sampled run
+
+    def __init__(self, pipe):
+        if self.bcos_only and pipe.unet.config.kind != "bcos":
+            raise BcosdiffError(
+                f"model {pipe.name!r} is a {pipe.unet.config.kind} U-Net: only B-cos models "
+                f"have a dynamic linear summary to explain with {self.name!r}; post-hoc "
+                f"methods work on any model ({', '.join(posthoc_methods())})"
+            )
+        self.pipe = pipe
+
+    def attribute(self, run: GeneratedRun, words: Sequence[str] | None = None) -> Explanation:
+        if self.needs_sample and not run.sampled:
+            raise ValueError(f"{self.name!r} needs a sampled run (Pipeline.run)")
+        return keep_words(self._attribute(run), words)
+
+    def _attribute(self, run: GeneratedRun) -> Explanation:
+        raise NotImplementedError
+
+    @property
+    def masked(self) -> bool:
+        """Whether the text model masks its special tokens (they are then not reported)."""
+        return self.pipe.text.config.mode == "subword"
+
+    def _context(self, run: GeneratedRun, rows: int = 1):
+        cond = run.conditioning
+        device = run.x_T.device
+        mask = None if cond.mask is None else cond.mask.to(device).expand(rows, -1)
+        return cond.embeddings.to(device).expand(rows, -1, -1), mask
+
+
+def keep_words(exp: Explanation, words: Sequence[str] | None) -> Explanation:
+    """``exp`` with only the named words in ``exp.words`` (case-insensitive)."""
+    if words is None:
+        return exp
+    wanted = [w.lower() for w in words]
+    known = {w.text.lower() for w in exp.words}
+    missing = [w for w in wanted if w not in known]
+    if missing:
+        raise BcosdiffError(f"not in the prompt: {', '.join(missing)}")
+    exp.words = [w for w in exp.words if w.text.lower() in wanted]
+    return exp
+
+
+class BcosAttribution(AttributionMethod):
+    """The B-cos explanation of the whole run: the run replayed through its own dynamic
+    linear map, one batch row per token (:func:`~bcosdiff.explain.explain_run`). Token maps
+    are read out with ``readout`` (:data:`~bcosdiff.explain.readouts.READOUTS`). Needs only
+    the run's inputs: the replay recomputes the sample (the same image, bit for bit)."""
+
+    name = "bcos"
+    bcos_only = True
+    needs_sample = False
+
+    def __init__(self, pipe, readout: str = DEFAULT_READOUT):
+        super().__init__(pipe)
+        get_readout(readout)
+        self.readout = readout
+
+    def attribute(
+        self,
+        run: GeneratedRun,
+        words: Sequence[str] | None = None,
+        flag_ratio: float | None = None,
+        keep_maps: bool = True,
+    ) -> Explanation:
+        """``flag_ratio`` overrides the model's calibrated threshold; ``keep_maps=False``
+        drops the contribution maps once the words' scores are known."""
+        pipe = self.pipe
+        cond = run.conditioning
+        result = explain_run(
+            pipe.unet,
+            pipe.process,
+            run.schedule,
+            cond.embeddings.to(run.x_T.device),
+            run.x_T,
+            None if cond.mask is None else cond.mask.to(run.x_T.device),
+            contributions=True,  # the replay computes them anyway; flagging may need them
+            eta=run.eta,
+            step_noise=run.step_noise,
+        )
+        exp = build_explanation(
+            result,
+            cond,
+            pipe.process.encoding,
+            self.masked,
+            run.prompt,
+            run.seed,
+            run.steps,
+            pipe.name,
+            pipe.flag_ratio if flag_ratio is None else flag_ratio,
+            pipe.flag_signal,
+            keep_maps=keep_maps,
+        )
+        exp.readout = self.readout
+        return keep_words(exp, words)
+
+
+class GradientInput(AttributionMethod):
+    """Gradient × input through the whole run, the non-B-cos analogue of eq. 8: the same
+    computation as the B-cos JVP/VJP path with explanation mode off, so the run's true
+    Jacobian ``J`` takes the place of ``W``. Relevance ``|Σ_{h,w,c} J_i x_i|`` comes from one
+    VJP of the summed output; per-token maps ``J_i x_i`` from batched JVPs, read out like the
+    B-cos maps. Unlike ``W(x)·x``, ``J(x)·x`` does not add up to the output."""
+
+    name = "gradxinput"
+
+    def _attribute(self, run: GeneratedRun) -> Explanation:
+        pipe = self.pipe
+        cond = run.conditioning
+        device = run.x_T.device
+        # Forward-mode AD needs the explicit attention path (the fused kernel has no rule).
+        with explicit_attention(pipe.unet), explanation_mode(pipe.unet, active=False):
+            result = explain_run(
+                pipe.unet,
+                pipe.process,
+                run.schedule,
+                cond.embeddings.to(device),
+                run.x_T,
+                None if cond.mask is None else cond.mask.to(device),
+                contributions=True,
+                eta=run.eta,
+                step_noise=run.step_noise,
+                method="jvp",
+                linearise=False,
+            )
+        gap = float((result.sample - run.sample[0].cpu()).abs().max())
+        if gap > 1e-3:
+            raise RuntimeError(f"the differentiated run departs from the generated one by {gap}")
+        result.sample = run.sample[0].detach().cpu()  # the same image as every other method
+        exp = build_explanation(
+            result,
+            cond,
+            pipe.process.encoding,
+            self.masked,
+            run.prompt,
+            run.seed,
+            run.steps,
+            pipe.name,
+            flag_ratio=0.0,  # the flagging rule is calibrated on B-cos scores only
+        )
+        exp.method = self.name
+        return exp
+
+
+METHODS: dict[str, Callable[..., AttributionMethod]] = {
+    "bcos": BcosAttribution,
+    **{
+        f"bcos-{readout}": partial(BcosAttribution, readout=readout)
+        for readout in READOUTS
+        if readout != DEFAULT_READOUT
+    },
+    "gradxinput": GradientInput,
+}
+"""Method name -> ``factory(pipe)``. The ``bcos-*`` entries are B-cos with another read-out."""
+
+
+def register_method(name: str, factory: Callable[..., AttributionMethod]) -> None:
+    """Make ``factory(pipe)`` available by ``name`` (``Pipeline.explain(method=…)``, the CLI
+    and ``eval faithfulness``)."""
+    METHODS[name] = factory
+
+
+def get_method(name: str) -> Callable[..., AttributionMethod]:
+    if name not in METHODS:
+        raise BcosdiffError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def is_bcos_method(name: str) -> bool:
+    factory = get_method(name)
+    target = factory.func if isinstance(factory, partial) else factory
+    return isinstance(target, type) and issubclass(target, BcosAttribution)
+
+
+def posthoc_methods() -> list[str]:
+    return [name for name in METHODS if not is_bcos_method(name)]
