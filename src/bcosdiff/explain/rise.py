@@ -9,13 +9,24 @@ the unperturbed run's stepped sample ``x_{t-1}`` by the SSIM *structure* term
     s(a, b) = (σ_ab + C3) / (σ_a σ_b + C3),   C3 = (0.03·L)² / 2,
 
 with local statistics under a Gaussian window (15×15, σ = 1.5, as the authors use), per
-pixel and averaged over channels. The saliency is ``Σ_n M_n ⊙ s_n``, clamped at 0 and
-min–max normalised.
+pixel and averaged over channels (``2σ_ab`` in the numerator, as the authors' code has it;
+Wang et al.'s structure term has ``σ_ab``). The authors' saliency is ``Σ_n M_n ⊙ s_n``,
+clamped at 0 and min–max normalised (``centre=False``). Because ``s_n`` is a map, that sum
+also carries how similar each pixel's neighbourhood is on average, whatever is masked, and
+how often the pixel happened to be kept; by default (``centre=True``) both are taken out:
+
+    saliency(p) = Σ_n M_n(p) s_n(p) / Σ_n M_n(p)  -  (1/N) Σ_n s_n(p),
+
+how much more similar the output stays around ``p`` when ``p`` is kept (then clamped at 0
+and min–max normalised like the original).
 
 Comparison. The authors' code compares the masked model's *noise prediction* with the
 unperturbed *stepped sample*, two different quantities. Here like is compared with like:
-``compare="stepped"`` (default) the two stepped samples ``x_{t-1}``, ``compare=
-"prediction"`` the two network outputs.
+``compare="prediction"`` (default) the two network outputs, ``compare="stepped"`` the two
+stepped samples ``x_{t-1}``. The default is the prediction because a stepped sample
+contains ``x_t`` itself (``x_{t-1}`` is a mix of ``x_t`` and the prediction): masking any
+pixel changes the stepped sample at that pixel whatever the model does, which adds a map of
+the mixing weight to every saliency.
 
 Masks are per pixel (``grid=None``) or coarse: a ``grid × grid`` Bernoulli grid upsampled
 bilinearly to ``(grid + 1)`` cells and cropped at a random shift (RISE's smooth masks).
@@ -68,7 +79,7 @@ def structure_similarity(
     var_a = (local_mean(a * a) - mu_a**2).clamp(min=0)
     var_b = (local_mean(b * b) - mu_b**2).clamp(min=0)
     cov = local_mean(a * b) - mu_a * mu_b
-    return ((cov + c3) / (var_a.sqrt() * var_b.sqrt() + c3)).mean(1)
+    return ((2 * cov + c3) / (var_a.sqrt() * var_b.sqrt() + c3)).mean(1)
 
 
 def random_masks(
@@ -106,9 +117,10 @@ class DFRise(AttributionMethod):
         keep: float = 0.5,
         grid: int | None = None,
         step: int | None = None,
-        compare: str = "stepped",
+        compare: str = "prediction",
         batch: int = 50,
         seed: int = 0,
+        centre: bool = True,
     ):
         super().__init__(pipe)
         if masks < 1 or not 0 < keep < 1 or batch < 1:
@@ -119,6 +131,7 @@ class DFRise(AttributionMethod):
             raise ValueError("grid must be at least 1")
         self.masks, self.keep, self.grid = masks, keep, grid
         self.step, self.compare, self.batch, self.seed = step, compare, batch, seed
+        self.centre = centre
 
     def step_index(self, run: GeneratedRun) -> int:
         index = (3 * run.steps) // 4 if self.step is None else self.step
@@ -136,7 +149,9 @@ class DFRise(AttributionMethod):
         reference = self._compared(run, index, x_t, state.prediction.to(device))
         size = x_t.shape[-1]
         g = torch.Generator().manual_seed(self.seed)
-        total = torch.zeros(size, size, device=device)
+        total = torch.zeros(size, size, device=device)  # Σ M ⊙ s
+        kept = torch.zeros(size, size, device=device)  # Σ M
+        similar = torch.zeros(size, size, device=device)  # Σ s
         with torch.no_grad():
             for first in range(0, self.masks, self.batch):
                 count = min(self.batch, self.masks - first)
@@ -148,6 +163,10 @@ class DFRise(AttributionMethod):
                 perturbed = self._compared(run, index, masked, prediction)
                 similarity = structure_similarity(perturbed, reference.expand_as(perturbed))
                 total += (mask[:, 0] * similarity).sum(0)
+                kept += mask[:, 0].sum(0)
+                similar += similarity.sum(0)
+        if self.centre:
+            total = total / kept.clamp(min=1e-6) - similar / self.masks
         total = total.clamp(min=0)
         low, high = total.min(), total.max()
         return ((total - low) / (high - low) if high > low else total * 0).cpu()

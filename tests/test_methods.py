@@ -1,0 +1,263 @@
+"""The attribution API and the post-hoc methods: DF-RISE, DF-CAM, cross-attention maps and
+gradient × input, on tiny pipelines and on toy models whose answer is known."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_UNET
+from torch import nn
+from torch.func import jvp
+
+from bcosdiff.bcos import explicit_attention, observe_attention
+from bcosdiff.cli import main
+from bcosdiff.errors import BcosdiffError
+from bcosdiff.explain import METHODS, DFCam, DFRise, get_method
+from bcosdiff.explain.rise import random_masks, structure_similarity
+from bcosdiff.explain.xattn import cross_attention_maps
+from bcosdiff.pipeline import create_model_directory, load_pipeline
+
+PROMPT = "a big red circle and a small blue square"
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("methods")
+    for kind in ("bcos-x0", "vanilla"):
+        create_model_directory(root / kind, kind, unet=TINY_UNET, text={"max_length": 16})
+    return {kind: root / kind for kind in ("bcos-x0", "vanilla")}
+
+
+@pytest.fixture(scope="module")
+def pipes(model_dirs):
+    return {kind: load_pipeline(directory) for kind, directory in model_dirs.items()}
+
+
+@pytest.mark.parametrize("kind", ["bcos-x0", "vanilla"])
+def test_every_method_explains_the_same_generated_image(pipes, kind):
+    pipe = pipes[kind]
+    run = pipe.run(PROMPT, steps=4, seed=3)
+    image = run.image_array()
+    assert np.array_equal(image, np.asarray(pipe.generate(PROMPT, steps=4, seed=3)))
+    assert len(run.states) == 4
+    assert run.progression().shape == (4, pipe.process.channels, 8, 8)
+    cheap = {"dfrise": dict(masks=20, batch=10)}
+    for name, factory in METHODS.items():
+        if name.startswith("bcos") and kind == "vanilla":
+            with pytest.raises(BcosdiffError, match="post-hoc methods work on any model"):
+                factory(pipe)
+            continue
+        exp = factory(pipe, **cheap.get(name, {})).attribute(run)
+        assert np.array_equal(np.asarray(exp.image), image), name
+        maps = exp.word_heatmaps()
+        assert maps.shape == (len(exp.words), 8, 8) and torch.isfinite(maps).all(), name
+        assert exp.to_dict()["method"] == exp.method
+        if exp.relevance is not None:
+            assert abs(sum(exp.relevance) - 1) < 1e-4 or pipe.text.config.mode != "subword"
+
+
+def test_words_keeps_only_the_named_words(pipes):
+    pipe = pipes["vanilla"]
+    run = pipe.run(PROMPT, steps=3, seed=0)
+    exp = get_method("xattn")(pipe).attribute(run, words=["Red", "square"])
+    assert [w.text for w in exp.words] == ["red", "square"]
+    with pytest.raises(BcosdiffError, match="not in the prompt"):
+        get_method("xattn")(pipe).attribute(run, words=["shark"])
+
+
+def test_pipeline_explain_dispatches_on_the_method(pipes):
+    pipe = pipes["vanilla"]
+    exp = pipe.explain(PROMPT, steps=3, seed=1, method="xattn")
+    assert exp.method == "xattn" and exp.token_maps is not None and exp.flagged_tokens == []
+    with pytest.raises(BcosdiffError, match="unknown method"):
+        pipe.explain(PROMPT, steps=3, method="lime")
+    with pytest.raises(BcosdiffError, match="regenerate needs the B-cos method"):
+        pipe.explain(PROMPT, steps=3, method="xattn", regenerate=2)
+
+
+def test_explain_cli_writes_cross_attention_maps_for_a_vanilla_model(model_dirs, tmp_path, capsys):
+    model = str(model_dirs["vanilla"])
+    out = tmp_path / "xattn"
+    argv = ["explain", PROMPT, "--method", "xattn", "-m", model, "--steps", "3", "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / "heatmaps.png").stat().st_size > 0 and (out / "relevance.png").exists()
+    assert not (out / "reconstruction.png").exists()
+    capsys.readouterr()
+    assert main(["explain", PROMPT, "--method", "nope", "-m", model, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- cross-attention ---------------------------------------------------------------------
+
+
+def test_the_attention_observer_sees_probabilities_without_changing_the_output(pipes):
+    unet = pipes["bcos-x0"].unet
+    cond = pipes["bcos-x0"].encode([PROMPT])
+    x = torch.rand(2, 6, 8, 8)
+    t = torch.tensor([10, 900])
+    context = cond.embeddings.expand(2, -1, -1)
+    mask = cond.mask.expand(2, -1)
+    with torch.no_grad():
+        plain = unet(x, t, context, mask)
+        seen = []
+        with observe_attention(unet, lambda name, m, a: seen.append((name, a))) as names:
+            observed = unet(x, t, context, mask)
+        assert torch.equal(plain, observed)
+        assert names and len(seen) == len(names)
+        for _, probs in seen:
+            assert probs.shape[0] == 2 and probs.shape[-1] == context.shape[1]
+            torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
+            assert (probs[..., ~cond.mask[0]] == 0).all()  # masked tokens get nothing
+        assert all(m.observer is None for m in unet.modules() if hasattr(m, "observer"))
+
+
+def test_explicit_attention_matches_the_fused_kernel_and_has_forward_mode(pipes):
+    unet = pipes["vanilla"].unet
+    cond = pipes["vanilla"].encode([PROMPT])
+    x, t = torch.rand(1, pipes["vanilla"].process.channels, 8, 8), torch.tensor([500])
+
+    def f(c):
+        return unet(x, t, c, cond.mask)
+
+    with torch.no_grad():
+        fused = f(cond.embeddings)
+        with explicit_attention(unet):
+            explicit = f(cond.embeddings)
+            _, tangent = jvp(f, (cond.embeddings,), (cond.embeddings,))
+    torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
+    assert torch.isfinite(tangent).all()
+
+
+def test_cross_attention_maps_of_all_tokens_add_up_to_one_per_pixel(pipes):
+    pipe = pipes["bcos-x0"]
+    run = pipe.run(PROMPT, steps=3, seed=2)
+    maps, count = cross_attention_maps(pipe, run)
+    layers = sum(1 for m in pipe.unet.modules() if getattr(m, "is_cross", False))
+    assert (
+        count == 3 * sum(m.heads for m in pipe.unet.modules() if getattr(m, "is_cross", False))
+        and layers > 0
+    )
+    # Probabilities sum to 1 over attended tokens; upsampling is linear, clamping is rare.
+    torch.testing.assert_close(maps.sum(0), torch.ones(8, 8), rtol=0, atol=0.02)
+    assert (maps[~run.conditioning.mask[0]] == 0).all()
+
+
+# -- gradient × input --------------------------------------------------------------------
+
+
+def test_gradient_input_totals_agree_between_the_vjp_and_the_jvp_maps(pipes):
+    pipe = pipes["vanilla"]
+    run = pipe.run(PROMPT, steps=3, seed=4)
+    exp = get_method("gradxinput")(pipe).attribute(run)
+    totals = exp.contribution_maps.sum(dim=(1, 2, 3)).abs()
+    relevance = (
+        totals
+        / exp.contribution_maps.new_tensor(
+            [abs(float(c)) for c in exp.contribution_maps.sum(dim=(1, 2, 3))]
+        ).sum()
+    )
+    torch.testing.assert_close(
+        relevance, torch.tensor(exp.relevance, dtype=relevance.dtype), rtol=1e-3, atol=1e-4
+    )
+
+
+# -- DF-RISE -----------------------------------------------------------------------------
+
+
+class _Counting(nn.Module):
+    """Toy model: ``P + c·Q`` with fixed patterns ``P``, ``Q`` and ``c`` the mean of ``x_t``
+    over the top-left 2×2 block, so only that block matters; counts the rows it evaluates."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"kind": "vanilla"})()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("p", torch.rand(1, 3, 8, 8, generator=g))
+        self.register_buffer("q", torch.rand(1, 3, 8, 8, generator=g))
+        self.rows = 0
+
+    def forward(self, x, t, context, mask=None):
+        self.rows += x.shape[0]
+        c = x[..., :2, :2].mean(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+        return self.p + 4 * c * self.q
+
+
+@pytest.mark.parametrize("grid", [None, 4])
+def test_df_rise_calls_the_model_once_per_mask_and_finds_the_planted_region(pipes, grid):
+    pipe = pipes["vanilla"]
+    run = pipe.run(PROMPT, steps=4, seed=5)
+    step = DFRise(pipe).step_index(run)
+    toy = _Counting()
+    state = run.states[step]
+    state.x_t = 0.5 + 0.5 * torch.rand(1, 3, 8, 8)  # image-like, away from μ = 0
+    state.prediction = toy(state.x_t, None, None)  # the run as the toy model would make it
+    toy.rows = 0
+    real, pipe.unet = pipe.unet, toy
+    try:
+        saliency = DFRise(pipe, batch=100, grid=grid, seed=1).saliency(run)  # N = 500
+    finally:
+        pipe.unet = real
+    assert toy.rows == 500
+    y, x = np.unravel_index(int(saliency.argmax()), saliency.shape)
+    assert y < 2 and x < 2, (grid, saliency)
+    assert float(saliency[:2, :2].mean()) > 2 * float(saliency[2:, 2:].mean())
+
+
+def test_structure_similarity_orders_agreement_and_masks_keep_their_rate():
+    a = torch.rand(3, 6, 16, 16)
+    noisy = a + 0.3 * torch.rand(3, 6, 16, 16)
+    same, close, opposite = (structure_similarity(a, b).mean() for b in (a, noisy, -a))
+    assert same > close > 0 > opposite
+    g = torch.Generator().manual_seed(0)
+    pixel = random_masks(400, 16, 0.3, None, g)
+    smooth = random_masks(400, 16, 0.3, 4, g)
+    assert abs(float(pixel.mean()) - 0.3) < 0.02 and abs(float(smooth.mean()) - 0.3) < 0.05
+    assert smooth.shape == (400, 1, 16, 16) and ((smooth > 0) & (smooth < 1)).any()
+
+
+# -- DF-CAM ------------------------------------------------------------------------------
+
+
+class _TwoChannels(nn.Module):
+    """Toy U-Net: one block with a distractor channel (large everywhere, unused) and a
+    channel that is ``x`` inside the bottom-right 4×4 region and 0 elsewhere; the output
+    reads the second channel only."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"kind": "vanilla"})()
+        region = torch.zeros(1, 1, 8, 8)
+        region[..., 4:, 4:] = 1
+        self.register_buffer("region", region)
+        self.down = nn.ModuleList([_Block(region)])
+        self.middle = nn.ModuleList()
+        self.up = nn.ModuleList()
+
+    def forward(self, x, t, context, mask=None):
+        return self.down[0](x)[:, 1:2].expand(-1, 6, -1, -1) * 3.0
+
+
+class _Block(nn.Module):
+    def __init__(self, region):
+        super().__init__()
+        self.register_buffer("region", region)
+
+    def forward(self, x):
+        distractor = x.abs().mean(1, keepdim=True) + 5.0
+        signal = x.mean(1, keepdim=True).abs() * self.region + 0 * x[:, :1]
+        return torch.cat([distractor, signal], dim=1)
+
+
+def test_df_cam_highlights_the_only_channel_and_region_that_matter(pipes):
+    pipe = pipes["vanilla"]
+    run = pipe.run(PROMPT, steps=4, seed=6)
+    real, pipe.unet = pipe.unet, _TwoChannels()
+    try:
+        maps = DFCam(pipe).block_maps(run)
+    finally:
+        pipe.unet = real
+    cam = maps["down.0"]
+    assert float(cam[4:, 4:].sum()) > 0.9 * float(cam.sum())  # not the distractor channel
+    y, x = np.unravel_index(int(cam.argmax()), cam.shape)
+    assert y >= 4 and x >= 4
+    with pytest.raises(ValueError, match="unknown block"):
+        DFCam(pipe, blocks=["sideways.3"])
