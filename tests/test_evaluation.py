@@ -90,6 +90,16 @@ class _FakePipe:
     def sample_batch(self, prompts, steps, seeds):
         return [len(p) for p in prompts]
 
+    def run(self, prompt, steps, seed):
+        """The dataset image stands in for the generated one."""
+        from types import SimpleNamespace
+
+        from bcosdiff.data.shapes import HELD_OUT_TEMPLATES, ShapesDataset
+
+        dataset = ShapesDataset(size=32, seed=0, two_object_prob=0.5, templates=HELD_OUT_TEMPLATES)
+        image = dataset.sample(seed).image
+        return SimpleNamespace(prompt=prompt, seed=seed, image_array=lambda: image)
+
     def images(self, samples):
         from PIL import Image
 
@@ -108,7 +118,14 @@ def _oracle(inside: bool):
 
     dataset = ShapesDataset(size=32, seed=0, two_object_prob=0.5, templates=HELD_OUT_TEMPLATES)
 
-    def method(pipe, prompt, seed, steps):
+    class Method:
+        def __init__(self, pipe):
+            pass
+
+        def attribute(self, run):
+            return method(run.prompt, run.seed)
+
+    def method(prompt, seed):
         sample = dataset.sample(seed)
         assert sample.caption == prompt
         maps, relevance = [], []
@@ -118,15 +135,21 @@ def _oracle(inside: bool):
             relevance.append(0.2 if k is not None else 0.01)
         return Attribution(sample.image, list(sample.words), relevance, np.stack(maps))
 
-    return method
+    return Method
 
 
 def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
-    from bcosdiff.evaluation.faithfulness import evaluate_faithfulness, register_method
+    from bcosdiff.evaluation.faithfulness import evaluate_faithfulness
+    from bcosdiff.explain import register_method
+    from bcosdiff.explain.methods import METHODS
 
-    register_method("oracle", lambda: _oracle(inside=True))
-    register_method("anti", lambda: _oracle(inside=False))
-    results = evaluate_faithfulness(_FakePipe(), ["oracle", "anti"], prompts=8, steps=1)
+    register_method("oracle", _oracle(inside=True))
+    register_method("anti", _oracle(inside=False))
+    try:
+        results = evaluate_faithfulness(_FakePipe(), ["oracle", "anti"], prompts=8, steps=1)
+    finally:
+        METHODS.pop("oracle")
+        METHODS.pop("anti")
     good, bad = (r.metrics for r in results)
     assert results[0].counts["localised_words_single"] > 0
     assert results[0].counts["localised_words_two"] > 0

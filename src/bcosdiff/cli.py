@@ -410,13 +410,19 @@ def eval_relevance(
 def eval_faithfulness(
     model: ModelOption = None,
     method: Annotated[
-        list[str] | None, typer.Option("--method", help="Explanation method(s); default bcos.")
+        list[str] | None,
+        typer.Option(
+            "--method", "--methods", help="Explanation method(s), repeatable; default bcos."
+        ),
     ] = None,
     prompts: Annotated[int, typer.Option(help="Held-out shapes prompts.")] = 24,
     two_object_share: Annotated[float, typer.Option(help="Share of two-object prompts.")] = 0.5,
     steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Prompt seed; prompt k uses sampling seed k.")] = 0,
     deletion: Annotated[bool, typer.Option(help="Run the deletion test.")] = True,
+    insertion: Annotated[
+        bool, typer.Option(help="Run the insertion / deletion games (AUC).")
+    ] = True,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -434,7 +440,15 @@ def eval_faithfulness(
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
         results = evaluate_faithfulness(
-            pipe, method or ["bcos"], prompts, two_object_share, steps, seed, deletion, bar
+            pipe,
+            method or ["bcos"],
+            prompts,
+            two_object_share,
+            steps,
+            seed,
+            deletion,
+            bar,
+            insertion,
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None

@@ -26,17 +26,27 @@ generated images (same prompt, seed and steps), and is scored by:
   the same seed; Spearman's ρ between the mean absolute pixel change and the word's
   relevance, per prompt (averaged) and pooled over all words.
 
-Methods are pluggable: a method is a callable ``method(pipe, prompt, seed, steps) ->
-Attribution``, registered by name in :data:`METHODS`.
+* **insertion / deletion AUC** — the games of :mod:`bcosdiff.evaluation.insertion` on one
+  step of the run, with the method's image-level map (its own, or the sum of the positive
+  parts of the content words' maps).
+
+Every image is generated once (:meth:`~bcosdiff.pipeline.Pipeline.run`) and the same run
+is handed to every method (:mod:`bcosdiff.explain.methods`); the benchmark checks that each
+method's explanation shows that very image. A method gets only the metrics it supports:
+relevance-based ones need word scores, token specificity and map-based failure detection
+need one map per word. The cost of each method per image is measured in the same run: U-Net
+evaluations (batch rows through the network's first layer; a batched JVP counts once) and
+wall time relative to generating the image.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
+import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 
 import numpy as np
 import torch
@@ -44,19 +54,17 @@ from torchmetrics.functional import spearman_corrcoef
 from torchmetrics.functional.classification import binary_auroc
 
 from ..data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, ShapesDataset
-from ..explain.readouts import DEFAULT_READOUT, READOUTS, get_readout
+from ..explain.methods import METHODS, get_method
 from ..explain.tokens import Word, is_content_word, peer_ratios
 from .checker import ShapeChecker
 
 __all__ = [
-    "METHODS",
     "Attribution",
-    "BcosMethod",
     "FaithfulnessResult",
     "evaluate_faithfulness",
     "faithfulness_markdown",
     "localisation",
-    "register_method",
+    "to_attribution",
 ]
 
 
@@ -66,49 +74,28 @@ class Attribution:
 
     image: np.ndarray  # (H, W, 3) uint8, the generated image
     words: list[str]  # prompt words in order (sub-word pieces merged)
-    relevance: list[float]  # per word, >= 0
+    relevance: list[float] | None  # per word, >= 0; None for methods without word scores
     maps: np.ndarray | None  # (len(words), H, W) signed attribution per pixel, or None
+    per_word: bool = True  # False: one image-level map repeated for every word
+    saliency: np.ndarray | None = None  # (H, W) the image-level map (insertion / deletion)
 
 
-class BcosMethod:
-    """The B-cos explanation of the whole sampling run (batched linear replay), its word
-    maps read out with ``readout`` (:data:`bcosdiff.explain.readouts.READOUTS`).
-
-    Methods that differ only in the read-out share one explanation of each image: the last
-    explanation is kept (with the pipeline it came from), so consecutive read-outs of the
-    same run cost nothing more."""
-
-    _last: tuple[object, tuple, object] | None = None  # (pipe, (prompt, seed, steps), exp)
-
-    def __init__(self, readout: str = DEFAULT_READOUT):
-        get_readout(readout)  # rejects an unknown name now, not on the first image
-        self.readout = readout
-        self.name = "bcos" if readout == DEFAULT_READOUT else f"bcos-{readout}"
-
-    def __call__(self, pipe, prompt: str, seed: int, steps: int) -> Attribution:
-        key = (prompt, seed, steps)
-        last = BcosMethod._last
-        if last is None or last[0] is not pipe or last[1] != key:
-            exp = pipe.explain(prompt, steps=steps, seed=seed, heatmaps=True)
-            BcosMethod._last = last = (pipe, key, exp)
-        exp = last[2]
-        return Attribution(
-            image=np.asarray(exp.image),
-            words=[w.text for w in exp.words],
-            relevance=[w.relevance for w in exp.words],
-            maps=exp.word_heatmaps(self.readout).numpy(),
-        )
-
-
-METHODS: dict[str, Callable[[], Callable]] = {
-    "bcos": BcosMethod,
-    **{f"bcos-{name}": partial(BcosMethod, name) for name in READOUTS if name != DEFAULT_READOUT},
-}
-
-
-def register_method(name: str, factory: Callable[[], Callable]) -> None:
-    """Make ``factory()`` available to :func:`evaluate_faithfulness` as ``name``."""
-    METHODS[name] = factory
+def to_attribution(exp) -> Attribution:
+    """The benchmark's view of an :class:`~bcosdiff.explain.Explanation`."""
+    maps = exp.word_heatmaps().numpy() if exp.heatmaps is not None else None
+    saliency = None if exp.saliency is None else exp.saliency.numpy()
+    if saliency is None and maps is not None:
+        content = [k for k, w in enumerate(exp.words) if is_content_word(w.text)]
+        rows = maps[content] if content else maps
+        saliency = np.clip(rows, 0, None).sum(0)
+    return Attribution(
+        image=np.asarray(exp.image),
+        words=[w.text for w in exp.words],
+        relevance=None if exp.relevance is None else [w.relevance for w in exp.words],
+        maps=maps,
+        per_word=exp.saliency is None,
+        saliency=saliency,
+    )
 
 
 def localisation(heatmap: np.ndarray, mask: np.ndarray) -> tuple[float | None, bool]:
@@ -201,6 +188,10 @@ class _Scores:
     word_score_maps: list[float] = field(default_factory=list)
     deletion_rho: list[float] = field(default_factory=list)
     deletion_pairs: list[tuple[float, float]] = field(default_factory=list)
+    insertion_auc: list[float] = field(default_factory=list)
+    deletion_auc: list[float] = field(default_factory=list)
+    model_rows: list[int] = field(default_factory=list)  # U-Net rows per image
+    time_ratio: list[float] = field(default_factory=list)  # method time / generation time
 
 
 @dataclass
@@ -248,6 +239,10 @@ _ROWS = (
     ("failure AUROC from map mass, colour/shape words", "failure_auroc_words_maps", None),
     ("deletion Spearman ρ, mean per prompt", "deletion_spearman_mean", "deletion_prompts"),
     ("deletion Spearman ρ, pooled", "deletion_spearman_pooled", "deletion_words"),
+    ("insertion AUC (higher is better)", "insertion_auc", None),
+    ("deletion AUC (lower is better)", "deletion_auc", None),
+    ("cost: U-Net rows per image", "cost_model_rows", None),
+    ("cost: wall time / generation", "cost_time_ratio", None),
 )
 
 
@@ -262,6 +257,10 @@ def faithfulness_markdown(results: list[FaithfulnessResult]) -> str:
             text = "n/a" if value is None else f"{value:.3f}"
             if key.startswith("object_filler") and value is not None:
                 text = f"{value:.1f}×"
+            elif key == "cost_model_rows" and value is not None:
+                text = f"{value:.0f}"
+            elif key == "cost_time_ratio" and value is not None:
+                text = f"{value:.2f}×"
             if count is not None:
                 text += f" ({count.format(**r.counts) if '{' in count else r.counts[count]})"
             cells.append(text)
@@ -307,12 +306,14 @@ def evaluate_faithfulness(
     seed: int = 0,
     deletion: bool = True,
     progress: Callable[[Iterable], Iterable] | None = None,
+    insertion: bool = True,
 ) -> list[FaithfulnessResult]:
-    """Score each method on the same ``prompts`` generated images (see module docstring)."""
+    """Score each method on the same ``prompts`` generated images (see module docstring);
+    ``insertion`` runs the insertion / deletion games."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
-    runners = {name: METHODS[name]() for name in methods}
+    runners = {name: get_method(name)(pipe) for name in methods}
     scores = {name: _Scores() for name in runners}
     checker = ShapeChecker(pipe.sample_size)
     dataset = ShapesDataset(
@@ -327,11 +328,32 @@ def evaluate_faithfulness(
         sample = dataset.sample(index)
         caption, objects = sample.caption, sample.objects
         n = len(objects)
-        for name, method in runners.items():  # every method explains the same image
-            attribution = method(pipe, caption, index, steps)
-            _score_one(scores[name], attribution, sample, checker, n)
-            if deletion:
-                _deletion(scores[name], attribution, caption, pipe, steps, index, changes)
+        start = time.perf_counter()
+        run = pipe.run(caption, steps=steps, seed=index)
+        generation = time.perf_counter() - start
+        image = run.image_array()
+        for name, method in runners.items():  # every method explains the same run
+            with _counting_rows(pipe) as rows:
+                start = time.perf_counter()
+                result = method.attribute(run)
+                elapsed = time.perf_counter() - start
+            attribution = result if isinstance(result, Attribution) else to_attribution(result)
+            if not np.array_equal(attribution.image, image):
+                raise RuntimeError(f"method {name!r} explained a different image than generated")
+            s = scores[name]
+            s.model_rows.append(rows[0])
+            s.time_ratio.append(elapsed / max(generation, 1e-9))
+            _score_one(s, attribution, sample, checker, n)
+            if deletion and attribution.relevance is not None:
+                _deletion(s, attribution, caption, pipe, steps, index, changes)
+            if insertion and attribution.saliency is not None:
+                from .insertion import insertion_deletion
+
+                auc_in, auc_del = insertion_deletion(
+                    pipe, run, torch.from_numpy(attribution.saliency)
+                )
+                s.insertion_auc.append(auc_in)
+                s.deletion_auc.append(auc_del)
     results = []
     for name, s in scores.items():
         object_mean, filler_mean = _mean(s.object_words), _mean(s.filler_words)
@@ -352,8 +374,10 @@ def evaluate_faithfulness(
             "object_filler_ratio": (object_mean / filler_mean)
             if object_mean and filler_mean
             else None,
-            "failure_auroc_objects": _auroc(s.object_score, s.object_missed),
-            "failure_auroc_words": _auroc(s.word_score, s.word_missed),
+            "failure_auroc_objects": _auroc(s.object_score, s.object_missed)
+            if s.object_score
+            else None,
+            "failure_auroc_words": _auroc(s.word_score, s.word_missed) if s.word_score else None,
             "object_filler_map_ratio": (object_size / filler_size)
             if object_size and filler_size
             else None,
@@ -365,6 +389,10 @@ def evaluate_faithfulness(
             else None,
             "deletion_spearman_mean": _mean(s.deletion_rho),
             "deletion_spearman_pooled": _spearman(list(pooled[0]), list(pooled[1])),
+            "insertion_auc": _mean(s.insertion_auc),
+            "deletion_auc": _mean(s.deletion_auc),
+            "cost_model_rows": _mean(s.model_rows),
+            "cost_time_ratio": _mean(s.time_ratio),
         }
         counts = {
             "localised_words_single": len(s.mass[1]),
@@ -382,6 +410,25 @@ def evaluate_faithfulness(
     return results
 
 
+@contextmanager
+def _counting_rows(pipe):
+    """Count the batch rows entering the U-Net's first layer while the body runs."""
+    rows = [0]
+    first = getattr(getattr(pipe, "unet", None), "conv_in", None)
+    if first is None:
+        yield rows
+        return
+
+    def count(module, inputs):
+        rows[0] += int(inputs[0].shape[0])
+
+    handle = first.register_forward_pre_hook(count)
+    try:
+        yield rows
+    finally:
+        handle.remove()
+
+
 def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) -> None:
     labels = _align(attribution.words, sample.words, sample.word_objects)
     regions = _match_regions(checker.regions(attribution.image, max_objects=n), sample.objects)
@@ -390,19 +437,22 @@ def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) ->
         (r[0].colour, r[0].shape) == (o.colour, o.shape)
         for r, o in zip(regions, sample.objects, strict=True)
     )
-    if both_found and attribution.maps is not None:
+    per_word = attribution.maps is not None and attribution.per_word
+    if both_found and per_word:
         s.specificity_images += 1
         s.specificity_images_exact += both_right
     for j, (word, k) in enumerate(zip(attribution.words, labels, strict=True)):
-        relevance = attribution.relevance[j]
-        size = None if attribution.maps is None else float(np.abs(attribution.maps[j]).sum())
+        relevance = None if attribution.relevance is None else attribution.relevance[j]
+        size = float(np.abs(attribution.maps[j]).sum()) if per_word else None
         if k is None:
             if word.isalpha():
-                s.filler_words.append(relevance)
+                if relevance is not None:
+                    s.filler_words.append(relevance)
                 if size is not None:
                     s.filler_map_size.append(size)
             continue
-        s.object_words.append(relevance)
+        if relevance is not None:
+            s.object_words.append(relevance)
         if size is not None:
             s.object_map_size.append(size)
         if attribution.maps is None or regions[k] is None:
@@ -415,14 +465,20 @@ def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) ->
             if mass is not None:
                 s.colour_shape_mass.append(mass)
             s.colour_shape_pointing.append(hit)
-        if both_found:
+        if both_found and per_word:
             share = specificity(attribution.maps[j], regions[k][1], regions[1 - k][1])
             if share is not None:
                 s.specificity.append(share)
                 if both_right:
                     s.specificity_exact.append(share)
-    _failure_scores(s, attribution.words, attribution.relevance, labels, regions, sample, False)
-    if attribution.maps is not None:
+    relevance_scores = attribution.relevance
+    if relevance_scores is None:  # the missed/shown labels are recorded all the same
+        relevance_scores = [1.0] * len(attribution.words)
+    _failure_scores(s, attribution.words, relevance_scores, labels, regions, sample, False)
+    if attribution.relevance is None:
+        s.object_score.clear()
+        s.word_score.clear()
+    if per_word:
         drawn = [float(np.clip(m, 0, None).sum()) for m in attribution.maps]
         _failure_scores(s, attribution.words, drawn, labels, regions, sample, True)
 

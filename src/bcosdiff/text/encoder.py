@@ -1,6 +1,6 @@
 """Prompt conditioning from a pretrained text model in a local Hugging Face directory.
 
-Two modes (SPEC §1 "Conditioning", paper §3.3 and App. C):
+Two modes (paper §3.3 and App. C):
 
 ``subword`` (B-cos x0 / eps)
     Each token is represented by its *subword embedding plus the learned positional
