@@ -1,4 +1,4 @@
-"""The model variants of the paper (§4.1 and App. C–E) as presets for the U-Net, process and text model.
+"""The model variants of the paper (§4.1, App. C–E) as U-Net, process and text presets.
 
 | name           | backbone | text input                          | target   | μ, σ     |
 | -------------- | -------- | ----------------------------------- | -------- | -------- |
