@@ -185,7 +185,7 @@ class _Counting(nn.Module):
 def test_df_rise_calls_the_model_once_per_mask_and_finds_the_planted_region(pipes, grid):
     pipe = pipes["vanilla"]
     run = pipe.run(PROMPT, steps=4, seed=5)
-    step = DFRise(pipe).step_index(run)
+    step = run.step_index()
     toy = _Counting()
     state = run.states[step]
     state.x_t = 0.5 + 0.5 * torch.rand(1, 3, 8, 8)  # image-like, away from μ = 0

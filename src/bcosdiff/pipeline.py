@@ -5,11 +5,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, decode_image
+from .diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, decode_image, to_pixels
 from .errors import BcosdiffError, ModelLoadError
 from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
@@ -160,8 +159,9 @@ class Pipeline:
         ``steps`` uniformly spaced steps."""
         from .explain.run import GeneratedRun
 
-        schedule = schedule or DDIMSchedule.uniform(self.process, _checked_steps(self, steps))
-        check_generation_args(prompt, len(schedule), seed, self.process.num_train_timesteps)
+        count = len(schedule) if schedule is not None else steps
+        check_generation_args(prompt, count, seed, self.process.num_train_timesteps)
+        schedule = schedule or DDIMSchedule.uniform(self.process, steps)
         if eta < 0:
             raise BcosdiffError(f"eta must be at least 0, got {eta}")
         cond = self.encode([prompt])
@@ -272,22 +272,13 @@ class Pipeline:
         return to_pil(decode_image(self.sample(prompt, steps, seed, eta), self.process.encoding))
 
 
-def _checked_steps(pipe: Pipeline, steps: int) -> int:
-    if not 1 <= steps <= pipe.process.num_train_timesteps:
-        raise BcosdiffError(
-            f"steps must be between 1 and {pipe.process.num_train_timesteps}, got {steps}"
-        )
-    return steps
-
-
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def to_pil(rgb: torch.Tensor) -> Image.Image:
     """``(1, 3, H, W)`` in ``[0, 1]`` -> an 8-bit RGB image (round to nearest)."""
-    array = (rgb[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(array, mode="RGB")
+    return Image.fromarray(to_pixels(rgb[0]), mode="RGB")
 
 
 def create_model_directory(

@@ -9,7 +9,7 @@ from .ddim import (
     ddim_timesteps,
     make_ddim_scheduler,
 )
-from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels
+from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels, to_pixels
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
 from .timesteps import STAGES, exponential_timesteps
 
@@ -30,4 +30,5 @@ __all__ = [
     "exponential_timesteps",
     "make_betas",
     "make_ddim_scheduler",
+    "to_pixels",
 ]

@@ -35,7 +35,7 @@ is handed to every method (:mod:`bcosdiff.explain.methods`); the benchmark check
 method's explanation shows that very image. A method gets only the metrics it supports:
 relevance-based ones need word scores, token specificity and map-based failure detection
 need one map per word. The cost of each method per image is measured in the same run: U-Net
-evaluations (batch rows through the network's first layer; a batched JVP counts once) and
+evaluations (batch rows seen by the network's first layer) and
 wall time relative to generating the image.
 """
 
@@ -471,13 +471,7 @@ def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) ->
                 s.specificity.append(share)
                 if both_right:
                     s.specificity_exact.append(share)
-    relevance_scores = attribution.relevance
-    if relevance_scores is None:  # the missed/shown labels are recorded all the same
-        relevance_scores = [1.0] * len(attribution.words)
-    _failure_scores(s, attribution.words, relevance_scores, labels, regions, sample, False)
-    if attribution.relevance is None:
-        s.object_score.clear()
-        s.word_score.clear()
+    _failure_scores(s, attribution.words, attribution.relevance, labels, regions, sample, False)
     if per_word:
         drawn = [float(np.clip(m, 0, None).sum()) for m in attribution.maps]
         _failure_scores(s, attribution.words, drawn, labels, regions, sample, True)
@@ -485,7 +479,10 @@ def _score_one(s: _Scores, attribution: Attribution, sample, checker, n: int) ->
 
 def _failure_scores(s: _Scores, texts, scores, labels, regions, sample, maps: bool) -> None:
     """Peer ratios of the colour and shape words of each asked object (``scores``: relevance,
-    or each word's positive map mass), against whether the image shows them."""
+    or each word's positive map mass), against whether the image shows them. ``scores=None``
+    (a method without word scores) records only whether each object and word was missed."""
+    record = scores is not None
+    scores = scores if record else [1.0] * len(texts)  # equal scores: every ratio defined
     words = [Word(w, [j], r) for j, (w, r) in enumerate(zip(texts, scores, strict=True))]
     ratio = {id(w): r for w, r in peer_ratios(words)}
     word_score = s.word_score_maps if maps else s.word_score
@@ -502,12 +499,14 @@ def _failure_scores(s: _Scores, texts, scores, labels, regions, sample, maps: bo
                 shown = found is not None and found.shape == obj.shape
             else:
                 continue
-            word_score.append(ratio[id(word)])
+            if record:
+                word_score.append(ratio[id(word)])
             if not maps:
                 s.word_missed.append(not shown)
             object_ratios.append(ratio[id(word)])
         if object_ratios:
-            object_score.append(min(object_ratios))
+            if record:
+                object_score.append(min(object_ratios))
             if not maps:
                 missed = found is None or (found.colour, found.shape) != (obj.colour, obj.shape)
                 s.object_missed.append(missed)

@@ -57,9 +57,7 @@ def _curve(pipe, run: GeneratedRun, index: int, start: Tensor, finish: Tensor, o
     rank[order] = torch.arange(order.numel(), device=order.device)
     changed = (rank[None, :] < steps[:, None]).view(stages, 1, height, width)
     inputs = torch.where(changed, finish, start)
-    cond = run.conditioning
-    context = cond.embeddings.to(start.device).expand(stages, -1, -1)
-    mask = None if cond.mask is None else cond.mask.to(start.device).expand(stages, -1)
+    context, mask = run.context(stages)
     t = torch.full((stages,), state.t, device=start.device, dtype=torch.long)
     with torch.no_grad():
         prediction = pipe.unet(inputs, t, context, mask)
@@ -73,9 +71,7 @@ def insertion_deletion(
 ) -> tuple[float, float]:
     """``(insertion AUC, deletion AUC)`` of the ``(H, W)`` ``saliency`` at step ``step``
     (default: three quarters of the way, where DF-RISE and DF-CAM look)."""
-    index = (3 * run.steps) // 4 if step is None else step
-    if not 0 <= index < run.steps:
-        raise ValueError(f"step must be between 0 and {run.steps - 1}, got {index}")
+    index = run.step_index(step)
     x_t = run.states[index].x_t.to(run.x_T.device)
     # Decreasing saliency; ties keep raster order (stable sort).
     order = torch.sort(saliency.flatten().to(x_t.device), descending=True, stable=True).indices

@@ -53,12 +53,9 @@ class DFCam(AttributionMethod):
     def block_maps(self, run: GeneratedRun) -> dict[str, Tensor]:
         """``{block: (H, W) map in [0, 1]}`` at the chosen step."""
         unet = self.pipe.unet
-        index = (3 * run.steps) // 4 if self.step is None else self.step
-        if not 0 <= index < run.steps:
-            raise ValueError(f"step must be between 0 and {run.steps - 1}, got {index}")
-        state = run.states[index]
+        state = run.states[run.step_index(self.step)]
         device = run.x_T.device
-        context, mask = self._context(run)
+        context, mask = run.context()
         t = torch.full((1,), state.t, device=device, dtype=torch.long)
 
         def summed_output(x: Tensor) -> Tensor:

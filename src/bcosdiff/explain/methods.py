@@ -71,11 +71,46 @@ class AttributionMethod:
         """Whether the text model masks its special tokens (they are then not reported)."""
         return self.pipe.text.config.mode == "subword"
 
-    def _context(self, run: GeneratedRun, rows: int = 1):
-        cond = run.conditioning
-        device = run.x_T.device
-        mask = None if cond.mask is None else cond.mask.to(device).expand(rows, -1)
-        return cond.embeddings.to(device).expand(rows, -1, -1), mask
+    def _explain_whole_run(
+        self, run: GeneratedRun, linearise: bool, flag_ratio: float, keep_maps: bool = True
+    ) -> Explanation:
+        """The whole-run explanation of ``run``: the B-cos replay (``linearise``) or the
+        JVP/VJP path outside explanation mode (gradient × input)."""
+        pipe = self.pipe
+        context, mask = run.context()
+        result = explain_run(
+            pipe.unet,
+            pipe.process,
+            run.schedule,
+            context,
+            run.x_T,
+            mask,
+            contributions=True,  # the replay computes them anyway; flagging may need them
+            eta=run.eta,
+            step_noise=run.step_noise,
+            method="replay" if linearise else "jvp",
+            linearise=linearise,
+        )
+        if not linearise and run.sample is not None:
+            # The explicit attention path rounds differently from the fused kernel; the replay
+            # (linearise) reproduces the generated sample bit for bit and needs no check.
+            gap = float((result.sample - run.sample[0].cpu()).abs().max())
+            if gap > 1e-3:
+                raise RuntimeError(f"the explained run departs from the generated one by {gap}")
+            result.sample = run.sample[0].detach().cpu()  # the very image that was generated
+        return build_explanation(
+            result,
+            run.conditioning,
+            pipe.process.encoding,
+            self.masked,
+            run.prompt,
+            run.seed,
+            run.steps,
+            pipe.name,
+            flag_ratio,
+            pipe.flag_signal if linearise else "relevance",
+            keep_maps=keep_maps,
+        )
 
 
 def keep_words(exp: Explanation, words: Sequence[str] | None) -> Explanation:
@@ -115,32 +150,8 @@ class BcosAttribution(AttributionMethod):
     ) -> Explanation:
         """``flag_ratio`` overrides the model's calibrated threshold; ``keep_maps=False``
         drops the contribution maps once the words' scores are known."""
-        pipe = self.pipe
-        cond = run.conditioning
-        result = explain_run(
-            pipe.unet,
-            pipe.process,
-            run.schedule,
-            cond.embeddings.to(run.x_T.device),
-            run.x_T,
-            None if cond.mask is None else cond.mask.to(run.x_T.device),
-            contributions=True,  # the replay computes them anyway; flagging may need them
-            eta=run.eta,
-            step_noise=run.step_noise,
-        )
-        exp = build_explanation(
-            result,
-            cond,
-            pipe.process.encoding,
-            self.masked,
-            run.prompt,
-            run.seed,
-            run.steps,
-            pipe.name,
-            pipe.flag_ratio if flag_ratio is None else flag_ratio,
-            pipe.flag_signal,
-            keep_maps=keep_maps,
-        )
+        ratio = self.pipe.flag_ratio if flag_ratio is None else flag_ratio
+        exp = self._explain_whole_run(run, linearise=True, flag_ratio=ratio, keep_maps=keep_maps)
         exp.readout = self.readout
         return keep_words(exp, words)
 
@@ -155,39 +166,10 @@ class GradientInput(AttributionMethod):
     name = "gradxinput"
 
     def _attribute(self, run: GeneratedRun) -> Explanation:
-        pipe = self.pipe
-        cond = run.conditioning
-        device = run.x_T.device
         # Forward-mode AD needs the explicit attention path (the fused kernel has no rule).
-        with explicit_attention(pipe.unet), explanation_mode(pipe.unet, active=False):
-            result = explain_run(
-                pipe.unet,
-                pipe.process,
-                run.schedule,
-                cond.embeddings.to(device),
-                run.x_T,
-                None if cond.mask is None else cond.mask.to(device),
-                contributions=True,
-                eta=run.eta,
-                step_noise=run.step_noise,
-                method="jvp",
-                linearise=False,
-            )
-        gap = float((result.sample - run.sample[0].cpu()).abs().max())
-        if gap > 1e-3:
-            raise RuntimeError(f"the differentiated run departs from the generated one by {gap}")
-        result.sample = run.sample[0].detach().cpu()  # the same image as every other method
-        exp = build_explanation(
-            result,
-            cond,
-            pipe.process.encoding,
-            self.masked,
-            run.prompt,
-            run.seed,
-            run.steps,
-            pipe.name,
-            flag_ratio=0.0,  # the flagging rule is calibrated on B-cos scores only
-        )
+        with explicit_attention(self.pipe.unet), explanation_mode(self.pipe.unet, active=False):
+            # The flagging rule is calibrated on B-cos scores only: nothing is flagged.
+            exp = self._explain_whole_run(run, linearise=False, flag_ratio=0.0)
         exp.method = self.name
         return exp
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..diffusion import decode_image
+from ..diffusion import decode_image, to_pixels
 from ..text import Conditioning
 from .explanation import RunExplanation, normalized_reconstruction
 from .readouts import DEFAULT_READOUT, colour_change, get_readout
@@ -158,8 +158,7 @@ def _words(cond: Conditioning, groups, labels, relevance) -> list[Word]:
 
 
 def _image(rgb: Tensor) -> Image.Image:
-    array = (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
-    return Image.fromarray(array, mode="RGB")
+    return Image.fromarray(to_pixels(rgb), mode="RGB")
 
 
 def build_explanation(

@@ -133,16 +133,10 @@ class DFRise(AttributionMethod):
         self.step, self.compare, self.batch, self.seed = step, compare, batch, seed
         self.centre = centre
 
-    def step_index(self, run: GeneratedRun) -> int:
-        index = (3 * run.steps) // 4 if self.step is None else self.step
-        if not 0 <= index < run.steps:
-            raise ValueError(f"step must be between 0 and {run.steps - 1}, got {index}")
-        return index
-
     def saliency(self, run: GeneratedRun) -> Tensor:
         """``(H, W)`` DF-RISE saliency in [0, 1]."""
         pipe, process = self.pipe, self.pipe.process
-        index = self.step_index(run)
+        index = run.step_index(self.step)
         state = run.states[index]
         device = run.x_T.device
         x_t = state.x_t.to(device)
@@ -157,7 +151,7 @@ class DFRise(AttributionMethod):
                 count = min(self.batch, self.masks - first)
                 mask = random_masks(count, size, self.keep, self.grid, g).to(device)
                 masked = process.mean + (x_t - process.mean) * mask
-                context, context_mask = self._context(run, count)
+                context, context_mask = run.context(count)
                 t = torch.full((count,), state.t, device=device, dtype=torch.long)
                 prediction = pipe.unet(masked, t, context, context_mask)
                 perturbed = self._compared(run, index, masked, prediction)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import DDIMSchedule, StepState, decode_image
+from ..diffusion import DDIMSchedule, StepState, decode_image, to_pixels
 from ..text import Conditioning
 
 __all__ = ["GeneratedRun"]
@@ -48,8 +48,21 @@ class GeneratedRun:
         """``(H, W, 3)`` uint8 pixels of the generated image (rounded like the saved PNG)."""
         if self.sample is None:
             raise ValueError("this run has not been sampled")
-        rgb = decode_image(self.sample.detach().cpu(), self.encoding)[0]
-        return (rgb.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+        return to_pixels(decode_image(self.sample.detach().cpu(), self.encoding)[0])
+
+    def step_index(self, step: int | None = None) -> int:
+        """``step`` checked against the run; None is three quarters of the way (where the
+        one-step methods look, as the DF-RISE authors visualise step 15 of 20)."""
+        index = (3 * self.steps) // 4 if step is None else step
+        if not 0 <= index < self.steps:
+            raise ValueError(f"step must be between 0 and {self.steps - 1}, got {index}")
+        return index
+
+    def context(self, rows: int = 1) -> tuple[Tensor, Tensor | None]:
+        """The prompt embeddings and mask, on ``x_T``'s device, repeated for ``rows``."""
+        cond, device = self.conditioning, self.x_T.device
+        mask = None if cond.mask is None else cond.mask.to(device).expand(rows, -1)
+        return cond.embeddings.to(device).expand(rows, -1, -1), mask
 
     def progression(self) -> Tensor:
         """``(steps, C, H, W)``: the clean sample predicted at each step, noisiest first

@@ -56,10 +56,7 @@ def cross_attention_maps(pipe, run: GeneratedRun, batch: int = 32) -> tuple[Tens
             chunk = states[first : first + batch]
             x_t = torch.cat([s.x_t for s in chunk]).to(device)
             t = torch.tensor([s.t for s in chunk], device=device)
-            cond = run.conditioning
-            context = cond.embeddings.to(device).expand(len(chunk), -1, -1)
-            mask = None if cond.mask is None else cond.mask.to(device).expand(len(chunk), -1)
-            pipe.unet(x_t, t, context, mask)
+            pipe.unet(x_t, t, *run.context(len(chunk)))
     return total / max(count, 1), count
 
 
