@@ -70,6 +70,13 @@ ScheduleOption = Annotated[
     ),
 ]
 ShiftOption = Annotated[int, typer.Option(help="Shift γ of the exponential schedules.")]
+GuidanceOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Classifier-free guidance scale w (1 = none); default: the model's own.",
+        show_default=False,
+    ),
+]
 
 
 def _schedule(pipe, name: str, steps: int, shift: int):
@@ -100,6 +107,7 @@ def generate(
         Path | None,
         typer.Option(help="Also write the clean image predicted at every step (a PNG strip)."),
     ] = None,
+    guidance: GuidanceOption = None,
 ) -> None:
     """Generate an image for PROMPT."""
     from .pipeline import check_generation_args, load_pipeline
@@ -108,16 +116,23 @@ def generate(
     pipe = load_pipeline(model)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
+    guidance = pipe.guidance_scale(guidance)
     if regenerate:
         if progression is not None:
             raise BcosdiffError("--progression and --regenerate cannot be combined")
         explanation = pipe.explain(
-            prompt, steps=steps, seed=seed, heatmaps=False, regenerate=regenerate, schedule=ddim
+            prompt,
+            steps=steps,
+            seed=seed,
+            heatmaps=False,
+            regenerate=regenerate,
+            schedule=ddim,
+            guidance=guidance,
         )
         _report_attempts(explanation)
         image = explanation.image
     elif progression is not None or ddim is not None:
-        run = pipe.run(prompt, steps=steps, seed=seed, schedule=ddim)
+        run = pipe.run(prompt, steps=steps, seed=seed, schedule=ddim, guidance=guidance)
         from PIL import Image
 
         image = Image.fromarray(run.image_array(), mode="RGB")
@@ -126,7 +141,7 @@ def generate(
 
             _save_image(progression_strip(run), progression)
     else:
-        image = pipe.generate(prompt, steps=steps, seed=seed)
+        image = pipe.generate(prompt, steps=steps, seed=seed, guidance=guidance)
     _save_image(image, out)
     typer.echo(str(out))
 
@@ -164,6 +179,7 @@ def explain(
     ] = "bcos",
     schedule: ScheduleOption = "uniform",
     shift: ShiftOption = 30,
+    guidance: GuidanceOption = None,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
@@ -178,7 +194,13 @@ def explain(
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
     explanation = pipe.explain(
-        prompt, steps=steps, seed=seed, regenerate=regenerate, method=method, schedule=ddim
+        prompt,
+        steps=steps,
+        seed=seed,
+        regenerate=regenerate,
+        method=method,
+        schedule=ddim,
+        guidance=guidance,
     )
     if regenerate:
         _report_attempts(explanation)

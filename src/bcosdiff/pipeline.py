@@ -8,7 +8,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .diffusion import DDIMSchedule, DiffusionProcess, ddim_sample, decode_image, to_pixels
+from .diffusion import (
+    DDIMSchedule,
+    DiffusionProcess,
+    check_guidance,
+    ddim_sample,
+    decode_image,
+    guided_prediction,
+    to_pixels,
+)
 from .errors import BcosdiffError, ModelLoadError
 from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
@@ -33,7 +41,12 @@ def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | N
 
 
 class Pipeline:
-    """``Pipeline(unet, process, text).generate("a red circle", steps=25, seed=0)``."""
+    """``Pipeline(unet, process, text).generate("a red circle", steps=25, seed=0)``.
+
+    ``guidance`` is the model's default classifier-free guidance scale (``config.json``
+    ``sampling.guidance``; 1 = no guidance); every sampling method takes ``guidance=`` to
+    override it (:mod:`bcosdiff.diffusion.guidance`).
+    """
 
     def __init__(
         self,
@@ -43,6 +56,7 @@ class Pipeline:
         name: str = "",
         flag_ratio: float = DEFAULT_FLAG_RATIO,
         flag_signal: str = "relevance",
+        guidance: float = 1.0,
     ):
         check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
@@ -57,6 +71,7 @@ class Pipeline:
         self.name = name
         self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
         self.flag_signal = flag_signal  # the word score it applies to
+        self.guidance = check_guidance(guidance)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Pipeline:
@@ -79,6 +94,10 @@ class Pipeline:
         flag_signal = explain.get("flag_signal", "relevance")
         if flag_signal not in FLAG_SIGNALS:
             raise ModelLoadError(f"bad 'explain.flag_signal' in {directory / 'config.json'}")
+        sampling = config.get("sampling", {})
+        guidance = sampling.get("guidance", 1.0) if isinstance(sampling, dict) else None
+        if not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
+            raise ModelLoadError(f"bad 'sampling.guidance' in {directory / 'config.json'}")
         return cls(
             load_unet(directory),
             process,
@@ -86,6 +105,7 @@ class Pipeline:
             directory.name,
             float(flag_ratio),
             flag_signal,
+            float(guidance),
         )
 
     @property
@@ -116,23 +136,45 @@ class Pipeline:
         shape = (batch, self.process.channels, self.sample_size, self.sample_size)
         return self.process.prior_sample(shape, generator=g).to(self.device)
 
-    def denoiser(self, cond: Conditioning):
+    def guidance_scale(self, guidance: float | None) -> float:
+        """``guidance``, or the model's default when None (checked)."""
+        try:
+            return self.guidance if guidance is None else check_guidance(guidance)
+        except ValueError as exc:
+            raise BcosdiffError(str(exc)) from None
+
+    def denoiser(self, cond: Conditioning, guidance: float | None = None):
+        """``model(x_t, t)`` for the sampler: the U-Net conditioned on ``cond``, guided with
+        both branches in one U-Net call when the scale is not 1."""
+        scale = self.guidance_scale(guidance)
         embeddings = cond.embeddings.to(self.device)
         mask = None if cond.mask is None else cond.mask.to(self.device)
 
         def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.unet(x_t, t, embeddings, mask)
+            return guided_prediction(self.unet, x_t, t, embeddings, mask, scale)
 
         return model
 
     @torch.no_grad()
-    def sample(self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0) -> torch.Tensor:
+    def sample(
+        self,
+        prompt: str,
+        steps: int = 25,
+        seed: int = 0,
+        eta: float = 0.0,
+        guidance: float | None = None,
+    ) -> torch.Tensor:
         """The final encoded sample ``x_0`` for one prompt: ``(1, C, H, W)``."""
-        return self.sample_batch([prompt], steps, [seed], eta)
+        return self.sample_batch([prompt], steps, [seed], eta, guidance)
 
     @torch.no_grad()
     def sample_batch(
-        self, prompts: list[str], steps: int, seeds: list[int], eta: float = 0.0
+        self,
+        prompts: list[str],
+        steps: int,
+        seeds: list[int],
+        eta: float = 0.0,
+        guidance: float | None = None,
     ) -> torch.Tensor:
         """Encoded samples for several prompts at once; row ``i`` equals ``sample(prompts[i],
         seed=seeds[i])`` (each row's initial noise comes from its own seed)."""
@@ -143,7 +185,8 @@ class Pipeline:
         cond = self.encode(list(prompts))
         x_T = torch.cat([self.initial_noise(seed) for seed in seeds])
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
-        return ddim_sample(self.denoiser(cond), self.process, x_T, steps, eta, g).cpu()
+        model = self.denoiser(cond, guidance)
+        return ddim_sample(model, self.process, x_T, steps, eta, g).cpu()
 
     def prepare_run(
         self,
@@ -152,6 +195,7 @@ class Pipeline:
         seed: int = 0,
         eta: float = 0.0,
         schedule: DDIMSchedule | None = None,
+        guidance: float | None = None,
     ):
         """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):
         conditioning, ``x_T`` from ``seed`` and, with ``eta > 0``, the per-step noise drawn
@@ -173,7 +217,17 @@ class Pipeline:
                 self.process.noise(tuple(x_T.shape), g).to(self.device)
                 for _ in range(len(schedule))
             ]
-        return GeneratedRun(prompt, seed, schedule, cond, x_T, self.process.encoding, eta, noise)
+        return GeneratedRun(
+            prompt,
+            seed,
+            schedule,
+            cond,
+            x_T,
+            self.process.encoding,
+            eta,
+            noise,
+            guidance=self.guidance_scale(guidance),
+        )
 
     @torch.no_grad()
     def run(
@@ -183,14 +237,15 @@ class Pipeline:
         seed: int = 0,
         eta: float = 0.0,
         schedule: DDIMSchedule | None = None,
+        guidance: float | None = None,
     ):
         """Generate one image and keep what every explanation method needs: a sampled
         :class:`~bcosdiff.explain.GeneratedRun` (the same image as :meth:`generate`) with
         ``x_t``, the prediction and the predicted ``x0`` of every step."""
-        run = self.prepare_run(prompt, steps, seed, eta, schedule)
+        run = self.prepare_run(prompt, steps, seed, eta, schedule, guidance)
         states = []
         run.sample = ddim_sample(
-            self.denoiser(run.conditioning),
+            self.denoiser(run.conditioning, run.guidance),
             self.process,
             run.x_T,
             eta=eta,
@@ -212,6 +267,8 @@ class Pipeline:
         regenerate: int = 0,
         method: str = "bcos",
         schedule: DDIMSchedule | None = None,
+        guidance: float | None = None,
+        sources: bool = False,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
@@ -223,7 +280,10 @@ class Pipeline:
         ``regenerate=N`` (B-cos only: only it flags words) retries with seeds ``seed + 1 …
         seed + N`` while some content word is flagged and returns the first attempt that
         flags none, else the attempt with the fewest flagged words; ``exp.attempts`` lists
-        every ``(seed, flagged words)`` tried. With ``eta > 0`` fresh noise enters between
+        every ``(seed, flagged words)`` tried. ``guidance`` overrides the model's default
+        classifier-free guidance scale. ``sources=True`` (B-cos only) also fills
+        ``exp.sources``: the contribution of each source of the run (prompt, x_T, time, μ),
+        which add up to ``exp.sample``. With ``eta > 0`` fresh noise enters between
         steps; the explanation then covers only part of the computation and says so
         (``complete`` is False, with a warning).
         """
@@ -235,6 +295,9 @@ class Pipeline:
             raise BcosdiffError(f"regenerate must be at least 0, got {regenerate}")
         if regenerate and not bcos:
             raise BcosdiffError("regenerate needs the B-cos method: only it flags words")
+        if sources and not bcos:
+            raise BcosdiffError("sources needs the B-cos method: only its sources add up")
+        guidance = self.guidance_scale(guidance)
         check_generation_args(prompt, len(schedule) if schedule else steps, seed)
         if seed + regenerate > MAX_SEED:
             raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
@@ -246,12 +309,14 @@ class Pipeline:
                 stacklevel=2,
             )
         if not bcos:
-            return explainer.attribute(self.run(prompt, steps, seed, eta, schedule))
+            return explainer.attribute(self.run(prompt, steps, seed, eta, schedule, guidance))
         best = None
         attempts = []
         for attempt_seed in range(seed, seed + regenerate + 1):
-            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule)
-            exp = explainer.attribute(run, flag_ratio=flag_ratio, keep_maps=heatmaps)
+            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule, guidance)
+            exp = explainer.attribute(
+                run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources
+            )
             attempts.append((attempt_seed, list(exp.flagged_tokens)))
             if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
                 best = exp
@@ -266,10 +331,16 @@ class Pipeline:
         return [to_pil(rgb[i : i + 1]) for i in range(rgb.shape[0])]
 
     def generate(
-        self, prompt: str, steps: int = 25, seed: int = 0, eta: float = 0.0
+        self,
+        prompt: str,
+        steps: int = 25,
+        seed: int = 0,
+        eta: float = 0.0,
+        guidance: float | None = None,
     ) -> Image.Image:
-        """One image (PIL) from ``prompt`` and ``seed``."""
-        return to_pil(decode_image(self.sample(prompt, steps, seed, eta), self.process.encoding))
+        """One image (PIL) from ``prompt`` and ``seed`` (``guidance``: see the class)."""
+        sample = self.sample(prompt, steps, seed, eta, guidance)
+        return to_pil(decode_image(sample, self.process.encoding))
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -1,5 +1,5 @@
-"""Diffusion: image encodings, the μ/σ forward process, DDIM sampling and its time-step
-schedules."""
+"""Diffusion: image encodings, the μ/σ forward process, DDIM sampling, its time-step
+schedules and classifier-free guidance."""
 
 from .ddim import (
     DDIMSchedule,
@@ -10,6 +10,7 @@ from .ddim import (
     make_ddim_scheduler,
 )
 from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels, to_pixels
+from .guidance import check_guidance, drop_prompts, empty_conditioning, guided_prediction
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
 from .timesteps import STAGES, exponential_timesteps
 
@@ -22,12 +23,16 @@ __all__ = [
     "TARGETS",
     "as_schedule",
     "DiffusionProcess",
+    "check_guidance",
     "ddim_sample",
+    "drop_prompts",
     "ddim_timesteps",
     "decode_image",
     "encode_image",
+    "empty_conditioning",
     "encoded_channels",
     "exponential_timesteps",
+    "guided_prediction",
     "make_betas",
     "make_ddim_scheduler",
     "to_pixels",

@@ -57,10 +57,9 @@ def _curve(pipe, run: GeneratedRun, index: int, start: Tensor, finish: Tensor, o
     rank[order] = torch.arange(order.numel(), device=order.device)
     changed = (rank[None, :] < steps[:, None]).view(stages, 1, height, width)
     inputs = torch.where(changed, finish, start)
-    context, mask = run.context(stages)
     t = torch.full((stages,), state.t, device=start.device, dtype=torch.long)
     with torch.no_grad():
-        prediction = pipe.unet(inputs, t, context, mask)
+        prediction = run.predict(pipe.unet, inputs, state.t)
         x0 = process.predicted_x0(prediction, inputs, t)
         reference = process.predicted_x0(state.prediction.to(start.device), state.x_t, t[:1])
     return (x0 - reference).square().mean(dim=(1, 2, 3))

@@ -68,6 +68,7 @@ def explain_run(
     step_noise: list[Tensor] | None = None,
     method: str = "replay",
     linearise: bool = True,
+    guidance: float = 1.0,
 ) -> RunExplanation:
     """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
 
@@ -79,6 +80,8 @@ def explain_run(
     kept as an independent computation. ``contributions=False`` skips the per-token maps.
     ``linearise=False`` (``"jvp"`` only) differentiates the run as it is, outside
     explanation mode: the Jacobian ``J(x)`` replaces ``W(x)`` (gradient × input).
+    ``guidance`` is the run's classifier-free guidance scale: the prompt's contributions
+    come through the conditional branch, and the sources still add up to the sample.
     """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
@@ -96,6 +99,7 @@ def explain_run(
             decompose_sources,
             eta,
             step_noise,
+            guidance,
         )
     if method != "jvp":
         raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
@@ -106,7 +110,18 @@ def explain_run(
 
     def run(ctx: Tensor, x: Tensor, features: Tensor, mean: Tensor, ckpt: bool = False) -> Tensor:
         return run_trajectory(
-            unet, process, steps, ctx, x, features, mean, context_mask, ckpt, eta, step_noise
+            unet,
+            process,
+            steps,
+            ctx,
+            x,
+            features,
+            mean,
+            context_mask,
+            ckpt,
+            eta,
+            step_noise,
+            guidance,
         )
 
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,6 +179,7 @@ def _explain_by_replay(
     decompose_sources: bool,
     eta: float,
     step_noise: list[Tensor] | None,
+    guidance: float,
 ) -> RunExplanation:
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     length = context.shape[1]
@@ -196,7 +212,17 @@ def _explain_by_replay(
             noise.append(padded)
     with linear_replay(unet), torch.no_grad():
         out = run_trajectory(
-            unet, process, steps, ctx, x, features, mean, context_mask, eta=eta, step_noise=noise
+            unet,
+            process,
+            steps,
+            ctx,
+            x,
+            features,
+            mean,
+            context_mask,
+            eta=eta,
+            step_noise=noise,
+            guidance=guidance,
         )
     per_token = out[1 : 1 + count]
     totals = context.new_zeros(length)
@@ -233,6 +259,7 @@ def patch_backward_contributions(
     x_T: Tensor,
     context_mask: Tensor | None = None,
     patch: int = 8,
+    guidance: float = 1.0,
 ) -> Tensor:
     """The authors' reference procedure: one backward pass per (output channel, patch).
 
@@ -250,7 +277,9 @@ def patch_backward_contributions(
     )
     with explanation_mode(unet), torch.enable_grad():
         ctx = context.detach().clone().requires_grad_(True)
-        out = run_trajectory(unet, process, steps, ctx, *sources[1:], context_mask)
+        out = run_trajectory(
+            unet, process, steps, ctx, *sources[1:], context_mask, guidance=guidance
+        )
         for c in range(channels):
             for ph in range(height // patch):
                 for pw in range(width // patch):

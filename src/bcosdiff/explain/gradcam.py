@@ -55,14 +55,9 @@ class DFCam(AttributionMethod):
         unet = self.pipe.unet
         state = run.states[run.step_index(self.step)]
         device = run.x_T.device
-        context, mask = run.context()
-        t = torch.full((1,), state.t, device=device, dtype=torch.long)
 
         def summed_output(x: Tensor) -> Tensor:
-            rows = x.shape[0]
-            ctx = context.expand(rows, -1, -1)
-            m = None if mask is None else mask.expand(rows, -1)
-            return unet(x, t.expand(rows), ctx, m).sum(dim=(1, 2, 3))
+            return run.predict(unet, x, state.t).sum(dim=(1, 2, 3))
 
         x_t = state.x_t.to(device).detach()
         size = x_t.shape[-2:]

@@ -72,10 +72,16 @@ class AttributionMethod:
         return self.pipe.text.config.mode == "subword"
 
     def _explain_whole_run(
-        self, run: GeneratedRun, linearise: bool, flag_ratio: float, keep_maps: bool = True
+        self,
+        run: GeneratedRun,
+        linearise: bool,
+        flag_ratio: float,
+        keep_maps: bool = True,
+        sources: bool = False,
     ) -> Explanation:
         """The whole-run explanation of ``run``: the B-cos replay (``linearise``) or the
-        JVP/VJP path outside explanation mode (gradient × input)."""
+        JVP/VJP path outside explanation mode (gradient × input); ``sources`` adds each
+        source's contribution (B-cos only)."""
         pipe = self.pipe
         context, mask = run.context()
         result = explain_run(
@@ -90,6 +96,8 @@ class AttributionMethod:
             step_noise=run.step_noise,
             method="replay" if linearise else "jvp",
             linearise=linearise,
+            guidance=run.guidance,
+            decompose_sources=sources,
         )
         if not linearise and run.sample is not None:
             # The explicit attention path rounds differently from the fused kernel; the replay
@@ -110,6 +118,7 @@ class AttributionMethod:
             flag_ratio,
             pipe.flag_signal if linearise else "relevance",
             keep_maps=keep_maps,
+            guidance=run.guidance,
         )
 
 
@@ -147,11 +156,13 @@ class BcosAttribution(AttributionMethod):
         words: Sequence[str] | None = None,
         flag_ratio: float | None = None,
         keep_maps: bool = True,
+        sources: bool = False,
     ) -> Explanation:
         """``flag_ratio`` overrides the model's calibrated threshold; ``keep_maps=False``
-        drops the contribution maps once the words' scores are known."""
+        drops the contribution maps once the words' scores are known; ``sources=True``
+        fills ``exp.sources`` (prompt, x_T, time, μ; they add up to ``exp.sample``)."""
         ratio = self.pipe.flag_ratio if flag_ratio is None else flag_ratio
-        exp = self._explain_whole_run(run, linearise=True, flag_ratio=ratio, keep_maps=keep_maps)
+        exp = self._explain_whole_run(run, True, ratio, keep_maps, sources)
         exp.readout = self.readout
         return keep_words(exp, words)
 

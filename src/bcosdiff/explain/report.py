@@ -45,6 +45,10 @@ class Explanation:
     token_maps: Tensor | None = None  # (len(tokens), H, W) of methods that map each token
     saliency: Tensor | None = None  # (H, W) of methods with one map for the whole image
     readout: str = DEFAULT_READOUT  # how heatmaps read the contribution maps
+    guidance: float = 1.0  # the run's classifier-free guidance scale
+    # Contribution (C, H, W) of each source of the run: prompt, x_T, time, mean. They add up
+    # to ``sample``; filled on request (``Pipeline.explain(sources=True)``, B-cos only).
+    sources: dict[str, Tensor] = field(default_factory=dict)
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -101,6 +105,7 @@ class Explanation:
             "seed": self.seed,
             "steps": self.steps,
             "model": self.model,
+            "guidance": self.guidance,
             "method": self.method,
             "tokens": self.tokens,
             "relevance": None
@@ -173,6 +178,7 @@ def build_explanation(
     flag_ratio: float = DEFAULT_FLAG_RATIO,
     flag_signal: str = "relevance",
     keep_maps: bool = True,
+    guidance: float = 1.0,
 ) -> Explanation:
     """The report of ``run``; ``keep_maps=False`` drops the contribution maps once the words'
     scores are computed (the flagging rule may need them)."""
@@ -212,6 +218,8 @@ def build_explanation(
         attempts=[(seed, flagged)],
         token_positions=groups,
         flag_signal=flag_signal,
+        guidance=guidance,
+        sources=dict(run.sources),
     )
 
 
@@ -257,4 +265,5 @@ def build_attribution(
         method=method,
         token_maps=None if token_maps is None else token_maps.detach().cpu(),
         saliency=None if saliency is None else saliency.detach().cpu(),
+        guidance=run.guidance,
     )

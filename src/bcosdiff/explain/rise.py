@@ -151,9 +151,7 @@ class DFRise(AttributionMethod):
                 count = min(self.batch, self.masks - first)
                 mask = random_masks(count, size, self.keep, self.grid, g).to(device)
                 masked = process.mean + (x_t - process.mean) * mask
-                context, context_mask = run.context(count)
-                t = torch.full((count,), state.t, device=device, dtype=torch.long)
-                prediction = pipe.unet(masked, t, context, context_mask)
+                prediction = run.predict(pipe.unet, masked, state.t)
                 perturbed = self._compared(run, index, masked, prediction)
                 similarity = structure_similarity(perturbed, reference.expand_as(perturbed))
                 total += (mask[:, 0] * similarity).sum(0)

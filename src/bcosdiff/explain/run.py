@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import DDIMSchedule, StepState, decode_image, to_pixels
+from ..diffusion import DDIMSchedule, StepState, decode_image, guided_prediction, to_pixels
 from ..text import Conditioning
 
 __all__ = ["GeneratedRun"]
@@ -35,6 +35,7 @@ class GeneratedRun:
     step_noise: list[Tensor] | None = None  # fresh noise per step when eta > 0
     sample: Tensor | None = None  # (1, C, H, W) the final encoded sample
     states: list[StepState] | None = None
+    guidance: float = 1.0  # classifier-free guidance scale (1: none)
 
     @property
     def steps(self) -> int:
@@ -63,6 +64,14 @@ class GeneratedRun:
         cond, device = self.conditioning, self.x_T.device
         mask = None if cond.mask is None else cond.mask.to(device).expand(rows, -1)
         return cond.embeddings.to(device).expand(rows, -1, -1), mask
+
+    def predict(self, unet, x_t: Tensor, t: int) -> Tensor:
+        """The run's prediction (guided like the run) for each row of ``x_t`` at time ``t``:
+        what the one-step methods perturb and compare."""
+        rows = x_t.shape[0]
+        context, mask = self.context(rows)
+        time = torch.full((rows,), t, device=x_t.device, dtype=torch.long)
+        return guided_prediction(unet, x_t, time, context, mask, self.guidance)
 
     def progression(self) -> Tensor:
         """``(steps, C, H, W)``: the clean sample predicted at each step, noisiest first

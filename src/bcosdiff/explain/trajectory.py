@@ -10,6 +10,11 @@ sample is therefore exactly linear in four sources:
 * the time-step features of every step;
 * the constant ``μ`` (entering through ``z = (x - μ)/σ`` and back).
 
+Under classifier-free guidance (scale ``w``) each step combines a conditional and an
+unconditional U-Net call with the fixed weights ``(w, 1 - w)``; both are linear in their
+inputs, so the run stays linear in the same four sources. The prompt enters through the
+conditional branch only; the unconditional one sees no prompt (every position masked).
+
 :func:`run_trajectory` computes the run with each source as a tensor argument, so
 Jacobian-vector products with tangent = a source give that source's contribution, and the
 contributions of all four add up to the output (tested to 1e-4).
@@ -22,7 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..diffusion import DDIMSchedule, DiffusionProcess, as_schedule, ddim_sample
+from ..diffusion import (
+    DDIMSchedule,
+    DiffusionProcess,
+    as_schedule,
+    ddim_sample,
+    guided_prediction,
+)
 from ..networks import UNet
 
 __all__ = ["RunSources", "run_trajectory"]
@@ -66,6 +77,7 @@ def run_trajectory(
     checkpoint_steps: bool = False,
     eta: float = 0.0,
     step_noise: list[Tensor] | None = None,
+    guidance: float = 1.0,
 ) -> Tensor:
     """The final encoded sample of DDIM (σ_t = 0) from the given sources; ``steps`` is a
     step count (uniform spacing) or any :class:`~bcosdiff.diffusion.DDIMSchedule`.
@@ -82,6 +94,9 @@ def run_trajectory(
     ``mean`` as inputs in place of the time steps and the process mean. With
     ``checkpoint_steps`` each step's activations are recomputed during backward instead
     of stored, so a VJP through ``steps`` steps needs the memory of about one step.
+
+    ``guidance`` is the classifier-free guidance scale; its two branches are separate U-Net
+    calls (a linear replay takes each call's dynamic factors from that call's row 0).
     """
     schedule = as_schedule(process, steps)
     if eta > 0 and (step_noise is None or len(step_noise) != len(schedule)):
@@ -93,7 +108,9 @@ def run_trajectory(
         rows = x_t.shape[0]
         features = features if features.dim() == 2 else features[None].expand(rows, -1)
         mask = None if context_mask is None else context_mask.expand(rows, -1)
-        return unet.denoise(x_t, features, context, mask)
+        return guided_prediction(
+            unet.denoise, x_t, features, context, mask, guidance, batched=False
+        )
 
     return ddim_sample(
         model,

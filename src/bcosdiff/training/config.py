@@ -40,6 +40,10 @@ class TrainConfig(ConfigRecord):
     checkpoint_every: int = 500
     keep_last: int = 3
     init_from: str | None = None  # model directory whose U-Net weights start a fresh run
+    # Classifier-free guidance: the share of samples trained with an empty prompt (every
+    # context position masked), and the guidance scale the exported model defaults to.
+    prompt_dropout: float = 0.1
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
@@ -51,6 +55,10 @@ class TrainConfig(ConfigRecord):
             problems.append("lr must be positive")
         if not 0 <= self.ema_decay < 1:
             problems.append("ema_decay must be in [0, 1)")
+        if not 0 <= self.prompt_dropout < 1:
+            problems.append("prompt_dropout must be in [0, 1)")
+        if not (self.guidance >= 0 and self.guidance != float("inf")):
+            problems.append("guidance must be a finite number >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             problems.append("mixed_precision must be 'no', 'bf16' or 'fp16'")
         if problems:

@@ -43,6 +43,7 @@ def export_checkpoint(
         variant=config["variant"],
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
+        sampling={"guidance": float(config.get("guidance", 1.0))},
         training={"steps": state["step"], "weights": weights, "config": config},
     )
     card = model_card(Path(out).name, unet, variant.name, state, run_dir / "metrics.csv", weights)
@@ -76,6 +77,8 @@ def model_card(
         f"- optimiser: AdamW lr {config['lr']}, batch {config['batch_size']} per process, "
         f"warm-up {config['warmup_steps']} steps, EMA decay {config['ema_decay']}",
         f"- weights: {weights}, after {step} steps",
+        f"- classifier-free guidance: prompt dropout {config.get('prompt_dropout', 0.0)}, "
+        f"default scale {config.get('guidance', 1.0)}",
     ]
     if rows:
         tail = rows[-max(1, len(rows) // 10) :]

@@ -20,7 +20,7 @@ import torch
 from ..data import ShapesDataset
 from ..data.images import ImageFolderDataset
 from ..data.laion import WebDatasetShards
-from ..diffusion import DiffusionProcess, encode_image
+from ..diffusion import DiffusionProcess, drop_prompts, encode_image
 from ..errors import BcosdiffError
 from ..modeldir import atomic_write, load_unet, save_unet, update_config
 from ..networks import UNet, UNetConfig
@@ -227,10 +227,13 @@ def train(
             t = t.to(accelerator.device)
             x_t = process.q_sample(x0, t, eps)
             cond = text(batch["caption"])
+            context, mask = cond.embeddings, cond.mask
+            if config.prompt_dropout > 0:  # drawn after t and ε: those stay as without it
+                context, mask = drop_prompts(context, mask, config.prompt_dropout, g)
             for group in optimiser.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, config)
             with accelerator.autocast():
-                prediction = model(x_t, t, cond.embeddings, cond.mask)
+                prediction = model(x_t, t, context, mask)
             loss = (prediction.float() - process.training_target(x0, eps)).square().mean()
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -310,6 +313,7 @@ def train(
             variant=config.variant,
             diffusion=process.to_dict(),
             text=text_config.to_dict(),
+            sampling={"guidance": config.guidance},
             training={"steps": step, "config": config.to_dict()},
         )
     accelerator.wait_for_everyone()
