@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from conftest import TINY_UNET
+from PIL import Image
 
 from bcosdiff.cli import main
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
@@ -70,6 +71,12 @@ def test_generate_is_bit_identical_for_a_seed(model_dir, tmp_path):
     assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
     image = load_pipeline(model_dir).generate("a red circle", steps=3, seed=7)
     assert image.size == (8, 8) and image.mode == "RGB"
+    # --guidance: the image of Pipeline.generate(guidance=...) and not the unguided one.
+    argv = ["generate", "a red circle", "--model", str(model_dir), "--steps", "3", "--seed", "7"]
+    assert main([*argv, "--guidance", "2.5", "--out", str(tmp_path / "g.png")]) == 0
+    guided = load_pipeline(model_dir).generate("a red circle", steps=3, seed=7, guidance=2.5)
+    saved = Image.open(tmp_path / "g.png").convert("RGB")
+    assert saved.tobytes() == guided.tobytes() != image.tobytes()
 
 
 BAD_CALLS = [
@@ -89,6 +96,9 @@ BAD_CALLS = [
     (["explain", "a", "--model", "MODEL", "--seed", str(2**63)], "seed"),
     (["explain", "a", "--model", "no-such-bundled-name"], "unknown model"),
     (["explain", "a", "--model", "MODEL", "--steps", "1", "--out", "/proc/nope"], "cannot write"),
+    (["generate", "a", "--model", "MODEL", "--guidance", "-2"], "guidance"),
+    (["explain", "a", "--model", "MODEL", "--guidance", "nan"], "guidance"),
+    (["eval", "faithfulness", "--model", "MODEL", "--guidance", "-1"], "guidance"),
     (["eval", "flags", "--model", "MODEL", "--quantile", "1.5"], "quantile"),
     (["info", "/no/such/model"], "not found"),
 ]

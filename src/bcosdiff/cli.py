@@ -447,6 +447,7 @@ def eval_faithfulness(
     ] = True,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    guidance: GuidanceOption = None,
 ) -> None:
     """Localisation, relevance separation, failure detection and deletion on shapes."""
     import json
@@ -459,6 +460,7 @@ def eval_faithfulness(
     if prompts < 1 or steps < 1 or not 0 <= two_object_share <= 1:
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
     pipe = load_pipeline(model)
+    pipe.guidance = pipe.guidance_scale(guidance)  # every run and method follows the pipeline
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
         results = evaluate_faithfulness(
@@ -478,6 +480,7 @@ def eval_faithfulness(
     data = {
         "model": pipe.name,
         "steps": steps,
+        "guidance": pipe.guidance,
         "seed": seed,
         "two_object_share": two_object_share,
         "results": [r.to_dict() for r in results],
@@ -511,6 +514,7 @@ def eval_fid(
     ] = True,
     out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    guidance: GuidanceOption = None,
 ) -> None:
     """FID (or the labelled shapes Fréchet distance) of generated vs real images."""
     import json
@@ -531,6 +535,7 @@ def eval_fid(
         # cpu=True makes Accelerate set up gloo for several CPU processes, as in training.
         rank = PartialState(cpu=not torch.cuda.is_available()).process_index
     pipe = load_pipeline(model)
+    pipe.guidance = pipe.guidance_scale(guidance)
     bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
     try:
         result = frechet_distance(
@@ -542,14 +547,16 @@ def eval_fid(
         return
     line = (
         f"{result.metric}: {result.value:.4f} ({result.count} generated vs {result.count} real "
-        f"images, {steps} steps, features: {result.feature_extractor})"
+        f"images, {steps} steps, guidance {pipe.guidance:g}, "
+        f"features: {result.feature_extractor})"
     )
     if result.real_vs_real is not None:
         line += f"; real vs real: {result.real_vs_real:.4f}"
     if out is not None:
         with _writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"model": pipe.name, **result.to_dict()}, indent=2) + "\n")
+            data = {"model": pipe.name, "guidance": pipe.guidance, **result.to_dict()}
+            out.write_text(json.dumps(data, indent=2) + "\n")
     typer.echo(line)
 
 
