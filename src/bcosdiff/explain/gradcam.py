@@ -6,6 +6,10 @@ predicts) is backpropagated to the output activation ``A`` of a block; with
 to the image and min–max normalised. The method's map sums the maps of every block (the
 down, middle and up stages of the U-Net, as the authors' scoring sums many blocks) and is
 min–max normalised again. Grad-CAM itself is captum's :class:`~captum.attr.LayerGradCam`.
+
+Under classifier-free guidance the output is the guided prediction; its two branches run as
+one batch (conditional rows first), and the map is read from the conditional branch's
+activations (row 0), the branch that sees the prompt.
 """
 
 from __future__ import annotations
