@@ -57,3 +57,15 @@ BUNDLED_IMAGES = [
 def test_bundled_images_are_bit_identical_to_the_recorded_ones(model, prompt, seed, steps, digest):
     pixels = np.asarray(load_pipeline(model).generate(prompt, steps=steps, seed=seed))
     assert hashlib.sha256(pixels.tobytes()).hexdigest()[:16] == digest
+
+
+def test_the_default_model_at_its_default_guidance_flags_an_unseen_word():
+    """At the model's own guidance scale: "shark" (never in the training data) is flagged,
+    the words it can draw are not, and every source's contribution adds up to the sample."""
+    pipe = load_pipeline()
+    exp = pipe.explain("a red circle and a shark", steps=25, seed=0, sources=True)
+    assert exp.guidance == pipe.guidance
+    assert "shark" in exp.flagged_tokens
+    assert "red" not in exp.flagged_tokens and "circle" not in exp.flagged_tokens
+    total = sum(exp.sources.values())
+    assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
