@@ -99,6 +99,8 @@ BAD_CALLS = [
     (["generate", "a", "--model", "MODEL", "--guidance", "-2"], "guidance"),
     (["explain", "a", "--model", "MODEL", "--guidance", "nan"], "guidance"),
     (["eval", "faithfulness", "--model", "MODEL", "--guidance", "-1"], "guidance"),
+    (["generate", "a", "--model", "MODEL", "--device", "tpu9"], "device"),
+    (["explain", "a", "--model", "MODEL", "--device", "cuda:99"], "CUDA"),
     (["eval", "flags", "--model", "MODEL", "--quantile", "1.5"], "quantile"),
     (["info", "/no/such/model"], "not found"),
 ]
@@ -256,3 +258,20 @@ def test_explain_writes_every_artefact_and_prints_json(model_dir, tmp_path, caps
         assert (out / name).is_file(), name
     assert main(["explain", " ", "--model", str(model_dir)]) == 2
     assert "prompt is empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_generate_and_explain_on_cuda(model_dir):
+    """Every tensor of a run lives on the model's device: the GPU run gives the CPU's image
+    (to rounding) and a complete explanation."""
+    cpu = load_pipeline(model_dir)
+    gpu = load_pipeline(model_dir, "cuda")
+    assert gpu.device.type == "cuda"
+    a = cpu.sample("a red circle", steps=3, seed=1)
+    b = gpu.sample("a red circle", steps=3, seed=1)
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    exp = gpu.explain("a red circle", steps=3, seed=1, sources=True, guidance=2.0)
+    total = sum(exp.sources.values())
+    assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
+    for method in ("xattn", "dfcam", "gradxinput"):
+        gpu.explain("a red circle", steps=3, seed=1, method=method)

@@ -70,6 +70,12 @@ ScheduleOption = Annotated[
     ),
 ]
 ShiftOption = Annotated[int, typer.Option(help="Shift γ of the exponential schedules.")]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the model runs: cpu (default), cuda, cuda:N, mps.", show_default=False
+    ),
+]
 GuidanceOption = Annotated[
     float | None,
     typer.Option(
@@ -108,12 +114,13 @@ def generate(
         typer.Option(help="Also write the clean image predicted at every step (a PNG strip)."),
     ] = None,
     guidance: GuidanceOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Generate an image for PROMPT."""
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
     guidance = pipe.guidance_scale(guidance)
@@ -180,6 +187,7 @@ def explain(
     schedule: ScheduleOption = "uniform",
     shift: ShiftOption = 30,
     guidance: GuidanceOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
@@ -190,7 +198,7 @@ def explain(
 
     check_generation_args(prompt, steps, seed)
     get_method(method)  # an unknown name fails before the model loads
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
     explanation = pipe.explain(
@@ -406,6 +414,7 @@ def eval_relevance(
     top: Annotated[int, typer.Option(help="Rows of the markdown table.")] = 20,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-relevance"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: DeviceOption = None,
 ) -> None:
     """Mean relevance per word over a data set's captions, with occurrence counts."""
     from tqdm import tqdm
@@ -417,7 +426,7 @@ def eval_relevance(
     if captions < 1 or steps < 1 or top < 1:
         raise BcosdiffError("captions, steps and top must be at least 1")
     texts = load_captions(data, captions, seed)
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     bar = (lambda items: tqdm(items, desc="explaining", unit="caption")) if progress else None
     table = relevance_table(pipe, texts, steps, seed, bar)
     with _writing(out):
@@ -448,6 +457,7 @@ def eval_faithfulness(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     guidance: GuidanceOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Localisation, relevance separation, failure detection and deletion on shapes."""
     import json
@@ -459,7 +469,7 @@ def eval_faithfulness(
 
     if prompts < 1 or steps < 1 or not 0 <= two_object_share <= 1:
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     pipe.guidance = pipe.guidance_scale(guidance)  # every run and method follows the pipeline
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
@@ -515,6 +525,7 @@ def eval_fid(
     out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     guidance: GuidanceOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """FID (or the labelled shapes Fréchet distance) of generated vs real images."""
     import json
@@ -534,7 +545,7 @@ def eval_fid(
 
         # cpu=True makes Accelerate set up gloo for several CPU processes, as in training.
         rank = PartialState(cpu=not torch.cuda.is_available()).process_index
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     pipe.guidance = pipe.guidance_scale(guidance)
     bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
     try:

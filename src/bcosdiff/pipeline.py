@@ -125,6 +125,12 @@ class Pipeline:
                 )
         return cond
 
+    def to(self, device: str | torch.device) -> Pipeline:
+        """Move the U-Net to ``device`` (the text encoder's tables stay on the CPU: its
+        output is moved with the run)."""
+        self.unet.to(device)
+        return self
+
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
@@ -405,6 +411,28 @@ def resolve_model(model: str | Path | None) -> Path:
     raise ModelLoadError(f"unknown model {name!r}: not a directory or bundled name ({known})")
 
 
-def load_pipeline(model: str | Path | None = None) -> Pipeline:
-    """``load_pipeline()`` (bundled default), ``load_pipeline("vanilla")`` or a directory."""
-    return Pipeline.from_directory(resolve_model(model))
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A torch device that exists here (``None``: the CPU); anything else is a clear error."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BcosdiffError(f"unknown device {str(device)!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BcosdiffError("device 'cuda' was asked for, but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BcosdiffError(f"no CUDA device {device.index} here")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise BcosdiffError("device 'mps' was asked for, but MPS is not available")
+    return device
+
+
+def load_pipeline(
+    model: str | Path | None = None, device: str | torch.device | None = None
+) -> Pipeline:
+    """``load_pipeline()`` (bundled default), ``load_pipeline("vanilla")`` or a directory;
+    ``device`` (default the CPU) is where the U-Net runs and every tensor of a run lives."""
+    pipe = Pipeline.from_directory(resolve_model(model))
+    return pipe.to(resolve_device(device))

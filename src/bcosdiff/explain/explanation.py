@@ -183,11 +183,15 @@ def _explain_by_replay(
 ) -> RunExplanation:
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     length = context.shape[1]
-    valid = torch.arange(length) if context_mask is None else torch.nonzero(context_mask[0])[:, 0]
+    device = context.device
+    if context_mask is None:
+        valid = torch.arange(length, device=device)
+    else:
+        valid = torch.nonzero(context_mask[0].to(device))[:, 0]
     count = len(valid)
     # Rows: the real run, one row per attended token, then (optionally) x_T, time, μ.
-    token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype)
-    token_ctx[torch.arange(count), valid] = context[0, valid]
+    token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
+    token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
     extra = 3 if decompose_sources else 0
     rows = 1 + count + extra
     ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
@@ -273,7 +277,12 @@ def patch_backward_contributions(
     if height % patch or width % patch:
         raise ValueError(f"image size {height}x{width} is not a multiple of the patch {patch}")
     result = torch.zeros(
-        context.shape[1], channels, height // patch, width // patch, dtype=context.dtype
+        context.shape[1],
+        channels,
+        height // patch,
+        width // patch,
+        dtype=context.dtype,
+        device=context.device,
     )
     with explanation_mode(unet), torch.enable_grad():
         ctx = context.detach().clone().requires_grad_(True)
@@ -286,4 +295,4 @@ def patch_backward_contributions(
                     target = out[0, c, ph * patch : (ph + 1) * patch, pw * patch : (pw + 1) * patch]
                     (grad,) = torch.autograd.grad(target.sum(), ctx, retain_graph=True)
                     result[:, c, ph, pw] = (grad * context).sum(-1)[0].detach()
-    return result
+    return result.cpu()

@@ -62,7 +62,9 @@ class RunSources:
     ) -> RunSources:
         timesteps = torch.tensor(as_schedule(process, steps).timesteps, device=x_T.device)
         features = unet.time_features(timesteps).to(x_T.dtype)
-        return cls(context, x_T, features, torch.tensor(process.mean, dtype=x_T.dtype))
+        return cls(
+            context, x_T, features, torch.tensor(process.mean, dtype=x_T.dtype, device=x_T.device)
+        )
 
 
 def run_trajectory(
