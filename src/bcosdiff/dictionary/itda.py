@@ -9,9 +9,10 @@ row ``x`` is encoded by gradient pursuit to a target number of atoms ``l0``; eac
 
 and the ``l0`` largest weights are kept. The reference code floors ``⟨c, c⟩`` at ε = 1e-3,
 which stalls the pursuit once the gradient is that small (activations of small norm, or
-refinement iterations); the floor here is 1e-12, a guard against division by zero only. :meth:`ITDA.fit` grows the dictionary: every row
-whose normalised reconstruction loss ``‖x - x̂‖² / ‖x‖²`` exceeds ``threshold`` (τ) becomes a
-new atom.
+refinement iterations); the floor here is 1e-12, a guard against division by zero only.
+
+:meth:`ITDA.fit` grows the dictionary: every row whose normalised reconstruction loss
+``‖x - x̂‖² / ‖x‖²`` exceeds ``threshold`` (τ) becomes a new atom.
 """
 
 from __future__ import annotations
