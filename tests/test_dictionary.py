@@ -1,5 +1,6 @@
 """Dictionary learning: TopK SAE, ITDA, their metrics, and activation capture."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_UNET
@@ -116,3 +117,46 @@ def test_capture_streams_updates_per_step_and_position(tmp_path):
     expected = records[site][2][0, 5]
     chosen = (prompt == 1) & (step == 2) & (position == 5)
     torch.testing.assert_close(x[chosen][0], expected.half().float())
+
+
+def _steering_pipe(tmp_path):
+    from bcosdiff.dictionary import Steering, steering_vector
+
+    pipe = create_model_directory(
+        tmp_path / "m", "bcos-x0", unet=TINY_UNET, text={"max_length": 12}
+    )
+    site = "middle.0.attn"
+    channels = sites(pipe.unet)[site].proj_out.out_features
+    direction = torch.randn(channels, generator=torch.Generator().manual_seed(6))
+
+    def steer(strength: float) -> Steering:
+        return Steering(site, steering_vector(direction, strength, scale=2.0))
+
+    return pipe, steer
+
+
+def test_steering_with_strength_zero_leaves_the_image_bit_identical(tmp_path):
+    pipe, steer = _steering_pipe(tmp_path)
+    plain = pipe.generate("a red circle", steps=3, seed=0)
+    assert pipe.generate("a red circle", steps=3, seed=0, steering=steer(0.0)).tobytes() == (
+        plain.tobytes()
+    )
+    steered = pipe.sample("a red circle", steps=3, seed=0, steering=steer(3.0))
+    assert not torch.equal(steered, pipe.sample("a red circle", steps=3, seed=0))
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
+    pipe, steer = _steering_pipe(tmp_path)
+    steering = steer(3.0)
+    exp = pipe.explain(
+        "a red circle", steps=3, seed=1, sources=True, steering=steering, guidance=guidance
+    )
+    assert set(exp.sources) == {"prompt", "x_T", "time", "mean", "steering"}
+    assert exp.sources["steering"].abs().max() > 0
+    total = sum(exp.sources.values())
+    assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
+    generated = pipe.generate("a red circle", steps=3, seed=1, guidance=guidance, steering=steering)
+    assert exp.image.tobytes() == generated.tobytes()
+    # The vector never enters the token rows: token maps still add up to the prompt's part.
+    torch.testing.assert_close(exp.contribution_maps.sum(0), exp.sources["prompt"])

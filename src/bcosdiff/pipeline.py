@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .dictionary.steering import Steering, apply_steering
 from .diffusion import (
     DDIMSchedule,
     DiffusionProcess,
@@ -149,15 +150,19 @@ class Pipeline:
         except ValueError as exc:
             raise BcosdiffError(str(exc)) from None
 
-    def denoiser(self, cond: Conditioning, guidance: float | None = None):
+    def denoiser(
+        self, cond: Conditioning, guidance: float | None = None, steering: Steering | None = None
+    ):
         """``model(x_t, t)`` for the sampler: the U-Net conditioned on ``cond``, guided with
-        both branches in one U-Net call when the scale is not 1."""
+        both branches in one U-Net call when the scale is not 1, with ``steering``'s vector
+        added at its site."""
         scale = self.guidance_scale(guidance)
         embeddings = cond.embeddings.to(self.device)
         mask = None if cond.mask is None else cond.mask.to(self.device)
 
         def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return guided_prediction(self.unet, x_t, t, embeddings, mask, scale)
+            with apply_steering(self.unet, steering):
+                return guided_prediction(self.unet, x_t, t, embeddings, mask, scale)
 
         return model
 
@@ -169,9 +174,10 @@ class Pipeline:
         seed: int = 0,
         eta: float = 0.0,
         guidance: float | None = None,
+        steering: Steering | None = None,
     ) -> torch.Tensor:
         """The final encoded sample ``x_0`` for one prompt: ``(1, C, H, W)``."""
-        return self.sample_batch([prompt], steps, [seed], eta, guidance)
+        return self.sample_batch([prompt], steps, [seed], eta, guidance, steering)
 
     @torch.no_grad()
     def sample_batch(
@@ -181,6 +187,7 @@ class Pipeline:
         seeds: list[int],
         eta: float = 0.0,
         guidance: float | None = None,
+        steering: Steering | None = None,
     ) -> torch.Tensor:
         """Encoded samples for several prompts at once; row ``i`` equals ``sample(prompts[i],
         seed=seeds[i])`` (each row's initial noise comes from its own seed)."""
@@ -191,7 +198,7 @@ class Pipeline:
         cond = self.encode(list(prompts))
         x_T = torch.cat([self.initial_noise(seed) for seed in seeds])
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
-        model = self.denoiser(cond, guidance)
+        model = self.denoiser(cond, guidance, steering)
         return ddim_sample(model, self.process, x_T, steps, eta, g).cpu()
 
     def prepare_run(
@@ -202,6 +209,7 @@ class Pipeline:
         eta: float = 0.0,
         schedule: DDIMSchedule | None = None,
         guidance: float | None = None,
+        steering: Steering | None = None,
     ):
         """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):
         conditioning, ``x_T`` from ``seed`` and, with ``eta > 0``, the per-step noise drawn
@@ -233,6 +241,7 @@ class Pipeline:
             eta,
             noise,
             guidance=self.guidance_scale(guidance),
+            steering=steering,
         )
 
     @torch.no_grad()
@@ -244,14 +253,15 @@ class Pipeline:
         eta: float = 0.0,
         schedule: DDIMSchedule | None = None,
         guidance: float | None = None,
+        steering: Steering | None = None,
     ):
         """Generate one image and keep what every explanation method needs: a sampled
         :class:`~bcosdiff.explain.GeneratedRun` (the same image as :meth:`generate`) with
         ``x_t``, the prediction and the predicted ``x0`` of every step."""
-        run = self.prepare_run(prompt, steps, seed, eta, schedule, guidance)
+        run = self.prepare_run(prompt, steps, seed, eta, schedule, guidance, steering)
         states = []
         run.sample = ddim_sample(
-            self.denoiser(run.conditioning, run.guidance),
+            self.denoiser(run.conditioning, run.guidance, steering),
             self.process,
             run.x_T,
             eta=eta,
@@ -275,6 +285,7 @@ class Pipeline:
         schedule: DDIMSchedule | None = None,
         guidance: float | None = None,
         sources: bool = False,
+        steering: Steering | None = None,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
@@ -289,9 +300,10 @@ class Pipeline:
         every ``(seed, flagged words)`` tried. ``guidance`` overrides the model's default
         classifier-free guidance scale. ``sources=True`` (B-cos only) also fills
         ``exp.sources``: the contribution of each source of the run (prompt, x_T, time, μ),
-        which add up to ``exp.sample``. With ``eta > 0`` fresh noise enters between
-        steps; the explanation then covers only part of the computation and says so
-        (``complete`` is False, with a warning).
+        which add up to ``exp.sample``. ``steering`` (:mod:`bcosdiff.dictionary.steering`)
+        adds a feature direction at a U-Net site on every step; it is one more source.
+        With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
+        part of the computation and says so (``complete`` is False, with a warning).
         """
         from .explain.methods import get_method, is_bcos_method
 
@@ -315,11 +327,12 @@ class Pipeline:
                 stacklevel=2,
             )
         if not bcos:
-            return explainer.attribute(self.run(prompt, steps, seed, eta, schedule, guidance))
+            run = self.run(prompt, steps, seed, eta, schedule, guidance, steering)
+            return explainer.attribute(run)
         best = None
         attempts = []
         for attempt_seed in range(seed, seed + regenerate + 1):
-            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule, guidance)
+            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule, guidance, steering)
             exp = explainer.attribute(
                 run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources
             )
@@ -343,9 +356,11 @@ class Pipeline:
         seed: int = 0,
         eta: float = 0.0,
         guidance: float | None = None,
+        steering: Steering | None = None,
     ) -> Image.Image:
-        """One image (PIL) from ``prompt`` and ``seed`` (``guidance``: see the class)."""
-        sample = self.sample(prompt, steps, seed, eta, guidance)
+        """One image (PIL) from ``prompt`` and ``seed`` (``guidance``: see the class;
+        ``steering``: see :meth:`explain`)."""
+        sample = self.sample(prompt, steps, seed, eta, guidance, steering)
         return to_pil(decode_image(sample, self.process.encoding))
 
 

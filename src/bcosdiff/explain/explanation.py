@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.func import jvp, vmap
 
 from ..bcos import explanation_mode, linear_replay
+from ..dictionary.steering import Steering
 from ..diffusion import DDIMSchedule, DiffusionProcess, as_schedule
 from ..networks import UNet
 from .trajectory import RunSources, run_trajectory
@@ -69,6 +70,7 @@ def explain_run(
     method: str = "replay",
     linearise: bool = True,
     guidance: float = 1.0,
+    steering: Steering | None = None,
 ) -> RunExplanation:
     """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
 
@@ -82,6 +84,8 @@ def explain_run(
     explanation mode: the Jacobian ``J(x)`` replaces ``W(x)`` (gradient × input).
     ``guidance`` is the run's classifier-free guidance scale: the prompt's contributions
     come through the conditional branch, and the sources still add up to the sample.
+    ``steering`` (:class:`~bcosdiff.dictionary.Steering`) is one more source: its vector
+    enters the real run only, and ``sources["steering"]`` is its contribution (replay only).
     """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
@@ -100,11 +104,14 @@ def explain_run(
             eta,
             step_noise,
             guidance,
+            steering,
         )
     if method != "jvp":
         raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
     if not linearise and decompose_sources:
         raise ValueError("sources add up only in explanation mode")
+    if decompose_sources and steering is not None and not steering.is_zero:
+        raise ValueError("the steering source is separated by the replay (method='replay')")
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     primals = sources.as_tuple()
 
@@ -122,6 +129,7 @@ def explain_run(
             eta,
             step_noise,
             guidance,
+            steering,
         )
 
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
@@ -180,6 +188,7 @@ def _explain_by_replay(
     eta: float,
     step_noise: list[Tensor] | None,
     guidance: float,
+    steering: Steering | None,
 ) -> RunExplanation:
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     length = context.shape[1]
@@ -192,7 +201,8 @@ def _explain_by_replay(
     # Rows: the real run, one row per attended token, then (optionally) x_T, time, μ.
     token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
     token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
-    extra = 3 if decompose_sources else 0
+    steered = steering is not None and not steering.is_zero
+    extra = (4 if steered else 3) if decompose_sources else 0
     rows = 1 + count + extra
     ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
     x = x_T.new_zeros(rows, *x_T.shape[1:])
@@ -203,10 +213,14 @@ def _explain_by_replay(
     features[:, 0] = sources.time_features
     mean = x_T.new_zeros(rows, 1, 1, 1)
     mean[0] = process.mean
+    steering_rows = torch.zeros(rows, dtype=torch.bool, device=x_T.device)
+    steering_rows[0] = True  # the steering vector enters the real run, never token rows
     if decompose_sources:  # one row per remaining source, each alone
         x[1 + count] = x_T[0]
         features[:, 2 + count] = sources.time_features
         mean[3 + count] = process.mean
+        if steered:
+            steering_rows[4 + count] = True
     noise = None
     if eta > 0:  # fresh noise is a bias of the real run only
         noise = []
@@ -227,6 +241,8 @@ def _explain_by_replay(
             eta=eta,
             step_noise=noise,
             guidance=guidance,
+            steering=steering,
+            steering_rows=steering_rows,
         )
     per_token = out[1 : 1 + count]
     totals = context.new_zeros(length)
@@ -244,6 +260,8 @@ def _explain_by_replay(
             "time": out[2 + count],
             "mean": out[3 + count],
         }
+        if steered:
+            parts["steering"] = out[4 + count]
     return RunExplanation(
         sample=out[0].cpu(),
         reconstruction=per_token.sum(0).cpu(),

@@ -98,6 +98,7 @@ class AttributionMethod:
             linearise=linearise,
             guidance=run.guidance,
             decompose_sources=sources,
+            steering=run.steering,
         )
         if not linearise and run.sample is not None:
             # The explicit attention path rounds differently from the fused kernel; the replay

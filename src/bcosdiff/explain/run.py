@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..dictionary.steering import Steering, apply_steering
 from ..diffusion import DDIMSchedule, StepState, decode_image, guided_prediction, to_pixels
 from ..text import Conditioning
 
@@ -36,6 +37,7 @@ class GeneratedRun:
     sample: Tensor | None = None  # (1, C, H, W) the final encoded sample
     states: list[StepState] | None = None
     guidance: float = 1.0  # classifier-free guidance scale (1: none)
+    steering: Steering | None = None  # a vector added at a U-Net site (bcosdiff.dictionary)
 
     @property
     def steps(self) -> int:
@@ -71,7 +73,8 @@ class GeneratedRun:
         rows = x_t.shape[0]
         context, mask = self.context(rows)
         time = torch.full((rows,), t, device=x_t.device, dtype=torch.long)
-        return guided_prediction(unet, x_t, time, context, mask, self.guidance)
+        with apply_steering(unet, self.steering):
+            return guided_prediction(unet, x_t, time, context, mask, self.guidance)
 
     def progression(self) -> Tensor:
         """``(steps, C, H, W)``: the clean sample predicted at each step, noisiest first

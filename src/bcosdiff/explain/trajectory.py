@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..dictionary.steering import Steering, apply_steering
 from ..diffusion import (
     DDIMSchedule,
     DiffusionProcess,
@@ -80,6 +81,8 @@ def run_trajectory(
     eta: float = 0.0,
     step_noise: list[Tensor] | None = None,
     guidance: float = 1.0,
+    steering: Steering | None = None,
+    steering_rows: Tensor | None = None,
 ) -> Tensor:
     """The final encoded sample of DDIM (σ_t = 0) from the given sources; ``steps`` is a
     step count (uniform spacing) or any :class:`~bcosdiff.diffusion.DDIMSchedule`.
@@ -99,6 +102,8 @@ def run_trajectory(
 
     ``guidance`` is the classifier-free guidance scale; its two branches are separate U-Net
     calls (a linear replay takes each call's dynamic factors from that call's row 0).
+    ``steering`` adds its vector at its site in every call, in the batch rows selected by
+    ``steering_rows`` (default all): a constant, i.e. one more source of the run.
     """
     schedule = as_schedule(process, steps)
     if eta > 0 and (step_noise is None or len(step_noise) != len(schedule)):
@@ -110,9 +115,10 @@ def run_trajectory(
         rows = x_t.shape[0]
         features = features if features.dim() == 2 else features[None].expand(rows, -1)
         mask = None if context_mask is None else context_mask.expand(rows, -1)
-        return guided_prediction(
-            unet.denoise, x_t, features, context, mask, guidance, batched=False
-        )
+        with apply_steering(unet, steering, steering_rows):
+            return guided_prediction(
+                unet.denoise, x_t, features, context, mask, guidance, batched=False
+            )
 
     return ddim_sample(
         model,

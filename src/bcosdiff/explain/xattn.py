@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..bcos import observe_attention
+from ..dictionary.steering import apply_steering
 from .methods import AttributionMethod
 from .report import Explanation, build_attribution
 from .run import GeneratedRun
@@ -56,7 +57,8 @@ def cross_attention_maps(pipe, run: GeneratedRun, batch: int = 32) -> tuple[Tens
             chunk = states[first : first + batch]
             x_t = torch.cat([s.x_t for s in chunk]).to(device)
             t = torch.tensor([s.t for s in chunk], device=device)
-            pipe.unet(x_t, t, *run.context(len(chunk)))
+            with apply_steering(pipe.unet, run.steering):
+                pipe.unet(x_t, t, *run.context(len(chunk)))
     return total / max(count, 1), count
 
 
