@@ -160,3 +160,79 @@ def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
     assert exp.image.tobytes() == generated.tobytes()
     # The vector never enters the token rows: token maps still add up to the prompt's part.
     torch.testing.assert_close(exp.contribution_maps.sum(0), exp.sources["prompt"])
+
+
+def test_sae_command_line_from_capture_to_steering(tmp_path, capsys):
+    import json
+
+    from bcosdiff.cli import main
+    from bcosdiff.dictionary.store import load_dictionary
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET, text={"max_length": 12})
+    acts = tmp_path / "acts"
+    argv = ["sae", "capture", "-m", str(model), "--site", "middle.0.attn", "--prompts", "6"]
+    argv += ["--steps", "3", "--shard-rows", "100", "--out", str(acts), "--no-progress"]
+    assert main(argv) == 0
+    site = acts / "middle.0.attn"
+    assert len(list(site.glob("shard-*.safetensors"))) == 3  # 6 prompts x 3 steps x 16 rows
+    for kind in ("sae", "itda", "neurons"):
+        out = tmp_path / f"{kind}.safetensors"
+        argv = ["sae", "train", str(site), "--kind", kind, "--features", "32", "--k", "4"]
+        assert main([*argv, "--steps", "40", "--batch", "64", "--out", str(out)]) == 0
+        report = json.loads(out.with_suffix(".json").read_text())
+        assert report["site"] == "middle.0.attn" and report["held_out"]["rows"] > 0
+        stored = load_dictionary(out)
+        assert stored.kind == kind and stored.update_norm > 0
+    assert json.loads((tmp_path / "neurons.json").read_text())["held_out"]["fvu"] == 0.0
+    interp = tmp_path / "interp"
+    argv = ["sae", "interpret", str(tmp_path / "sae.safetensors"), "-m", str(model)]
+    assert main([*argv, "--images", "6", "--cards", "2", "--out", str(interp)]) == 0
+    data = json.loads((interp / "interpretation.json").read_text())
+    assert data["summary"]["alive"] == len(data["features"]) > 0
+    assert all(0 <= f["auroc"] <= 1 for f in data["features"])
+    assert len(list(interp.glob("feature-*.png"))) == 2
+    # Steering from the command line: strength 0 is the plain image, 5 is not.
+    images = {}
+    for strength in ("0", "5"):
+        out = tmp_path / f"steer{strength}.png"
+        argv = ["generate", "a red circle", "-m", str(model), "--steps", "3", "--out", str(out)]
+        steer = ["--dictionary", str(tmp_path / "sae.safetensors"), "--steer", f"1:{strength}"]
+        assert main([*argv, *steer]) == 0
+        images[strength] = out.read_bytes()
+    plain = tmp_path / "plain.png"
+    assert (
+        main(["generate", "a red circle", "-m", str(model), "--steps", "3", "--out", str(plain)])
+        == 0
+    )
+    assert images["0"] == plain.read_bytes() != images["5"]
+    capsys.readouterr()
+    assert main([*argv, "--dictionary", str(tmp_path / "sae.safetensors"), "--steer", "x"]) == 2
+    assert main([*argv, "--dictionary", str(tmp_path / "sae.safetensors"), "--steer", "999:1"]) == 2
+    assert main([*argv, "--steer", "1:1"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("bcosdiff: error:") for e in errors)
+
+
+def test_average_ranks_and_auroc_handle_ties():
+    from bcosdiff.dictionary.interpret import average_ranks, feature_auroc
+
+    ranks = average_ranks(torch.tensor([0.0, 2.0, 0.0, 1.0]))
+    assert ranks.tolist() == [1.5, 4.0, 1.5, 3.0]
+    codes = torch.tensor([[0.0], [0.0], [1.0], [2.0]])
+    masks = torch.tensor([[False, True], [False, False], [True, False], [True, True]])
+    auroc = feature_auroc(codes, masks)
+    assert auroc[0, 0] == 1.0  # the feature fires exactly on the attribute
+    # Pairs (positive, negative): tie 0.5, loss 0, win 1, win 1 -> 2.5 / 4.
+    assert auroc[0, 1] == pytest.approx(0.625)
+    # Agreement with torchmetrics on random sparse codes with many ties.
+    from torchmetrics.functional.classification import binary_auroc
+
+    g = torch.Generator().manual_seed(7)
+    codes = torch.relu(torch.randn(500, 3, generator=g)).round(decimals=1)
+    masks = torch.rand(500, 4, generator=g) < 0.3
+    ours = feature_auroc(codes, masks)
+    for f in range(3):
+        for a in range(4):
+            theirs = binary_auroc(codes[:, f], masks[:, a].long())
+            assert float(ours[f, a]) == pytest.approx(float(theirs), abs=1e-6)

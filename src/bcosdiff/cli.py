@@ -29,6 +29,11 @@ data_app = typer.Typer(help="Build or check training data.", no_args_is_help=Tru
 app.add_typer(data_app, name="data")
 eval_app = typer.Typer(help="Measure models and explanations.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+sae_app = typer.Typer(
+    help="Dictionary learning on U-Net activations: sparse autoencoders and ITDA.",
+    no_args_is_help=True,
+)
+app.add_typer(sae_app, name="sae")
 
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Model directory (or bundled model name).")
@@ -76,6 +81,17 @@ DeviceOption = Annotated[
         help="Where the model runs: cpu (default), cuda, cuda:N, mps.", show_default=False
     ),
 ]
+DictionaryOption = Annotated[
+    Path | None,
+    typer.Option(help="Dictionary file (bcosdiff sae train) whose feature --steer adds."),
+]
+SteerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="FEATURE:STRENGTH: add the feature's direction at the dictionary's site on "
+        "every step (strength in units of the site's mean update norm)."
+    ),
+]
 GuidanceOption = Annotated[
     float | None,
     typer.Option(
@@ -115,15 +131,19 @@ def generate(
     ] = None,
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
+    dictionary: DictionaryOption = None,
+    steer: SteerOption = None,
 ) -> None:
     """Generate an image for PROMPT."""
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
+    steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
     guidance = pipe.guidance_scale(guidance)
+    steering = _steering(pipe, steering_request)
     if regenerate:
         if progression is not None:
             raise BcosdiffError("--progression and --regenerate cannot be combined")
@@ -135,11 +155,14 @@ def generate(
             regenerate=regenerate,
             schedule=ddim,
             guidance=guidance,
+            steering=steering,
         )
         _report_attempts(explanation)
         image = explanation.image
     elif progression is not None or ddim is not None:
-        run = pipe.run(prompt, steps=steps, seed=seed, schedule=ddim, guidance=guidance)
+        run = pipe.run(
+            prompt, steps=steps, seed=seed, schedule=ddim, guidance=guidance, steering=steering
+        )
         from PIL import Image
 
         image = Image.fromarray(run.image_array(), mode="RGB")
@@ -148,9 +171,43 @@ def generate(
 
             _save_image(progression_strip(run), progression)
     else:
-        image = pipe.generate(prompt, steps=steps, seed=seed, guidance=guidance)
+        image = pipe.generate(prompt, steps=steps, seed=seed, guidance=guidance, steering=steering)
     _save_image(image, out)
     typer.echo(str(out))
+
+
+def _steering_request(dictionary: Path | None, steer: str | None):
+    """``(stored dictionary, feature, strength)`` or None; checked before the model loads."""
+    if steer is None and dictionary is None:
+        return None
+    if steer is None or dictionary is None:
+        raise BcosdiffError("--steer and --dictionary go together")
+    from .dictionary.store import load_dictionary
+    from .dictionary.workflow import parse_steer
+
+    feature, strength = parse_steer(steer)
+    stored = load_dictionary(dictionary)
+    stored.direction(feature)  # an unknown feature fails here
+    return stored, feature, strength
+
+
+def _steering(pipe, request):
+    if request is None:
+        return None
+    from .dictionary import sites
+    from .dictionary.workflow import steering_from
+
+    stored, feature, strength = request
+    if stored.site not in sites(pipe.unet):
+        raise BcosdiffError(f"the dictionary's site {stored.site!r} is not in this model")
+    steering = steering_from(stored, feature, strength)
+    channels = sites(pipe.unet)[stored.site].proj_out.out_features
+    if steering.vector.shape[0] != channels:
+        raise BcosdiffError(
+            f"the dictionary has {steering.vector.shape[0]} channels, site {stored.site} "
+            f"of this model {channels}"
+        )
+    return steering
 
 
 def _report_attempts(explanation) -> None:
@@ -188,6 +245,8 @@ def explain(
     shift: ShiftOption = 30,
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
+    dictionary: DictionaryOption = None,
+    steer: SteerOption = None,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
@@ -198,6 +257,7 @@ def explain(
 
     check_generation_args(prompt, steps, seed)
     get_method(method)  # an unknown name fails before the model loads
+    steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
@@ -209,6 +269,7 @@ def explain(
         method=method,
         schedule=ddim,
         guidance=guidance,
+        steering=_steering(pipe, steering_request),
     )
     if regenerate:
         _report_attempts(explanation)
@@ -569,6 +630,180 @@ def eval_fid(
             data = {"model": pipe.name, "guidance": pipe.guidance, **result.to_dict()}
             out.write_text(json.dumps(data, indent=2) + "\n")
     typer.echo(line)
+
+
+@sae_app.command("sites")
+def sae_sites(model: ModelOption = None) -> None:
+    """List the model's sites (spatial-transformer blocks) with channels and resolution."""
+    import torch
+
+    from .dictionary import record_updates, sites
+    from .pipeline import load_pipeline
+
+    pipe = load_pipeline(model)
+    known = sites(pipe.unet)
+    size, config = pipe.sample_size, pipe.unet.config
+    x = torch.zeros(1, config.in_channels, size, size)
+    with torch.no_grad(), record_updates(pipe.unet, list(known)) as records:
+        pipe.unet(x, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, config.context_dim))
+    for name, module in known.items():
+        side = int(round(records[name][0].shape[1] ** 0.5))
+        typer.echo(f"{name}\t{module.proj_out.out_features} channels\t{side}x{side}")
+
+
+@sae_app.command("capture")
+def sae_capture(
+    model: ModelOption = None,
+    site: Annotated[
+        list[str] | None, typer.Option(help="Site(s) to record (bcosdiff sae sites).")
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="Shapes training captions to sample.")] = 200,
+    steps: StepsOption = 25,
+    seed: Annotated[int, typer.Option(help="Caption seed; caption k uses noise seed k.")] = 0,
+    shard_rows: Annotated[int, typer.Option(help="Rows per shard.")] = 65_536,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("activations"),
+    guidance: GuidanceOption = None,
+    device: DeviceOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Record the update (output - input) of U-Net sites at every position and step."""
+    from tqdm import tqdm
+
+    from .data.captions import load_captions
+    from .dictionary import capture_activations, sites
+    from .pipeline import load_pipeline
+
+    if prompts < 1 or steps < 1 or shard_rows < 1:
+        raise BcosdiffError("prompts, steps and shard-rows must be at least 1")
+    pipe = load_pipeline(model, device)
+    names = site or list(sites(pipe.unet))[-1:]
+    known = sites(pipe.unet)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BcosdiffError(f"unknown site(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    captions = load_captions("shapes", prompts, seed)
+    bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
+    with _writing(out):
+        written = capture_activations(
+            pipe,
+            captions,
+            list(range(prompts)),
+            out,
+            names,
+            steps,
+            shard_rows,
+            guidance,
+            progress=bar,
+        )
+    for name, paths in written.items():
+        typer.echo(f"{name}: {len(paths)} shard(s) in {out / name}")
+
+
+@sae_app.command("train")
+def sae_train(
+    activations: Annotated[Path, typer.Argument(help="A site's shard folder (sae capture).")],
+    kind: Annotated[str, typer.Option(help="sae, itda or neurons (the baseline).")] = "sae",
+    features: Annotated[int, typer.Option(help="SAE dictionary size (ITDA: cap / 16).")] = 256,
+    k: Annotated[int, typer.Option(help="Non-zero codes per row (SAE TopK, ITDA L0).")] = 8,
+    steps: Annotated[int, typer.Option(help="Training batches.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Rows per batch.")] = 512,
+    lr: Annotated[float, typer.Option(help="SAE learning rate (Adam).")] = 1e-3,
+    threshold: Annotated[float, typer.Option(help="ITDA's loss threshold τ.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Shuffling and initialisation seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Dictionary file (.safetensors).")] = Path(
+        "dictionary.safetensors"
+    ),
+) -> None:
+    """Learn a dictionary on all shards but the last; measure FVU, L0 and dead share on it."""
+    import json
+
+    from .dictionary import ActivationShards
+    from .dictionary.store import save_dictionary
+    from .dictionary.workflow import learn_dictionary
+
+    if min(features, k, steps, batch) < 1 or not lr > 0 or not 0 < threshold < 1:
+        raise BcosdiffError("need features, k, steps, batch >= 1, lr > 0 and 0 < threshold < 1")
+    if kind == "sae" and k > features:
+        raise BcosdiffError(f"k ({k}) cannot exceed the dictionary size ({features})")
+    try:
+        shards = ActivationShards(activations)
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    stored, metrics = learn_dictionary(shards, kind, features, k, steps, batch, lr, threshold, seed)
+    report = {
+        "kind": kind,
+        "site": stored.site,
+        "model": stored.source_model,
+        "held_out": metrics.to_dict(),
+    }
+    with _writing(out):
+        save_dictionary(out, stored)
+        out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    typer.echo(
+        f"{kind} at {stored.site}: {metrics.features} features, held-out FVU {metrics.fvu:.4f}, "
+        f"L0 {metrics.l0:.2f}, dead {metrics.dead_share:.1%} ({metrics.rows} rows) -> {out}"
+    )
+
+
+@sae_app.command("interpret")
+def sae_interpret(
+    dictionary: Annotated[Path, typer.Argument(help="Dictionary file (sae train).")],
+    model: ModelOption = None,
+    images: Annotated[int, typer.Option(help="Held-out shapes images.")] = 200,
+    cards: Annotated[int, typer.Option(help="Feature cards to draw (best first).")] = 8,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("interpretation"),
+    device: DeviceOption = None,
+) -> None:
+    """Match every feature to the shapes attribute it tracks best (AUROC vs ground truth)."""
+    import json
+
+    from .data.shapes import ShapesDataset
+    from .dictionary.figures import feature_card, top_features
+    from .dictionary.interpret import dataset_activations, interpret_features
+    from .dictionary.store import load_dictionary
+    from .dictionary.workflow import reading_summary
+    from .pipeline import load_pipeline
+
+    if images < 2 or cards < 0:
+        raise BcosdiffError("need images >= 2 and cards >= 0")
+    stored = load_dictionary(dictionary)
+    pipe = load_pipeline(model, device)
+    seed = 123
+    activations, masks, owners = dataset_activations(pipe, stored.site, images, seed=seed)
+    readings = interpret_features(stored.encode, activations, masks)
+    summary = reading_summary(readings, stored.features)
+    side = int(round((activations.shape[0] / images / 3) ** 0.5))
+    dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.5)
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        data = {
+            "dictionary": str(dictionary),
+            "kind": stored.kind,
+            "site": stored.site,
+            "images": images,
+            "summary": summary,
+            "features": [r.__dict__ for r in readings],
+        }
+        (out / "interpretation.json").write_text(json.dumps(data, indent=2) + "\n")
+        import torch
+
+        with torch.no_grad():
+            for reading in top_features(readings, cards):
+                codes = torch.cat(
+                    [
+                        stored.encode(x)[:, reading.feature : reading.feature + 1]
+                        for x in activations.split(8192)
+                    ]
+                )
+                feature_card(
+                    out / f"feature-{reading.feature:05d}.png",
+                    codes,
+                    owners,
+                    dataset,
+                    reading,
+                    side,
+                )
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @contextmanager

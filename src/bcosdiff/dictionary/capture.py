@@ -139,7 +139,13 @@ def capture_activations(
             positions = calls[0].shape[1]
             if name not in writers:
                 side = int(round(positions**0.5))
-                meta = {"site": name, "height": side, "width": positions // side, "steps": steps}
+                meta = {
+                    "site": name,
+                    "model": pipe.name,
+                    "height": side,
+                    "width": positions // side,
+                    "steps": steps,
+                }
                 writers[name] = ShardWriter(out / name, shard_rows, meta, dtype)
             activations = torch.cat([c[0] for c in calls])
             step = torch.arange(len(calls)).repeat_interleave(positions)
@@ -174,18 +180,38 @@ class ActivationShards:
                 total += handle.get_slice("activations").get_shape()[0]
         return total
 
-    def shards(self) -> Iterator[dict[str, Tensor]]:
-        for path in self.paths:
+    def shards(self, paths: Sequence[Path] | None = None) -> Iterator[dict[str, Tensor]]:
+        for path in self.paths if paths is None else paths:
             with safe_open(str(path), "pt") as handle:
                 yield {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
 
+    def split(self) -> tuple[list[Path], list[Path]]:
+        """``(training shards, held-out shards)``: the last shard is held out (with one shard,
+        both are that shard)."""
+        if len(self.paths) == 1:
+            return self.paths, self.paths
+        return self.paths[:-1], self.paths[-1:]
+
+    def stream(self, batch: int, paths: Sequence[Path], seed: int = 0) -> Iterator[Tensor]:
+        """Shuffled float32 batches from ``paths``, passing over them again and again (one
+        shard in memory at a time)."""
+        epoch = 0
+        while True:
+            yield from self.batches(batch, shuffle=True, seed=seed + epoch, paths=paths)
+            epoch += 1
+
     def batches(
-        self, batch: int, shuffle: bool = False, seed: int = 0, labels: bool = False
+        self,
+        batch: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        labels: bool = False,
+        paths: Sequence[Path] | None = None,
     ) -> Iterator[Tensor] | Iterator[dict[str, Tensor]]:
         """Float32 activation batches (rows shuffled within each shard when ``shuffle``);
         with ``labels`` the batches are dicts holding the labels too."""
         g = torch.Generator().manual_seed(seed)
-        for shard in self.shards():
+        for shard in self.shards(paths):
             rows = shard["activations"].shape[0]
             order = torch.randperm(rows, generator=g) if shuffle else torch.arange(rows)
             for first in range(0, rows, batch):

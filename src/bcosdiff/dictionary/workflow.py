@@ -1,0 +1,97 @@
+"""The steps behind ``bcosdiff sae``: learn a dictionary from captured shards, measure it,
+interpret it on shapes, and read a ``FEATURE:STRENGTH`` steering request."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from itertools import islice
+
+import torch
+
+from ..errors import BcosdiffError
+from .capture import ActivationShards
+from .interpret import FeatureReading
+from .itda import ITDA
+from .metrics import DictionaryMetrics, dictionary_metrics
+from .sae import TopKSAE, train_sae
+from .steering import Steering, steering_vector
+from .store import KINDS, Neurons, StoredDictionary
+
+__all__ = ["learn_dictionary", "parse_steer", "reading_summary", "steering_from"]
+
+
+def learn_dictionary(
+    shards: ActivationShards,
+    kind: str,
+    features: int = 256,
+    k: int = 8,
+    steps: int = 2000,
+    batch: int = 512,
+    lr: float = 1e-3,
+    threshold: float = 0.3,
+    seed: int = 0,
+) -> tuple[StoredDictionary, DictionaryMetrics]:
+    """Learn a ``kind`` dictionary on all shards but the last and measure it on the last.
+    ``k`` is the SAE's TopK and ITDA's target L0; ``features`` the SAE's dictionary size
+    (ITDA grows its own, up to ``features``·16 atoms); ``steps`` batches of ``batch`` rows
+    train the SAE, and as many are offered to ITDA."""
+    if kind not in KINDS:
+        raise BcosdiffError(f"unknown dictionary kind {kind!r}; expected one of {', '.join(KINDS)}")
+    torch.manual_seed(seed)
+    train, held = shards.split()
+    sample = torch.cat(list(islice(shards.batches(batch, True, seed, paths=train), 64)))
+    dim = sample.shape[1]
+    norm = float(sample.norm(dim=1).mean())
+    if kind == "sae":
+        model = TopKSAE(dim, features, k, dead_after=max(batch * 50, 10_000))
+        model.fit_normalisation(sample)
+        train_sae(model, islice(shards.stream(batch, train, seed), steps), lr=lr)
+        model.eval()
+    elif kind == "itda":
+        model = ITDA(dim, k, threshold, max_atoms=features * 16)
+        model.fit(islice(shards.stream(batch, train, seed), steps))
+    else:
+        model = Neurons(dim)
+    site = shards.metadata.get("site", shards.folder.name)
+    stored = StoredDictionary(kind, model, site, shards.metadata.get("model", ""), norm)
+    with torch.no_grad():
+        metrics = dictionary_metrics(
+            stored.encode, stored.decode, shards.batches(batch, paths=held)
+        )
+    return stored, metrics
+
+
+def reading_summary(readings: list[FeatureReading], features: int) -> dict:
+    """Distribution of the features' best AUROC, and which attributes they track."""
+    scores = sorted(r.auroc for r in readings)
+    if not scores:
+        return {"features": features, "alive": 0}
+    return {
+        "features": features,
+        "alive": len(scores),
+        "auroc_mean": statistics.fmean(scores),
+        "auroc_median": statistics.median(scores),
+        "auroc_quartiles": [scores[len(scores) // 4], scores[(3 * len(scores)) // 4]],
+        "share_auroc_0.9": sum(s >= 0.9 for s in scores) / len(scores),
+        "share_auroc_0.75": sum(s >= 0.75 for s in scores) / len(scores),
+        "attributes": dict(Counter(r.attribute for r in readings if r.auroc >= 0.75)),
+    }
+
+
+def parse_steer(text: str) -> tuple[int, float]:
+    """``"FEATURE:STRENGTH"`` -> ``(feature, strength)``."""
+    feature, sep, strength = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(feature), float(strength)
+    except ValueError:
+        raise BcosdiffError(f"--steer takes FEATURE:STRENGTH, e.g. 12:4.0, got {text!r}") from None
+
+
+def steering_from(stored: StoredDictionary, feature: int, strength: float) -> Steering:
+    if strength != strength or abs(strength) == float("inf"):
+        raise BcosdiffError(f"steering strength must be a finite number, got {strength}")
+    vector = steering_vector(stored.direction(feature).float(), strength, stored.update_norm)
+    return Steering(stored.site, vector)
