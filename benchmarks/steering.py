@@ -5,10 +5,10 @@ an object of another colour into that colour, against strength?
         --interpretation interp-sae/interpretation.json [--colour red] [--strengths 0 2 4 8]
 
 The feature is the one that ``bcosdiff sae interpret`` matched to ``colour:COLOUR`` with
-the highest AUROC. Prompts ask for one object of every other colour and every shape (held-out
-caption templates, prompt k with seed k). The pixel checker reads the image: success = the
-object reads as COLOUR; "shape kept" = its shape is still the asked one. One run prints
-every strength.
+the highest precision gain. Prompts ask for one object of every other colour and every
+shape (held-out caption templates, prompt k with seed k). The pixel checker reads the
+image: success = the object reads as COLOUR; "shape kept" = its shape is still the asked
+one. One run prints every strength.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     matched = [r for r in readings if r["attribute"] == f"colour:{args.colour}"]
     if not matched:
         raise SystemExit(f"no feature of this dictionary tracks colour:{args.colour}")
-    best = max(matched, key=lambda r: r["auroc"])
+    best = max(matched, key=lambda r: r["gain"])
     pipe = load_pipeline(args.model)
     checker = ShapeChecker(pipe.sample_size)
     others = [c for c in COLOURS if c != args.colour]
@@ -52,7 +52,7 @@ def main() -> None:
     ]
     print(
         f"{pipe.name}, {stored.kind} at {stored.site}: feature {best['feature']} "
-        f"(colour:{args.colour}, AUROC {best['auroc']:.3f}); {len(prompts)} prompts, "
+        f"(colour:{args.colour}, precision gain {best['gain']:.3f}); {len(prompts)} prompts, "
         f"{args.steps} steps"
     )
     for strength in args.strengths:

@@ -187,10 +187,11 @@ def test_sae_command_line_from_capture_to_steering(tmp_path, capsys):
     assert json.loads((tmp_path / "neurons.json").read_text())["held_out"]["fvu"] == 0.0
     interp = tmp_path / "interp"
     argv = ["sae", "interpret", str(tmp_path / "sae.safetensors"), "-m", str(model)]
-    assert main([*argv, "--images", "6", "--cards", "2", "--out", str(interp)]) == 0
+    argv += ["--images", "6", "--cards", "2", "--min-rows", "5", "--out", str(interp)]
+    assert main(argv) == 0
     data = json.loads((interp / "interpretation.json").read_text())
-    assert data["summary"]["alive"] == len(data["features"]) > 0
-    assert all(0 <= f["auroc"] <= 1 for f in data["features"])
+    assert data["summary"]["scored"] == len(data["features"]) > 0
+    assert all(0 <= f["auroc"] <= 1 and f["precision"] <= 1 for f in data["features"])
     assert len(list(interp.glob("feature-*.png"))) == 2
     # Steering from the command line: strength 0 is the plain image, 5 is not.
     images = {}
@@ -236,3 +237,18 @@ def test_average_ranks_and_auroc_handle_ties():
         for a in range(4):
             theirs = binary_auroc(codes[:, f], masks[:, a].long())
             assert float(ours[f, a]) == pytest.approx(float(theirs), abs=1e-6)
+
+
+def test_precision_credits_a_sparse_feature_that_fires_only_on_its_attribute():
+    from bcosdiff.dictionary.interpret import feature_auroc, feature_precision
+
+    masks = torch.zeros(100, 2, dtype=torch.bool)
+    masks[:20, 0] = True  # attribute 0 covers 20 % of the positions
+    masks[:, 1] = ~masks[:, 0]
+    codes = torch.zeros(100, 2)
+    codes[:5, 0] = 1.0  # fires on a quarter of attribute 0 and nowhere else
+    codes[:, 1] = torch.rand(100, generator=torch.Generator().manual_seed(8))  # everywhere
+    precision, gain = feature_precision(codes, masks)
+    assert precision[0, 0] == 1.0 and gain[0, 0] == 1.0
+    assert feature_auroc(codes, masks)[0, 0] == pytest.approx(0.625)  # recall penalised
+    assert abs(float(gain[1, 0])) < 0.2 and abs(float(gain[1, 1])) < 0.2

@@ -751,6 +751,9 @@ def sae_interpret(
     model: ModelOption = None,
     images: Annotated[int, typer.Option(help="Held-out shapes images.")] = 200,
     cards: Annotated[int, typer.Option(help="Feature cards to draw (best first).")] = 8,
+    min_rows: Annotated[
+        int, typer.Option(help="Score only features active on at least this many positions.")
+    ] = 100,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("interpretation"),
     device: DeviceOption = None,
 ) -> None:
@@ -770,7 +773,7 @@ def sae_interpret(
     pipe = load_pipeline(model, device)
     seed = 123
     activations, masks, owners = dataset_activations(pipe, stored.site, images, seed=seed)
-    readings = interpret_features(stored.encode, activations, masks)
+    readings = interpret_features(stored.encode, activations, masks, min_rows=min_rows)
     summary = reading_summary(readings, stored.features)
     side = int(round((activations.shape[0] / images / 3) ** 0.5))
     dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.5)

@@ -59,8 +59,9 @@ def feature_card(
         for row in (0, 1):
             axes[row, col].axis("off")
     fig.suptitle(
-        f"feature {reading.feature}: {reading.attribute} (AUROC {reading.auroc:.2f}, "
-        f"fires on {reading.frequency:.1%} of positions)",
+        f"feature {reading.feature}: {reading.attribute} ({reading.precision:.0%} of its "
+        f"activation, gain {reading.gain:.2f}, AUROC {reading.auroc:.2f}; fires on "
+        f"{reading.frequency:.1%} of positions)",
         fontsize=8,
     )
     fig.tight_layout()
@@ -74,5 +75,5 @@ def _short(text: str, limit: int = 28) -> str:
 
 
 def top_features(readings: Sequence[FeatureReading], count: int) -> list[FeatureReading]:
-    """The ``count`` best-interpreted features (highest AUROC)."""
-    return sorted(readings, key=lambda r: -r.auroc)[:count]
+    """The ``count`` best-interpreted features (highest precision gain)."""
+    return sorted(readings, key=lambda r: -r.gain)[:count]

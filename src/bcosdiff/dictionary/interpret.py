@@ -2,10 +2,18 @@
 
 On the procedural shapes data every pixel's meaning is known: which object covers it, and
 that object's colour, shape, size and (when captioned) position word; the rest is
-background. A feature is *interpreted* as the attribute whose mask it tracks best, and
-*scored* by how well: the AUROC of the feature's activation at each position as a detector
-of "this position belongs to the attribute's mask" (1 = perfect, 0.5 = chance), over every
-position of every image.
+background. Two scores per (feature, attribute), over every position of every image:
+
+* **precision**: the share of the feature's (positive) activation mass that lies in the
+  attribute's mask, and its *gain* over chance, ``(precision - base) / (1 - base)`` with
+  ``base`` the share of positions in the mask (1 = every bit of activation on the attribute,
+  0 = no better than spread at random). A sparse feature that fires only on red objects
+  scores 1 even when it fires on few of them.
+* **AUROC** of the activation as a detector of "this position is in the mask" (1 = perfect,
+  0.5 = chance). It also asks for recall, so a feature that fires on a small part of the
+  attribute's positions stays near 0.5.
+
+A feature is *interpreted* as the attribute with the highest precision gain.
 
 Activations come from dataset images, not generated ones, so the masks are exact: each image
 is noised to a few time steps (``q_sample``), the U-Net runs with the image's caption, and
@@ -34,6 +42,7 @@ __all__ = [
     "average_ranks",
     "dataset_activations",
     "feature_auroc",
+    "feature_precision",
     "interpret_features",
 ]
 
@@ -113,6 +122,19 @@ def average_ranks(values: Tensor) -> Tensor:
     return ranks
 
 
+def feature_precision(codes: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """``(precision (F, A), gain (F, A))`` of the positive activation mass of ``codes``
+    ``(N, F)`` in ``masks`` ``(N, A)``; NaN for features with no positive activation."""
+    positive = codes.double().clamp(min=0)
+    inside = positive.T @ masks.double()  # (F, A)
+    total = positive.sum(0)[:, None]
+    precision = inside / total
+    precision[total[:, 0] == 0] = float("nan")
+    base = masks.double().mean(0)[None]
+    gain = (precision - base) / (1 - base).clamp(min=1e-12)
+    return precision, gain
+
+
 def feature_auroc(codes: Tensor, masks: Tensor) -> Tensor:
     """``(F, A)`` AUROC of each feature's activation (``codes`` ``(N, F)``) as a detector of
     each attribute (``masks`` ``(N, A)`` bool), by the rank-sum statistic with tied values
@@ -132,8 +154,10 @@ def feature_auroc(codes: Tensor, masks: Tensor) -> Tensor:
 @dataclass
 class FeatureReading:
     feature: int
-    attribute: str  # the attribute the feature tracks best
-    auroc: float
+    attribute: str  # the attribute the feature tracks best (highest precision gain)
+    precision: float  # share of its positive activation mass inside the attribute's mask
+    gain: float  # (precision - base) / (1 - base)
+    auroc: float  # of the same attribute
     frequency: float  # share of rows on which the feature is non-zero
 
 
@@ -142,18 +166,27 @@ def interpret_features(
     activations: Tensor,
     masks: Tensor,
     batch: int = 8192,
+    min_rows: int = 100,
 ) -> list[FeatureReading]:
-    """The best attribute and its AUROC for every feature that fires on some row (features
-    that never fire are left out; their share is the dead share)."""
+    """The best attribute and its scores for every feature with positive activation on at
+    least ``min_rows`` rows (a feature seen on a handful of positions would score perfect
+    precision by chance; rarer features are left out and counted by the caller)."""
     codes = torch.cat([encode(x) for x in activations.split(batch)]).detach()
-    fires = (codes != 0).float().mean(0)
-    alive = torch.nonzero(fires > 0)[:, 0]
-    scores = feature_auroc(codes[:, alive], masks)
+    fires = (codes > 0).float().mean(0)
+    alive = torch.nonzero((codes > 0).sum(0) >= min_rows)[:, 0]
+    precision, gain = feature_precision(codes[:, alive], masks)
+    auroc = feature_auroc(codes[:, alive], masks)
     readings = []
     for row, feature in enumerate(alive.tolist()):
-        values = torch.nan_to_num(scores[row], nan=-1.0)
-        best = int(values.argmax())
+        best = int(torch.nan_to_num(gain[row], nan=-2.0).argmax())
         readings.append(
-            FeatureReading(feature, ATTRIBUTES[best], float(values[best]), float(fires[feature]))
+            FeatureReading(
+                feature,
+                ATTRIBUTES[best],
+                float(precision[row, best]),
+                float(gain[row, best]),
+                float(auroc[row, best]),
+                float(fires[feature]),
+            )
         )
     return readings

@@ -63,19 +63,31 @@ def learn_dictionary(
 
 
 def reading_summary(readings: list[FeatureReading], features: int) -> dict:
-    """Distribution of the features' best AUROC, and which attributes they track."""
-    scores = sorted(r.auroc for r in readings)
-    if not scores:
-        return {"features": features, "alive": 0}
+    """Distribution of the scored features' scores for their best attribute, and which
+    attributes the clearly interpreted ones (precision gain ≥ 0.5) track; ``features`` is
+    the dictionary size (features not scored fired on too few positions)."""
+    if not readings:
+        return {"features": features, "scored": 0}
+
+    def spread(values: list[float]) -> dict:
+        values = sorted(values)
+        n = len(values)
+        return {
+            "mean": statistics.fmean(values),
+            "median": statistics.median(values),
+            "quartiles": [values[n // 4], values[(3 * n) // 4]],
+        }
+
+    gains = [r.gain for r in readings]
     return {
         "features": features,
-        "alive": len(scores),
-        "auroc_mean": statistics.fmean(scores),
-        "auroc_median": statistics.median(scores),
-        "auroc_quartiles": [scores[len(scores) // 4], scores[(3 * len(scores)) // 4]],
-        "share_auroc_0.9": sum(s >= 0.9 for s in scores) / len(scores),
-        "share_auroc_0.75": sum(s >= 0.75 for s in scores) / len(scores),
-        "attributes": dict(Counter(r.attribute for r in readings if r.auroc >= 0.75)),
+        "scored": len(readings),
+        "gain": spread(gains),
+        "precision": spread([r.precision for r in readings]),
+        "auroc": spread([r.auroc for r in readings]),
+        "share_gain_0.5": sum(g >= 0.5 for g in gains) / len(gains),
+        "share_gain_0.8": sum(g >= 0.8 for g in gains) / len(gains),
+        "attributes": dict(Counter(r.attribute for r in readings if r.gain >= 0.5)),
     }
 
 
