@@ -235,18 +235,22 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print explanation.json.")] = False,
     regenerate: RegenerateOption = 0,
     method: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             help="Attribution method: bcos (B-cos models), xattn, gradxinput, dfrise, dfcam "
-            "(any model), or bcos-removal / bcos-mass (other B-cos read-outs)."
+            "(any model), or bcos-removal / bcos-mass (other B-cos read-outs). Repeatable: "
+            "the first writes the files, all appear in the --html selector."
         ),
-    ] = "bcos",
+    ] = None,
     schedule: ScheduleOption = "uniform",
     shift: ShiftOption = 30,
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
     dictionary: DictionaryOption = None,
     steer: SteerOption = None,
+    html: Annotated[
+        bool, typer.Option(help="Also write report.html: one self-contained interactive page.")
+    ] = False,
 ) -> None:
     """Generate an image for PROMPT and explain it token by token."""
     import json
@@ -255,26 +259,39 @@ def explain(
     from .explain.methods import get_method
     from .pipeline import check_generation_args, load_pipeline
 
+    methods = list(dict.fromkeys(method or ["bcos"]))
     check_generation_args(prompt, steps, seed)
-    get_method(method)  # an unknown name fails before the model loads
+    for name in methods:
+        get_method(name)  # an unknown name fails before the model loads
     steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
     ddim = _schedule(pipe, schedule, steps, shift)
+    steering = _steering(pipe, steering_request)
     explanation = pipe.explain(
         prompt,
         steps=steps,
         seed=seed,
         regenerate=regenerate,
-        method=method,
+        method=methods[0],
         schedule=ddim,
         guidance=guidance,
-        steering=_steering(pipe, steering_request),
+        steering=steering,
     )
     if regenerate:
         _report_attempts(explanation)
+    views = {methods[0]: explanation}
+    if len(methods) > 1:  # the same image (the kept seed) for every other method
+        run = pipe.run(prompt, steps, explanation.seed, 0.0, ddim, guidance, steering)
+        for name in methods[1:]:
+            views[name] = get_method(name)(pipe).attribute(run)
+            views[name].attempts = explanation.attempts
     with _writing(out):
         data = save_explanation(explanation, out)
+        if html:
+            from .explain.html import explanation_page
+
+            (out / "report.html").write_text(explanation_page(views), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:

@@ -99,6 +99,14 @@ class Explanation:
         readout = self.readout if readout is None else readout
         return get_readout(readout)(self.word_contributions(), self.reconstruction)
 
+    def _repr_html_(self) -> str:
+        """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
+        import uuid
+
+        from .html import explanation_html
+
+        return explanation_html(self, element_id=f"bcosdiff-{uuid.uuid4().hex[:12]}")
+
     def to_dict(self) -> dict:
         return {
             "prompt": self.prompt,

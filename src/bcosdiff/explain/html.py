@@ -1,0 +1,210 @@
+"""A self-contained HTML view of explanations: one file, images inlined, no network.
+
+The page shows the image with every word's map over it (hover or click a word), the
+relevance bars with the flagged words marked, the reconstructions, the seeds tried by
+``--regenerate``, and, when several methods explained the same image, a selector between
+them. The same markup is what :meth:`Explanation._repr_html_` shows in a notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from PIL import Image
+
+from .figures import _reconstruction_rgb, _to_pil, map_overlays, word_overlays
+from .report import Explanation
+
+__all__ = ["explanation_html", "explanation_page"]
+
+DISPLAY = 256  # pixels on screen for the generated image
+
+_STYLE = """
+.bcd{font-family:system-ui,sans-serif;color:#222;max-width:980px}
+.bcd h2{font-size:18px;margin:4px 0}.bcd .meta{color:#666;font-size:13px;margin-bottom:8px}
+.bcd .row{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
+.bcd .stage{position:relative;width:256px;height:256px}
+.bcd .stage img{position:absolute;left:0;top:0;width:256px;height:256px;
+ image-rendering:pixelated}
+.bcd .words{display:flex;flex-direction:column;gap:3px;min-width:300px}
+.bcd .word{display:flex;align-items:center;gap:6px;cursor:pointer;padding:2px 4px;
+ border-radius:4px;font-size:14px}
+.bcd .word:hover,.bcd .word.active{background:#eef3fb}
+.bcd .word .label{width:90px;text-align:right}
+.bcd .word .bar{height:12px;background:#2c7fb8;border-radius:2px}
+.bcd .word.flagged .bar{background:#c0392b}.bcd .word.flagged .label{color:#c0392b}
+.bcd .word .value{font-size:12px;color:#555}
+.bcd .small img{width:128px;height:128px;image-rendering:pixelated;display:block}
+.bcd .small figcaption{font-size:12px;color:#555;text-align:center}
+.bcd figure{margin:0}.bcd .note{font-size:13px;color:#555;margin-top:6px}
+.bcd .flagnote{color:#c0392b;font-size:14px;margin:6px 0}
+.bcd table{border-collapse:collapse;font-size:13px}.bcd td,.bcd th{padding:2px 8px;
+ border-bottom:1px solid #ddd}
+"""
+
+_SCRIPT = """
+(function(){
+ var root=document.getElementById('%(id)s');
+ function show(panel){
+  root.querySelectorAll('.panel').forEach(function(p){p.style.display=p.dataset.method===panel?'':'none';});
+ }
+ var select=root.querySelector('select.method');
+ if(select){select.addEventListener('change',function(){show(select.value);});show(select.value);}
+ root.querySelectorAll('.panel').forEach(function(panel){
+  var overlay=panel.querySelector('img.overlay'), base=panel.querySelector('img.base');
+  var chosen=null;
+  function paint(word){
+   if(word===null){overlay.style.visibility='hidden';base.src=base.dataset.image;
+    overlay.removeAttribute('data-word');return;}
+   base.src=base.dataset.faded;overlay.src=word.dataset.map;overlay.style.visibility='visible';
+   overlay.setAttribute('data-word',word.dataset.word);
+  }
+  panel.querySelectorAll('.word').forEach(function(word){
+   word.addEventListener('mouseenter',function(){paint(word);});
+   word.addEventListener('mouseleave',function(){paint(chosen);});
+   word.addEventListener('click',function(){
+    panel.querySelectorAll('.word').forEach(function(w){w.classList.remove('active');});
+    chosen=(chosen===word)?null:word; if(chosen){word.classList.add('active');} paint(chosen);
+   });
+  });
+ });
+})();
+"""
+
+
+def _png(array_or_image) -> str:
+    """A ``data:`` URI of a PIL image or an ``(H, W, 3|4)`` float array in ``[0, 1]``."""
+    if isinstance(array_or_image, Image.Image):
+        image = array_or_image
+    else:
+        array = (np.clip(array_or_image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        image = Image.fromarray(array, mode="RGBA" if array.shape[-1] == 4 else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _faded(exp: Explanation) -> np.ndarray:
+    grey = np.asarray(exp.image.convert("L"), dtype=float) / 255.0
+    return np.repeat((0.75 + 0.25 * grey)[..., None], 3, axis=2)
+
+
+def _panel(exp: Explanation, name: str) -> str:
+    """The image, its word maps and relevance bars for one method."""
+    esc = html.escape
+    painted = exp.contribution_maps is not None
+    overlays = None
+    if painted:
+        overlays, _ = word_overlays(exp)
+    elif exp.token_maps is not None or exp.saliency is not None:
+        overlays, _ = map_overlays(exp)
+    image_uri, faded_uri = _png(exp.image), _png(_faded(exp))
+    flagged = set(exp.flagged_tokens)
+    scores = [w.relevance for w in exp.words] if exp.relevance is not None else None
+    top = max(scores) if scores else 0.0
+    rows = []
+    for k, word in enumerate(exp.words):
+        if overlays is None:
+            map_uri = ""
+        else:
+            map_uri = _png(overlays[0] if exp.saliency is not None else overlays[k])
+        share = "" if scores is None else f"{100 * scores[k]:.1f}%"
+        width = 0 if not top or scores is None else int(200 * scores[k] / top)
+        mark = " flagged" if word.text in flagged else ""
+        rows.append(
+            f'<div class="word{mark}" data-word="{esc(word.text)}" data-map="{map_uri}">'
+            f'<span class="label">{esc(word.text)}</span>'
+            f'<span class="bar" style="width:{width}px"></span>'
+            f'<span class="value">{share}</span></div>'
+        )
+    what = (
+        "colour = what the word painted, opacity = its share of the pixel's departure from "
+        "the background"
+        if painted
+        else f"{esc(exp.method)} map (one scale for all words)"
+    )
+    if exp.saliency is not None:
+        what = f"{esc(exp.method)}: one map for the whole image (the same for every word)"
+    flag_note = ""
+    if flagged:
+        flag_note = (
+            '<div class="flagnote">not reflected in the image: '
+            + ", ".join(esc(f) for f in sorted(flagged))
+            + "</div>"
+        )
+    extra = []
+    if exp.reconstruction is not None:
+        extra.append(("reconstruction W(x)·x", _png(_to_pil(_reconstruction_rgb(exp)))))
+    if exp.normalized_reconstruction is not None:
+        extra.append(("normalised reconstruction", _png(_to_pil(exp.normalized_reconstruction))))
+    figures = "".join(
+        f'<figure class="small"><img src="{uri}" alt="{esc(title)}">'
+        f"<figcaption>{esc(title)}</figcaption></figure>"
+        for title, uri in extra
+    )
+    return (
+        f'<div class="panel" data-method="{esc(name)}">'
+        f'<div class="row"><div><div class="stage">'
+        f'<img class="base" src="{image_uri}" data-image="{image_uri}" '
+        f'data-faded="{faded_uri}" alt="generated image">'
+        f'<img class="overlay" src="" style="visibility:hidden" alt="word map"></div>'
+        f'<div class="note">hover or click a word to see its map; {what}</div></div>'
+        f'<div class="words">{"".join(rows)}{flag_note}</div>'
+        f'<div class="row">{figures}</div></div></div>'
+    )
+
+
+def explanation_html(
+    explanations: Explanation | Mapping[str, Explanation], element_id: str = "bcosdiff-view"
+) -> str:
+    """The view of one explanation, or of several methods' explanations of the same image
+    (``{method: explanation}``; a selector switches between them), as an HTML fragment with
+    its own style and script."""
+    if isinstance(explanations, Explanation):
+        explanations = {explanations.method: explanations}
+    if not explanations:
+        raise ValueError("nothing to show")
+    first = next(iter(explanations.values()))
+    esc = html.escape
+    meta = (
+        f"model {esc(first.model)} · seed {first.seed} · {first.steps} steps · "
+        f"guidance {first.guidance:g}"
+        + ("" if first.complete else " · incomplete (fresh noise between steps)")
+    )
+    selector = ""
+    if len(explanations) > 1:
+        options = "".join(f'<option value="{esc(m)}">{esc(m)}</option>' for m in explanations)
+        selector = f'<label>method <select class="method">{options}</select></label>'
+    attempts = ""
+    if len(first.attempts) > 1:
+        rows = "".join(
+            f"<tr><td>{seed}</td><td>{esc(', '.join(flags)) or 'none'}</td></tr>"
+            for seed, flags in first.attempts
+        )
+        attempts = (
+            "<h3>seeds tried (--regenerate)</h3><table><tr><th>seed</th>"
+            f"<th>flagged words</th></tr>{rows}</table>"
+        )
+    panels = "".join(_panel(exp, name) for name, exp in explanations.items())
+    script = _SCRIPT % {"id": element_id}
+    return (
+        f'<div class="bcd" id="{esc(element_id)}"><style>{_STYLE}</style>'
+        f'<h2>{esc(first.prompt)}</h2><div class="meta">{meta}</div>{selector}'
+        f"{panels}{attempts}<script>{script}</script></div>"
+    )
+
+
+def explanation_page(explanations: Explanation | Mapping[str, Explanation]) -> str:
+    """A whole HTML document around :func:`explanation_html` (for ``explain --html``)."""
+    first = (
+        explanations if isinstance(explanations, Explanation) else next(iter(explanations.values()))
+    )
+    title = html.escape(f"bcosdiff: {first.prompt}")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title></head><body>{explanation_html(explanations)}</body></html>\n"
+    )
