@@ -40,7 +40,7 @@ _STYLE = """
 .bcd .word .value{font-size:12px;color:#555}
 .bcd .small img{width:128px;height:128px;image-rendering:pixelated;display:block}
 .bcd .small figcaption{font-size:12px;color:#555;text-align:center}
-.bcd figure{margin:0}.bcd .note{font-size:13px;color:#555;margin-top:6px}
+.bcd figure{margin:0}.bcd .note{font-size:12px;color:#555;margin-top:6px;max-width:256px}
 .bcd .flagnote{color:#c0392b;font-size:14px;margin:6px 0}
 .bcd table{border-collapse:collapse;font-size:13px}.bcd td,.bcd th{padding:2px 8px;
  border-bottom:1px solid #ddd}
