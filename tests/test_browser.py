@@ -53,3 +53,65 @@ def test_hovering_a_word_shows_its_map_offline(browser, tmp_path):
         shown.append(overlay.get_attribute("src"))
     assert shown[0] != shown[1] and all(s.startswith("data:image/png") for s in shown)
     browser.save_screenshot(str(tmp_path / "hover.png"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import threading
+
+    from bcosdiff.serve import make_server
+
+    directory = tmp_path_factory.mktemp("served") / "tiny"
+    pipe = create_model_directory(directory, "bcos-x0", unet=TINY_UNET, text={"max_length": 12})
+    server = make_server(pipe, port=0)
+    assert server.server_address[0] == "127.0.0.1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _submit(browser, url, prompt, compare=""):
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    browser.execute_script(
+        "document.querySelector('[name=prompt]').value = arguments[0];"
+        "document.querySelector('[name=compare]').value = arguments[1];"
+        "document.querySelector('[name=steps]').value = 2;",
+        prompt,
+        compare,
+    )
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def test_the_served_page_explains_a_prompt_and_compares_two(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _submit(browser, server, "a red circle", "a red circle and a shark")
+    WebDriverWait(browser, 120).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#result .cell img.base"))
+    )
+    cells = browser.find_elements(By.CSS_SELECTOR, "#result .cell")
+    assert len(cells) == 2
+    bars = cells[1].find_elements(By.CSS_SELECTOR, ".word .bar")
+    words = [w.get_attribute("data-word") for w in cells[1].find_elements(By.CSS_SELECTOR, ".word")]
+    assert words == ["a", "red", "circle", "and", "a", "shark"] and len(bars) == len(words)
+    assert "done" in browser.find_element(By.ID, "status").text
+    browser.save_screenshot(str(tmp_path / "served.png"))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"), [("", "the prompt is empty"), ("x" * 10_000, "the limit is 300")]
+)
+def test_the_served_page_answers_bad_prompts_clearly(browser, server, prompt, message):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _submit(browser, server, prompt)
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 30).until(lambda _: message in status.text)
+    assert "error" in status.get_attribute("class") and "Traceback" not in browser.page_source

@@ -299,6 +299,33 @@ def explain(
 
 
 @app.command()
+def serve(
+    model: ModelOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 7860,
+    device: DeviceOption = None,
+) -> None:
+    """A local web page: type a prompt, see the image and its explanation."""
+    from .pipeline import load_pipeline
+    from .serve import make_server
+
+    if not 0 <= port <= 65535:
+        raise BcosdiffError(f"port must be between 0 and 65535, got {port}")
+    pipe = load_pipeline(model, device)
+    server = make_server(pipe, host, port)
+    address = f"http://{host}:{server.server_address[1]}/"
+    _note(f"serving {pipe.name} at {address} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command()
 def info(model: Annotated[str, typer.Argument(help="Model directory.")]) -> None:
     """Print a model directory's configuration and size."""
     import json

@@ -1,0 +1,266 @@
+"""``bcosdiff serve``: a local web page to type a prompt and see its explanation.
+
+Built on the standard library's threading HTTP server, no web framework: the page is one
+static document with a little script, and the server has three JSON endpoints. A local,
+single-user viewer needs nothing more, and gradio (what the field's demos use) would pull
+in a large web stack for the same page. The server binds 127.0.0.1 unless told otherwise.
+
+* ``GET /`` — the page (a form, then the explanations as :mod:`bcosdiff.explain.html` views).
+* ``POST /api/explain`` — ``{"prompt", "compare", "steps", "seed", "guidance",
+  "regenerate"}`` → ``{"job": id}``, or status 400 with ``{"error": message}``.
+* ``GET /api/jobs/<id>`` — ``{"status": "queued" | "running" | "done" | "error",
+  "progress": text, "html": fragment, "error": message}``.
+
+Jobs run one at a time on a worker thread; at most ``max_jobs`` may wait. Bad input is
+answered with one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import BcosdiffError
+
+__all__ = ["Limits", "ViewerServer", "make_server"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt: int = 300  # characters
+    max_steps: int = 100
+    max_regenerate: int = 5
+    max_jobs: int = 4  # waiting or running at once
+    max_guidance: float = 20.0
+
+
+@dataclass
+class Job:
+    request: dict
+    status: str = "queued"
+    progress: str = "waiting for the model"
+    html: str = ""
+    error: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+def parse_request(body: bytes, limits: Limits) -> dict:
+    """The explain request, checked; a :class:`BcosdiffError` names the first problem."""
+    try:
+        data = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BcosdiffError("the request is not JSON") from None
+    if not isinstance(data, dict):
+        raise BcosdiffError("the request must be a JSON object")
+    prompt = data.get("prompt", "")
+    compare = data.get("compare", "") or ""
+    for name, text in (("prompt", prompt), ("second prompt", compare)):
+        if not isinstance(text, str):
+            raise BcosdiffError(f"the {name} must be text")
+        if len(text) > limits.max_prompt:
+            raise BcosdiffError(
+                f"the {name} is {len(text)} characters long; the limit is {limits.max_prompt}"
+            )
+    if not prompt.strip():
+        raise BcosdiffError("the prompt is empty")
+
+    def number(name: str, kind, low, high, default):
+        value = data.get(name, default)
+        try:
+            value = kind(value)
+        except (TypeError, ValueError):
+            raise BcosdiffError(f"{name} must be a number") from None
+        if not low <= value <= high:
+            raise BcosdiffError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    guidance = None  # the model's own
+    if data.get("guidance") not in (None, ""):
+        guidance = number("guidance", float, 0.0, limits.max_guidance, None)
+    return {
+        "prompt": prompt.strip(),
+        "compare": compare.strip(),
+        "steps": number("steps", int, 1, limits.max_steps, 25),
+        "seed": number("seed", int, 0, 2**63 - 1, 0),
+        "guidance": guidance,
+        "regenerate": number("regenerate", int, 0, limits.max_regenerate, 0),
+    }
+
+
+class ViewerServer(ThreadingHTTPServer):
+    """The HTTP server with the pipeline and its job queue."""
+
+    daemon_threads = True
+
+    def __init__(self, address, pipe, limits: Limits = Limits()):
+        super().__init__(address, _Handler)
+        self.pipe = pipe
+        self.limits = limits
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.worker = threading.Thread(target=self._work, daemon=True)
+        self.worker.start()
+
+    def submit(self, request: dict) -> str:
+        with self.lock:
+            active = sum(j.status in ("queued", "running") for j in self.jobs.values())
+            if active >= self.limits.max_jobs:
+                raise BcosdiffError("the server is busy; try again when a job has finished")
+            job_id = uuid.uuid4().hex[:12]
+            self.jobs[job_id] = Job(request)
+        self.queue.put(job_id)
+        return job_id
+
+    def _work(self) -> None:
+        while True:
+            job_id = self.queue.get()
+            job = self.jobs[job_id]
+            job.status = "running"
+            try:
+                job.html = self._explain(job)
+                job.status = "done"
+                job.progress = f"done in {time.monotonic() - job.started:.1f} s"
+            except BcosdiffError as exc:
+                job.status, job.error = "error", str(exc)
+            except Exception as exc:  # noqa: BLE001 - reported in the page, logged below
+                job.status, job.error = "error", f"the explanation failed: {exc}"
+                traceback.print_exc()
+
+    def _explain(self, job: Job) -> str:
+        from .explain.html import explanation_html
+
+        r = job.request
+        prompts = [r["prompt"]] + ([r["compare"]] if r["compare"] else [])
+        bcos = self.pipe.unet.config.kind == "bcos"
+        views = []
+        for k, prompt in enumerate(prompts):
+            job.progress = f"explaining prompt {k + 1} of {len(prompts)} ({r['steps']} steps)"
+            exp = self.pipe.explain(
+                prompt,
+                steps=r["steps"],
+                seed=r["seed"],
+                guidance=r["guidance"],
+                regenerate=r["regenerate"] if bcos else 0,
+                method="bcos" if bcos else "xattn",
+            )
+            views.append(explanation_html(exp, element_id=f"view-{uuid.uuid4().hex[:8]}"))
+        cells = "".join(f'<div class="cell">{v}</div>' for v in views)
+        return f'<div class="compare">{cells}</div>'
+
+
+_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>bcosdiff</title><style>
+body{font-family:system-ui,sans-serif;margin:16px;color:#222}
+form{display:flex;gap:10px;flex-wrap:wrap;align-items:end;margin-bottom:12px}
+label{display:flex;flex-direction:column;font-size:13px;color:#444}
+input{font-size:14px;padding:4px}input.prompt{width:300px}input.num{width:80px}
+#status{margin:8px 0;font-size:14px}#status.error{color:#c0392b;font-weight:600}
+.compare{display:flex;gap:24px;flex-wrap:wrap}.cell{flex:1 1 460px}
+</style></head><body>
+<h1 style="font-size:20px">bcosdiff — model <code>%(model)s</code></h1>
+<form id="form">
+<label>prompt<input class="prompt" name="prompt" value="a red circle"></label>
+<label>compare with (same seed, optional)<input class="prompt" name="compare"
+ value="a red circle and a shark"></label>
+<label>steps<input class="num" name="steps" type="number" value="25" min="1"
+ max="%(max_steps)d"></label>
+<label>seed<input class="num" name="seed" type="number" value="0" min="0"></label>
+<label>guidance<input class="num" name="guidance" type="number" step="0.5"
+ placeholder="%(guidance)s"></label>
+<label>regenerate<input class="num" name="regenerate" type="number" value="0" min="0"
+ max="%(max_regenerate)d"></label>
+<button type="submit">explain</button></form>
+<div id="status"></div><div id="result"></div>
+<script>
+var form=document.getElementById('form'),statusBox=document.getElementById('status'),
+ result=document.getElementById('result');
+function say(text,error){statusBox.textContent=text;statusBox.className=error?'error':'';}
+function run(fragment){result.innerHTML=fragment;
+ result.querySelectorAll('script').forEach(function(old){var s=document.createElement('script');
+ s.textContent=old.textContent;old.replaceWith(s);});}
+function poll(id){fetch('/api/jobs/'+id).then(function(r){return r.json();}).then(function(j){
+ if(j.status==='done'){say(j.progress,false);run(j.html);}
+ else if(j.status==='error'){say(j.error,true);}
+ else{say(j.progress+' …',false);setTimeout(function(){poll(id);},400);}});}
+form.addEventListener('submit',function(e){e.preventDefault();
+ var data={};new FormData(form).forEach(function(v,k){data[k]=v;});
+ say('sending …',false);
+ fetch('/api/explain',{method:'POST',headers:{'Content-Type':'application/json'},
+  body:JSON.stringify(data)}).then(function(r){return r.json();}).then(function(j){
+  if(j.error){say(j.error,true);}else{poll(j.job);}})
+  .catch(function(){say('the server did not answer',true);});});
+</script></body></html>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base signature
+        pass  # quiet: one line per request would drown the terminal
+
+    def _send(self, status: int, body: str, kind: str = "application/json") -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        if self.path in ("/", "/index.html"):
+            pipe, limits = self.server.pipe, self.server.limits
+            page = _PAGE % {
+                "model": html.escape(pipe.name),
+                "max_steps": limits.max_steps,
+                "max_regenerate": limits.max_regenerate,
+                "guidance": f"{pipe.guidance:g}",
+            }
+            self._send(200, page, "text/html")
+        elif self.path.startswith("/api/jobs/"):
+            job = self.server.jobs.get(self.path.rsplit("/", 1)[-1])
+            if job is None:
+                self._send(404, json.dumps({"error": "no such job"}))
+                return
+            answer = {"status": job.status, "progress": job.progress}
+            if job.status == "done":
+                answer["html"] = job.html
+            if job.status == "error":
+                answer["error"] = job.error
+            self._send(200, json.dumps(answer))
+        else:
+            self._send(404, json.dumps({"error": "not found"}))
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        if self.path != "/api/explain":
+            self._send(404, json.dumps({"error": "not found"}))
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 64 * 1024:
+            self._send(413, json.dumps({"error": "the request is too large"}))
+            return
+        try:
+            request = parse_request(self.rfile.read(length), self.server.limits)
+            job_id = self.server.submit(request)
+        except BcosdiffError as exc:
+            self._send(400, json.dumps({"error": str(exc)}))
+            return
+        self._send(200, json.dumps({"job": job_id}))
+
+
+def make_server(pipe, host: str = "127.0.0.1", port: int = 7860, limits: Limits = Limits()):
+    """A :class:`ViewerServer` for ``pipe`` (port 0: any free port); call
+    ``serve_forever()``."""
+    try:
+        return ViewerServer((host, port), pipe, limits)
+    except OSError as exc:
+        raise BcosdiffError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -1,0 +1,67 @@
+"""The viewer server's HTTP interface (the page itself is driven in test_browser)."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import TINY_UNET
+
+from bcosdiff.errors import BcosdiffError
+from bcosdiff.pipeline import create_model_directory
+from bcosdiff.serve import Limits, make_server, parse_request
+
+
+def test_requests_are_checked_with_one_clear_message():
+    limits = Limits()
+    ok = parse_request(b'{"prompt": " a red circle ", "steps": "5", "guidance": ""}', limits)
+    assert ok["prompt"] == "a red circle" and ok["steps"] == 5 and ok["guidance"] is None
+    bad = [
+        (b"not json", "not JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"prompt": "  "}', "empty"),
+        (json.dumps({"prompt": "x" * 301}).encode(), "limit is 300"),
+        (b'{"prompt": "a", "steps": 0}', "steps"),
+        (b'{"prompt": "a", "steps": "many"}', "steps must be a number"),
+        (b'{"prompt": "a", "guidance": -1}', "guidance"),
+        (b'{"prompt": 5}', "must be text"),
+    ]
+    for body, message in bad:
+        with pytest.raises(BcosdiffError, match=message):
+            parse_request(body, limits)
+
+
+def _call(url, body=None):
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_job_runs_to_an_explanation_and_errors_are_json(tmp_path):
+    pipe = create_model_directory(
+        tmp_path / "m", "bcos-x0", unet=TINY_UNET, text={"max_length": 12}
+    )
+    server = make_server(pipe, port=0, limits=Limits(max_jobs=1))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        status, answer = _call(base + "/api/explain", b'{"prompt": "a red circle", "steps": 2}')
+        assert status == 200
+        job = answer["job"]
+        for _ in range(600):
+            status, state = _call(f"{base}/api/jobs/{job}")
+            if state["status"] in ("done", "error"):
+                break
+            time.sleep(0.1)
+        assert state["status"] == "done" and 'data-word="circle"' in state["html"]
+        assert _call(base + "/api/explain", b"{}")[0] == 400
+        assert _call(f"{base}/api/jobs/nope")[0] == 404
+        assert _call(base + "/nothing")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
