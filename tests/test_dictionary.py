@@ -153,6 +153,7 @@ def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
         "a red circle", steps=3, seed=1, sources=True, steering=steering, guidance=guidance
     )
     assert set(exp.sources) == {"prompt", "x_T", "time", "mean", "steering"}
+    assert exp.to_dict()["steering"]["site"] == "middle.0.attn"
     assert exp.sources["steering"].abs().max() > 0
     total = sum(exp.sources.values())
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4

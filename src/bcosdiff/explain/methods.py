@@ -61,7 +61,7 @@ class AttributionMethod:
     def attribute(self, run: GeneratedRun, words: Sequence[str] | None = None) -> Explanation:
         if self.needs_sample and not run.sampled:
             raise ValueError(f"{self.name!r} needs a sampled run (Pipeline.run)")
-        return keep_words(self._attribute(run), words)
+        return keep_words(_with_steering(self._attribute(run), run), words)
 
     def _attribute(self, run: GeneratedRun) -> Explanation:
         raise NotImplementedError
@@ -123,6 +123,13 @@ class AttributionMethod:
         )
 
 
+def _with_steering(exp: Explanation, run: GeneratedRun) -> Explanation:
+    """Record the run's steering vector (site and norm) in the explanation."""
+    if run.steering is not None and not run.steering.is_zero:
+        exp.steering = {"site": run.steering.site, "norm": float(run.steering.vector.norm())}
+    return exp
+
+
 def keep_words(exp: Explanation, words: Sequence[str] | None) -> Explanation:
     """``exp`` with only the named words in ``exp.words`` (case-insensitive)."""
     if words is None:
@@ -165,7 +172,7 @@ class BcosAttribution(AttributionMethod):
         ratio = self.pipe.flag_ratio if flag_ratio is None else flag_ratio
         exp = self._explain_whole_run(run, True, ratio, keep_maps, sources)
         exp.readout = self.readout
-        return keep_words(exp, words)
+        return keep_words(_with_steering(exp, run), words)
 
 
 class GradientInput(AttributionMethod):

@@ -49,6 +49,7 @@ class Explanation:
     # Contribution (C, H, W) of each source of the run: prompt, x_T, time, mean. They add up
     # to ``sample``; filled on request (``Pipeline.explain(sources=True)``, B-cos only).
     sources: dict[str, Tensor] = field(default_factory=dict)
+    steering: dict | None = None  # {"site", "norm"} of a steering vector added to the run
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -132,6 +133,7 @@ class Explanation:
             "flag_signal": self.flag_signal,
             "complete": self.complete,
             "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
+            **({"steering": self.steering} if self.steering else {}),
         }
 
 
