@@ -100,6 +100,9 @@ BAD_CALLS = [
     (["explain", "a", "--model", "MODEL", "--guidance", "nan"], "guidance"),
     (["eval", "faithfulness", "--model", "MODEL", "--guidance", "-1"], "guidance"),
     (["generate", "a", "--model", "MODEL", "--device", "tpu9"], "device"),
+    (["generate", "a red \udcff circle", "--model", "MODEL"], "not valid UTF-8"),
+    (["generate", "a", "--model", "MODEL", "--out", "image.txt"], "image format"),
+    (["generate", "a", "--model", "MODEL", "--progression", "strip.gif"], "image format"),
     (["explain", "a", "--model", "MODEL", "--device", "cuda:99"], "CUDA"),
     (["eval", "flags", "--model", "MODEL", "--quantile", "1.5"], "quantile"),
     (["info", "/no/such/model"], "not found"),
@@ -275,3 +278,22 @@ def test_generate_and_explain_on_cuda(model_dir):
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
     for method in ("xattn", "dfcam", "gradxinput"):
         gpu.explain("a red circle", steps=3, seed=1, method=method)
+
+
+@pytest.mark.parametrize(("suffix", "kind"), [(".png", "PNG"), (".jpg", "JPEG"), (".webp", "WEBP")])
+def test_the_image_format_follows_the_suffix(model_dir, tmp_path, suffix, kind):
+    out = tmp_path / f"image{suffix}"
+    argv = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert Image.open(out).format == kind
+
+
+def test_an_undecodable_prompt_from_the_shell_is_one_error_line(model_dir):
+    """Invalid UTF-8 bytes in argv, through the real console script."""
+    script = [sys.executable, "-m", "bcosdiff", "generate", b"a red \xff circle"]
+    done = subprocess.run(
+        [*script, "--model", str(model_dir), "--steps", "1", "--out", "/dev/null.png"],
+        capture_output=True,
+    )
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert done.stderr.count(b"\n") == 1 and b"UTF-8" in done.stderr

@@ -138,6 +138,9 @@ def generate(
     from .pipeline import check_generation_args, load_pipeline
 
     check_generation_args(prompt, steps, seed)
+    for target in (out, progression):
+        if target is not None:
+            _image_format(target)  # before the model loads
     steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
     check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
@@ -862,10 +865,25 @@ def _writing(target: Path):
         raise BcosdiffError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def _image_format(out: Path) -> str:
+    """The image format named by ``out``'s suffix; anything else is refused."""
+    kind = IMAGE_FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise BcosdiffError(
+            f"cannot tell the image format from {out.name!r}: use .png, .jpg, .jpeg or .webp"
+        )
+    return kind
+
+
 def _save_image(image, out: Path) -> None:
+    kind = _image_format(out)
     with _writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-        image.save(out, format="PNG")
+        options = {"quality": 95} if kind in ("JPEG", "WEBP") else {}
+        image.save(out, format=kind, **options)
 
 
 def _note(message: str, kind: str = "note") -> None:

@@ -34,6 +34,10 @@ def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | N
     """Reject an empty prompt, steps outside ``[1, max_steps]`` and seeds outside ``[0, 2^63)``."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise BcosdiffError("the prompt is empty")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable command-line bytes arrive as lone surrogates
+        raise BcosdiffError("the prompt is not valid UTF-8 text") from None
     if steps < 1 or (max_steps is not None and steps > max_steps):
         bound = f"between 1 and {max_steps}" if max_steps is not None else "at least 1"
         raise BcosdiffError(f"steps must be {bound}, got {steps}")

@@ -156,7 +156,10 @@ class TextEncoder(nn.Module):
             return_special_tokens_mask=True,
             return_tensors="pt",
         )
-        full = self.tokenizer(prompts, truncation=False, add_special_tokens=True)["input_ids"]
+        # verbose=False: the length is reported by the pipeline's own truncation warning.
+        full = self.tokenizer(prompts, truncation=False, add_special_tokens=True, verbose=False)[
+            "input_ids"
+        ]
         batch["truncated"] = [len(ids) > self.max_length for ids in full]
         return batch
 
