@@ -150,11 +150,12 @@ def test_weights_that_are_not_safetensors_are_refused(command, model_dir, tmp_pa
     (broken / "config.json").write_text((model_dir / "config.json").read_text())
     net = load_pipeline(model_dir).unet
     torch.save(net.state_dict(), broken / "unet.pt")  # a pickle: must never be loaded
-    assert main([command, "a", "--model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    out = str(tmp_path / ("o.png" if command == "generate" else "o"))
+    assert main([command, "a", "--model", str(broken), "--out", out]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unet.safetensors" in err and "missing" in err
+    assert err.count("\n") == 1 and "unet.safetensors" in err and "safetensors only" in err
     (broken / "unet.safetensors").write_bytes((broken / "unet.pt").read_bytes())
-    assert main([command, "a", "--model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    assert main([command, "a", "--model", str(broken), "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a readable safetensors file" in err
 

@@ -213,7 +213,7 @@ def test_shipped_configs_are_valid():
     from bcosdiff.variants import get_variant
 
     paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
-    assert len(paths) == 10  # five variants, CPU and GPU scale
+    assert len(paths) == 13  # five variants at CPU and GPU scale, three composition runs
     for path in paths:
         config = load_train_config(path)
         get_variant(config.variant)
@@ -221,6 +221,9 @@ def test_shipped_configs_are_valid():
         if path.parent.name == "gpu":
             assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
             assert config.data["size"] == 64
+        if path.stem.endswith("-compose"):  # guidance needs an unconditional branch
+            assert config.prompt_dropout > 0 and config.guidance > 1
+            assert config.data["two_object_prob"] > 0.5
 
 
 def test_init_from_a_model_directory(tmp_path):

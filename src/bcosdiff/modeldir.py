@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelLoadError
@@ -60,10 +60,23 @@ def _umask() -> int:
     return current
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def inside(directory: Path, name: str) -> Path:
+    """``directory / name``, refused when a symlink takes it outside the directory."""
+    path = Path(directory) / name
+    if path.is_symlink() or path.exists():
+        resolved, root = path.resolve(), Path(directory).resolve()
+        if root not in resolved.parents:
+            raise ModelLoadError(f"{path} points outside its model directory ({resolved})")
+    return path
+
+
 def read_config(directory: Path) -> dict:
-    path = Path(directory) / CONFIG_NAME
     if not Path(directory).is_dir():
         raise ModelLoadError(f"model directory not found: {directory}")
+    path = inside(directory, CONFIG_NAME)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -89,10 +102,32 @@ def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict |
     atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
+def _missing_weights(path: Path) -> ModelLoadError:
+    pickles = sorted(p.name for p in path.parent.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        return ModelLoadError(
+            f"{path.parent} holds only pickled weights ({', '.join(pickles[:3])}); bcosdiff "
+            f"loads safetensors only and never unpickles (convert them to {path.name})"
+        )
+    return ModelLoadError(f"weights file is missing: {path}")
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes declared in a safetensors header, read without loading any tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise _missing_weights(path)
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"weights file is missing: {path}")
+        raise _missing_weights(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -112,14 +147,20 @@ def load_unet(directory: Path) -> UNet:
     if "unet" not in config:
         raise ModelLoadError(f"{Path(directory) / CONFIG_NAME} has no 'unet' section")
     try:
-        unet = UNet(UNetConfig.from_dict(config["unet"]))
-    except (TypeError, ValueError) as exc:
+        unet_config = UNetConfig.from_dict(config["unet"])
+        # The layout is built without memory first: an absurd config costs nothing.
+        with torch.device("meta"):
+            layout = UNet(unet_config)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
         raise ModelLoadError(f"bad 'unet' section in {directory}: {exc}") from None
-    state = read_weights(Path(directory) / "unet.safetensors")
-    expected = unet.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    weights = inside(directory, "unet.safetensors")
+    # Compared against the file's header before anything is allocated: weights that fit the
+    # config are no larger than the file on disk.
+    declared = weight_shapes(weights)
+    expected = {k: tuple(v.shape) for k, v in layout.state_dict().items()}
+    missing = sorted(set(expected) - set(declared))
+    unexpected = sorted(set(declared) - set(expected))
+    wrong = [k for k in expected if k in declared and declared[k] != expected[k]]
     if missing or unexpected or wrong:
         detail = (
             (missing and f"missing {missing[:3]}")
@@ -127,5 +168,6 @@ def load_unet(directory: Path) -> UNet:
             or f"shape mismatch {wrong[:3]}"
         )
         raise ModelLoadError(f"weights in {directory} do not fit its config: {detail}")
-    unet.load_state_dict(state)
+    unet = UNet(unet_config)
+    unet.load_state_dict(read_weights(weights))
     return unet.eval()

@@ -70,9 +70,22 @@ class UNetConfig(ConfigRecord):
                 f"sample_size {self.sample_size} is not divisible by 2^{levels - 1} "
                 f"(one halving per level after the first)"
             )
-        for name in ("in_channels", "out_channels", "model_channels", "num_res_blocks"):
+        for name in (
+            "in_channels",
+            "out_channels",
+            "model_channels",
+            "num_res_blocks",
+            "head_channels",
+            "transformer_depth",
+            "context_dim",
+            "norm_groups",
+            "time_embed_mult",
+            "max_out",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.sample_size < 1:
+            problems.append("sample_size must be >= 1")
         if self.b < 1:
             problems.append("b must be >= 1")
         if problems:
