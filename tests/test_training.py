@@ -254,3 +254,37 @@ def test_init_from_a_model_directory(tmp_path):
     )
     with pytest.raises(BcosdiffError, match="another U-Net config"):
         train(bad, progress=False)
+
+
+def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch):
+    """A failure (a kill) at any point of an export leaves the previous model intact and
+    no loadable half-written directory."""
+    from bcosdiff.modeldir import read_weights
+    from bcosdiff.pipeline import Pipeline
+    from bcosdiff.training import export as export_module
+
+    _run(tmp_path / "run", 2)
+    out = tmp_path / "model"
+    export_checkpoint(tmp_path / "run", out, "model")
+    before = read_weights(out / "unet.safetensors")
+
+    real_write = export_module._write_model
+
+    def dies_after_the_weights(directory, *args):
+        real_write(directory, *args)
+        (directory / "config.json").unlink()  # as if killed between the two files
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "_write_model", dies_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(tmp_path / "run", out, "ema")
+    after = read_weights(out / "unet.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the old model, untouched
+    Pipeline.from_directory(out)  # still loads
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []
+    monkeypatch.undo()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    with pytest.raises(BcosdiffError, match="not a model directory"):
+        export_checkpoint(tmp_path / "run", tmp_path / "notes", "ema")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..diffusion import DiffusionProcess
 from ..errors import BcosdiffError
-from ..modeldir import save_unet, update_config
+from ..modeldir import atomic_write, save_unet, update_config
 from ..networks import UNet, UNetConfig
 from ..text import TextConfig
 from ..variants import get_variant
@@ -37,18 +41,52 @@ def export_checkpoint(
     text = TextConfig.from_dict({"mode": variant.text_mode, **config.get("text", {})})
     unet = UNet(UNetConfig.from_dict(config["unet"]))
     unet.load_state_dict(parts[weights])
-    save_unet(unet, Path(out))
+    out = Path(out)
+    with _staged(out) as staging:
+        _write_model(staging, out.name, unet, variant, text, config, state, run_dir, weights)
+    return out
+
+
+@contextmanager
+def _staged(out: Path):
+    """A fresh hidden sibling directory to write into; on success it replaces ``out`` by
+    renames, so a crash at any point leaves the old model, no model, or the new one at
+    ``out`` — never a directory mixing the two. An existing ``out`` that is not a model
+    directory is refused rather than replaced."""
+    if out.exists() and not (out / "config.json").is_file():
+        if not out.is_dir() or any(out.iterdir()):
+            raise BcosdiffError(f"{out} exists and is not a model directory: not replacing it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{staging.name[-8:]}"
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_model(directory, name, unet, variant, text, config, state, run_dir, weights):
+    save_unet(unet, directory)
     update_config(
-        Path(out),
+        directory,
         variant=config["variant"],
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
         sampling={"guidance": float(config.get("guidance", 1.0))},
         training={"steps": state["step"], "weights": weights, "config": config},
     )
-    card = model_card(Path(out).name, unet, variant.name, state, run_dir / "metrics.csv", weights)
-    (Path(out) / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    return Path(out)
+    card = model_card(name, unet, variant.name, state, run_dir / "metrics.csv", weights)
+    atomic_write(directory / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
 def _metrics(path: Path) -> list[dict]:
