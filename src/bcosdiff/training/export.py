@@ -53,9 +53,9 @@ def _staged(out: Path):
     renames, so a crash at any point leaves the old model, no model, or the new one at
     ``out`` — never a directory mixing the two. An existing ``out`` that is not a model
     directory is refused rather than replaced."""
-    if out.exists() and not (out / "config.json").is_file():
-        if not out.is_dir() or any(out.iterdir()):
-            raise BcosdiffError(f"{out} exists and is not a model directory: not replacing it")
+    foreign = out.exists() and not (out / "config.json").is_file()
+    if foreign and (not out.is_dir() or any(out.iterdir())):
+        raise BcosdiffError(f"{out} exists and is not a model directory: not replacing it")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
