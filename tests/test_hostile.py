@@ -99,3 +99,21 @@ def test_a_text_model_without_a_tokenizer_is_refused(good, tmp_path, capsys):
     (text / "config.json").write_text(json.dumps({"model_type": "bert"}))
     _config(directory, lambda d: d["text"].update(model=str(text)))
     _refused(directory, capsys, "text model")
+
+
+def test_explain_checks_memory_first_and_says_what_to_lower(good, monkeypatch, capsys):
+    from bcosdiff.explain import budget
+
+    pipe_dir = str(good)
+    unet = __import__("bcosdiff").load_pipeline(pipe_dir).unet
+    estimate = budget.check_explanation_memory(unet, 12, 1, "bcos")
+    # More tokens or (for gradient x input) more steps need more.
+    assert budget.check_explanation_memory(unet, 24, 1, "bcos") > estimate
+    few = budget.check_explanation_memory(unet, 12, 5, "gradxinput")
+    assert budget.check_explanation_memory(unet, 12, 50, "gradxinput") > few
+    assert estimate > 0
+    monkeypatch.setattr(budget, "available_bytes", lambda device: estimate // 2)
+    capsys.readouterr()
+    assert main(["explain", "a red circle", "--model", pipe_dir, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB" in err and "shorter prompt" in err

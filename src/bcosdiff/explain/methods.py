@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from ..bcos import explanation_mode, explicit_attention
 from ..errors import BcosdiffError
+from .budget import check_explanation_memory
 from .explanation import explain_run
 from .readouts import DEFAULT_READOUT, READOUTS, get_readout
 from .report import Explanation, build_explanation
@@ -84,6 +85,8 @@ class AttributionMethod:
         source's contribution (B-cos only)."""
         pipe = self.pipe
         context, mask = run.context()
+        method = "bcos" if linearise else "gradxinput"
+        check_explanation_memory(pipe.unet, context.shape[1], run.steps, method, sources)
         result = explain_run(
             pipe.unet,
             pipe.process,
