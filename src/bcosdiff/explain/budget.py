@@ -4,9 +4,11 @@ The linear replay pushes ``1 + tokens (+ sources)`` rows through the U-Net at on
 no graph, so its peak is about one U-Net forward pass at that batch size, whatever the number
 of steps; under guidance the two branches run one after the other. Gradient × input holds a
 forward-mode pass over a chunk of 16 tokens (primal and tangent), one step's activations for
-the reverse pass, and every step's recomputation inputs (so it grows with the steps). The activation size of one row is measured once per layout, by a
-forward pass on the meta device (shapes only, no memory). The estimate is checked against
-the measured peaks in ``docs/reliability.md``.
+the reverse pass, and every step's recomputation inputs (so it grows with the steps).
+
+The activation size of one row is measured once per layout, by a forward pass on the meta
+device (shapes only, no memory). The estimate is compared with measured peaks in
+``docs/reliability.md``.
 """
 
 from __future__ import annotations
