@@ -253,3 +253,35 @@ def test_precision_credits_a_sparse_feature_that_fires_only_on_its_attribute():
     assert precision[0, 0] == 1.0 and gain[0, 0] == 1.0
     assert feature_auroc(codes, masks)[0, 0] == pytest.approx(0.625)  # recall penalised
     assert abs(float(gain[1, 0])) < 0.2 and abs(float(gain[1, 1])) < 0.2
+
+
+def test_broken_dictionary_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from bcosdiff.dictionary.store import load_dictionary
+    from bcosdiff.errors import BcosdiffError
+
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors at all")
+    with pytest.raises(BcosdiffError, match="cannot read dictionary"):
+        load_dictionary(junk)
+    bare = tmp_path / "bare.safetensors"
+    save_file({"atoms": torch.zeros(2, 3)}, str(bare))  # no header metadata
+    with pytest.raises(BcosdiffError, match="not a bcosdiff dictionary"):
+        load_dictionary(bare)
+
+
+def test_a_failed_shard_write_leaves_no_partial_shard(tmp_path, monkeypatch):
+    from bcosdiff.dictionary import capture
+
+    def broken(tensors, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"half a shard")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(capture, "save_file", broken)
+    writer = capture.ShardWriter(tmp_path / "site", 4, {"site": "x"})
+    labels = {k: torch.zeros(4, dtype=torch.long) for k in capture.LABELS}
+    with pytest.raises(OSError, match="disk full"):
+        writer.add(torch.zeros(4, 3), labels)
+    assert list((tmp_path / "site").iterdir()) == []
