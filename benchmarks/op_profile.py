@@ -1,6 +1,6 @@
 """Where the time goes: torch.profiler over one generation and one explanation (one run).
 
-    python benchmarks/profile.py [--model bcos-x0] [--steps 25] [--top 12]
+    python benchmarks/op_profile.py [--model bcos-x0] [--steps 25] [--top 12]
 
 Prints the operators with the largest self CPU time for a 25-step generation and for a
 B-cos explanation (relevance, reconstruction and every token's map) of the same prompt,
