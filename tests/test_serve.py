@@ -65,3 +65,13 @@ def test_a_job_runs_to_an_explanation_and_errors_are_json(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("method", ["bcos", "xattn"])
+def test_explain_reports_progress_per_step(tmp_path, method):
+    pipe = create_model_directory(
+        tmp_path / "m", "bcos-x0", unet=TINY_UNET, text={"max_length": 12}
+    )
+    seen = []
+    pipe.explain("a red circle", steps=3, method=method, progress=lambda *a: seen.append(a))
+    assert seen == [(1, 3), (2, 3), (3, 3)]

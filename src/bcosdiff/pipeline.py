@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -258,6 +259,7 @@ class Pipeline:
         schedule: DDIMSchedule | None = None,
         guidance: float | None = None,
         steering: Steering | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ):
         """Generate one image and keep what every explanation method needs: a sampled
         :class:`~bcosdiff.explain.GeneratedRun` (the same image as :meth:`generate`) with
@@ -271,7 +273,7 @@ class Pipeline:
             eta=eta,
             schedule=run.schedule,
             noise=run.step_noise,
-            callback=states.append,
+            callback=_recorder(states, progress, len(run.schedule)),
         )
         run.states = states
         return run
@@ -290,6 +292,7 @@ class Pipeline:
         guidance: float | None = None,
         sources: bool = False,
         steering: Steering | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
@@ -306,6 +309,7 @@ class Pipeline:
         ``exp.sources``: the contribution of each source of the run (prompt, x_T, time, μ),
         which add up to ``exp.sample``. ``steering`` (:mod:`bcosdiff.dictionary.steering`)
         adds a feature direction at a U-Net site on every step; it is one more source.
+        ``progress(done, total)`` is called after each sampling step.
         With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
         part of the computation and says so (``complete`` is False, with a warning).
         """
@@ -331,14 +335,14 @@ class Pipeline:
                 stacklevel=2,
             )
         if not bcos:
-            run = self.run(prompt, steps, seed, eta, schedule, guidance, steering)
+            run = self.run(prompt, steps, seed, eta, schedule, guidance, steering, progress)
             return explainer.attribute(run)
         best = None
         attempts = []
         for attempt_seed in range(seed, seed + regenerate + 1):
             run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule, guidance, steering)
             exp = explainer.attribute(
-                run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources
+                run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources, progress=progress
             )
             attempts.append((attempt_seed, list(exp.flagged_tokens)))
             if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
@@ -366,6 +370,18 @@ class Pipeline:
         ``steering``: see :meth:`explain`)."""
         sample = self.sample(prompt, steps, seed, eta, guidance, steering)
         return to_pil(decode_image(sample, self.process.encoding))
+
+
+def _recorder(states: list, progress, total: int):
+    """The sampler callback of :meth:`Pipeline.run`: keep every step's state, report
+    progress."""
+
+    def record(state) -> None:
+        states.append(state)
+        if progress is not None:
+            progress(state.index + 1, total)
+
+    return record
 
 
 def _shorten(text: str, limit: int = 40) -> str:

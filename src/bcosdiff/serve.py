@@ -142,7 +142,11 @@ class ViewerServer(ThreadingHTTPServer):
         bcos = self.pipe.unet.config.kind == "bcos"
         views = []
         for k, prompt in enumerate(prompts):
-            job.progress = f"explaining prompt {k + 1} of {len(prompts)} ({r['steps']} steps)"
+            job.progress = f"prompt {k + 1} of {len(prompts)}: starting"
+
+            def progress(done: int, total: int, k: int = k) -> None:
+                job.progress = f"prompt {k + 1} of {len(prompts)}: step {done} of {total}"
+
             exp = self.pipe.explain(
                 prompt,
                 steps=r["steps"],
@@ -150,6 +154,7 @@ class ViewerServer(ThreadingHTTPServer):
                 guidance=r["guidance"],
                 regenerate=r["regenerate"] if bcos else 0,
                 method="bcos" if bcos else "xattn",
+                progress=progress,
             )
             views.append(explanation_html(exp, element_id=f"view-{uuid.uuid4().hex[:8]}"))
         cells = "".join(f'<div class="cell">{v}</div>' for v in views)

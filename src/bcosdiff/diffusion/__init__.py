@@ -2,6 +2,7 @@
 schedules and classifier-free guidance."""
 
 from .ddim import (
+    Callback,
     DDIMSchedule,
     StepState,
     as_schedule,
@@ -16,6 +17,7 @@ from .timesteps import STAGES, exponential_timesteps
 
 __all__ = [
     "BETA_SCHEDULES",
+    "Callback",
     "DDIMSchedule",
     "ENCODINGS",
     "STAGES",

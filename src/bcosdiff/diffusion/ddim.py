@@ -37,6 +37,7 @@ from .process import DiffusionProcess
 from .timesteps import exponential_timesteps
 
 __all__ = [
+    "Callback",
     "DDIMSchedule",
     "StepState",
     "as_schedule",

@@ -13,6 +13,7 @@ For prompt embeddings ``x`` and the run's dynamic linear summary ``W(x)`` (expla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,7 @@ def explain_run(
     linearise: bool = True,
     guidance: float = 1.0,
     steering: Steering | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RunExplanation:
     """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
 
@@ -86,6 +88,7 @@ def explain_run(
     come through the conditional branch, and the sources still add up to the sample.
     ``steering`` (:class:`~bcosdiff.dictionary.Steering`) is one more source: its vector
     enters the real run only, and ``sources["steering"]`` is its contribution (replay only).
+    ``progress(done, total)`` is called after each step of the replay.
     """
     if context.shape[0] != 1 or x_T.shape[0] != 1:
         raise ValueError("explain_run explains one run at a time (batch of one)")
@@ -105,6 +108,7 @@ def explain_run(
             step_noise,
             guidance,
             steering,
+            progress,
         )
     if method != "jvp":
         raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
@@ -189,6 +193,7 @@ def _explain_by_replay(
     step_noise: list[Tensor] | None,
     guidance: float,
     steering: Steering | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RunExplanation:
     sources = RunSources.for_run(unet, process, context, x_T, steps)
     length = context.shape[1]
@@ -243,6 +248,7 @@ def _explain_by_replay(
             guidance=guidance,
             steering=steering,
             steering_rows=steering_rows,
+            callback=_progress_callback(progress, len(as_schedule(process, steps))),
         )
     per_token = out[1 : 1 + count]
     totals = context.new_zeros(length)
@@ -271,6 +277,12 @@ def _explain_by_replay(
         sources={k: v.cpu() for k, v in parts.items()},
         complete=eta == 0,
     )
+
+
+def _progress_callback(progress: Callable[[int, int], None] | None, total: int):
+    if progress is None:
+        return None
+    return lambda state: progress(state.index + 1, total)
 
 
 def patch_backward_contributions(

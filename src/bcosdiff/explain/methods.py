@@ -79,6 +79,7 @@ class AttributionMethod:
         flag_ratio: float,
         keep_maps: bool = True,
         sources: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
         """The whole-run explanation of ``run``: the B-cos replay (``linearise``) or the
         JVP/VJP path outside explanation mode (gradient × input); ``sources`` adds each
@@ -102,6 +103,7 @@ class AttributionMethod:
             guidance=run.guidance,
             decompose_sources=sources,
             steering=run.steering,
+            progress=progress,
         )
         if not linearise and run.sample is not None:
             # The explicit attention path rounds differently from the fused kernel; the replay
@@ -168,12 +170,13 @@ class BcosAttribution(AttributionMethod):
         flag_ratio: float | None = None,
         keep_maps: bool = True,
         sources: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
         """``flag_ratio`` overrides the model's calibrated threshold; ``keep_maps=False``
         drops the contribution maps once the words' scores are known; ``sources=True``
         fills ``exp.sources`` (prompt, x_T, time, μ; they add up to ``exp.sample``)."""
         ratio = self.pipe.flag_ratio if flag_ratio is None else flag_ratio
-        exp = self._explain_whole_run(run, True, ratio, keep_maps, sources)
+        exp = self._explain_whole_run(run, True, ratio, keep_maps, sources, progress)
         exp.readout = self.readout
         return keep_words(_with_steering(exp, run), words)
 

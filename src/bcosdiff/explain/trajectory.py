@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..dictionary.steering import Steering, apply_steering
 from ..diffusion import (
+    Callback,
     DDIMSchedule,
     DiffusionProcess,
     as_schedule,
@@ -83,6 +84,7 @@ def run_trajectory(
     guidance: float = 1.0,
     steering: Steering | None = None,
     steering_rows: Tensor | None = None,
+    callback: Callback | None = None,
 ) -> Tensor:
     """The final encoded sample of DDIM (σ_t = 0) from the given sources; ``steps`` is a
     step count (uniform spacing) or any :class:`~bcosdiff.diffusion.DDIMSchedule`.
@@ -104,6 +106,7 @@ def run_trajectory(
     calls (a linear replay takes each call's dynamic factors from that call's row 0).
     ``steering`` adds its vector at its site in every call, in the batch rows selected by
     ``steering_rows`` (default all): a constant, i.e. one more source of the run.
+    ``callback`` is the sampler's per-step callback (e.g. for progress).
     """
     schedule = as_schedule(process, steps)
     if eta > 0 and (step_noise is None or len(step_noise) != len(schedule)):
@@ -129,4 +132,5 @@ def run_trajectory(
         noise=step_noise,
         mean=mean,
         checkpoint_steps=checkpoint_steps,
+        callback=callback,
     )
