@@ -17,15 +17,62 @@ from .mode import DetachableModule
 __all__ = ["UncentredGroupNorm", "UncentredLayerNorm", "uncentred_normalise"]
 
 
-def uncentred_normalise(
-    x: Tensor, dims: tuple[int, ...], eps: float, detach: bool, shared: bool = False
-) -> Tensor:
-    """Divide ``x`` by its standard deviation over ``dims`` (mean kept in ``x``); with
-    ``shared`` the statistic of batch row 0 is used for every row."""
-    stats_source = x[:1] if shared else x
-    stats_source = stats_source.detach() if detach else stats_source
-    var = stats_source.var(dim=dims, unbiased=False, keepdim=True)
-    return x * torch.rsqrt(var + eps)
+def _group_statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``(mean, 1/sqrt(var + eps))`` over the last dimension of ``x`` ``(…, M)``.
+
+    Computed by the fused native layer norm, which returns both statistics: ``torch.var``
+    reduces about ten times slower on the CPU (measured: 195 µs vs 8 µs for 16 groups of
+    1024 numbers), and the norms were the largest single cost of a sampling step."""
+    _, mean, rstd = torch.native_layer_norm(x, (x.shape[-1],), None, None, eps)
+    return mean, rstd
+
+
+class _Uncentred(torch.autograd.Function):
+    """``y = x · r`` with ``r = 1/sqrt(Var[x] + eps)`` over the last dimension (``M``
+    numbers), with hand-written derivatives:
+
+    ``∂L/∂x = r·g − r³/M · (Σ g·x) · (x − mean)`` and, forward, ``dy = r·dx + x·dr`` with
+    ``dr = −r³/M · Σ (x − mean)·dx``."""
+
+    generate_vmap_rule = True  # batched JVPs (gradient × input)
+
+    @staticmethod
+    def forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        mean, rstd = _group_statistics(x, eps)
+        return x * rstd, mean, rstd
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, _ = inputs
+        _, mean, rstd = output
+        ctx.mark_non_differentiable(mean, rstd)
+        ctx.save_for_backward(x, mean, rstd)
+        ctx.save_for_forward(x, mean, rstd)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _mean: Tensor, _rstd: Tensor):
+        x, mean, rstd = ctx.saved_tensors
+        size = x.shape[-1]
+        weighted = (grad * x).sum(-1, keepdim=True)
+        return rstd * grad - (rstd.pow(3) / size) * weighted * (x - mean), None
+
+    @staticmethod
+    def jvp(ctx, dx: Tensor, _eps) -> tuple[Tensor, None, None]:
+        x, mean, rstd = ctx.saved_tensors
+        size = x.shape[-1]
+        drstd = -(rstd.pow(3) / size) * ((x - mean) * dx).sum(-1, keepdim=True)
+        return rstd * dx + x * drstd, None, None
+
+
+def uncentred_normalise(x: Tensor, eps: float, detach: bool, shared: bool = False) -> Tensor:
+    """Divide ``x`` by its standard deviation over the last dimension (mean kept in ``x``);
+    ``detach`` cuts the statistic from autograd (explanation mode); with ``shared`` the
+    statistic of batch row 0 is used for every row (linear replay)."""
+    if not detach and not shared:
+        return _Uncentred.apply(x, eps)[0]
+    with torch.no_grad():
+        _, rstd = _group_statistics(x[:1] if shared else x, eps)
+    return x * rstd
 
 
 class UncentredGroupNorm(DetachableModule):
@@ -41,11 +88,9 @@ class UncentredGroupNorm(DetachableModule):
         self.weight = nn.Parameter(torch.ones(num_channels)) if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
-        grouped = x.unflatten(1, (self.num_groups, -1))
-        dims = tuple(range(2, grouped.dim()))
-        y = uncentred_normalise(
-            grouped, dims, self.eps, self.detach_dynamic, self.shared_factors
-        ).flatten(1, 2)
+        grouped = x.reshape(x.shape[0], self.num_groups, -1)  # (N, G, C/G · spatial)
+        y = uncentred_normalise(grouped, self.eps, self.detach_dynamic, self.shared_factors)
+        y = y.view_as(x)
         if self.weight is not None:
             y = y * self.weight.view(1, -1, *([1] * (x.dim() - 2)))
         return y
@@ -65,7 +110,7 @@ class UncentredLayerNorm(DetachableModule):
         self.weight = nn.Parameter(torch.ones(dim)) if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = uncentred_normalise(x, (-1,), self.eps, self.detach_dynamic, self.shared_factors)
+        y = uncentred_normalise(x, self.eps, self.detach_dynamic, self.shared_factors)
         return y * self.weight if self.weight is not None else y
 
     def extra_repr(self) -> str:
