@@ -89,6 +89,8 @@ def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool =
             return factor_out.abs() / norm * out
         return ((factor_out / norm).abs() + _COS_EPS).pow(b - 1) * out
     if b == 2 and not detach:
+        if not torch.is_grad_enabled():  # sampling: the same numbers without the Function
+            return out * out.abs() / norm
         return _SquareScale.apply(out, norm)
     factor_out = out.detach() if detach else out
     if detach:
@@ -120,6 +122,25 @@ def _check_b(b: float, max_out: int) -> None:
         raise ValueError(f"max_out must be >= 1, got {max_out}")
 
 
+class _UnitWeight:
+    """``w / ‖w‖`` per output unit, kept between calls while the weight is unchanged and no
+    gradient is wanted (sampling and explanation renormalise nothing at every step)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: Tensor | None = None
+
+    def __call__(self, weight: Tensor, dims) -> Tensor:
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return weight / torch.linalg.vector_norm(weight, dim=dims, keepdim=True)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, weight.shape)
+        if key != self.key:
+            with torch.no_grad():
+                self.value = weight / torch.linalg.vector_norm(weight, dim=dims, keepdim=True)
+            self.key = key
+        return self.value
+
+
 class BcosLinear(DetachableModule):
     """B-cos transform over the last dimension: ``(*, in_features) -> (*, out_features)``."""
 
@@ -132,9 +153,10 @@ class BcosLinear(DetachableModule):
         self.max_out = max_out
         self.weight = nn.Parameter(torch.empty(out_features * max_out, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._unit = _UnitWeight()
 
     def unit_weight(self) -> Tensor:
-        return self.weight / torch.linalg.vector_norm(self.weight, dim=1, keepdim=True)
+        return self._unit(self.weight, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.linear(x, self.unit_weight())
@@ -185,9 +207,10 @@ class BcosConv2d(DetachableModule):
             torch.empty(out_channels * max_out, in_channels // groups, *self.kernel_size)
         )
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._unit = _UnitWeight()
 
     def unit_weight(self) -> Tensor:
-        return self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
+        return self._unit(self.weight, (1, 2, 3))
 
     def patch_norm(self, x: Tensor) -> Tensor:
         """``‖patch‖`` for every output position and filter group: ``(N, G or 1, H', W')``."""
