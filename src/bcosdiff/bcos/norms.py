@@ -70,8 +70,9 @@ def uncentred_normalise(x: Tensor, eps: float, detach: bool, shared: bool = Fals
     statistic of batch row 0 is used for every row (linear replay)."""
     if not detach and not shared:
         return _Uncentred.apply(x, eps)[0]
-    with torch.no_grad():
-        _, rstd = _group_statistics(x[:1] if shared else x, eps)
+    # detach() (not only no_grad) also cuts forward-mode tangents: the statistic is a
+    # constant factor of the explanation's linear map.
+    _, rstd = _group_statistics((x[:1] if shared else x).detach(), eps)
     return x * rstd
 
 
