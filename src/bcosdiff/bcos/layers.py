@@ -55,12 +55,15 @@ class _SquareScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         out, norm = ctx.saved_tensors
-        scaled = grad / norm
+        # t = grad·|out|/norm serves both: ∂/∂out = 2t, ∂/∂norm = −Σ t·out / norm (the
+        # division after the sum, on the small reduced tensor).
+        t = grad * out.abs()
+        t.div_(norm)
         grad_out = grad_norm = None
-        if ctx.needs_input_grad[0]:
-            grad_out = (scaled * out.abs()).mul_(2.0)
         if ctx.needs_input_grad[1]:
-            grad_norm = (scaled * out * out.abs()).div_(norm).neg_().sum_to_size(norm.shape)
+            grad_norm = (t * out).sum_to_size(norm.shape).div_(norm).neg_()
+        if ctx.needs_input_grad[0]:
+            grad_out = t.mul_(2.0)
         return grad_out, grad_norm
 
     @staticmethod
