@@ -171,6 +171,10 @@ def test_sae_command_line_from_capture_to_steering(tmp_path, capsys):
 
     model = tmp_path / "m"
     create_model_directory(model, "bcos-x0", unet=TINY_UNET, text={"max_length": 12})
+    capsys.readouterr()
+    assert main(["sae", "sites", "-m", str(model)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[1] == "middle.0.attn\t32 channels\t4x4" and len(listed) == 4
     acts = tmp_path / "acts"
     argv = ["sae", "capture", "-m", str(model), "--site", "middle.0.attn", "--prompts", "6"]
     argv += ["--steps", "3", "--shard-rows", "100", "--out", str(acts), "--no-progress"]
