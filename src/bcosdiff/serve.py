@@ -31,6 +31,8 @@ from .errors import BcosdiffError
 
 __all__ = ["Limits", "ViewerServer", "make_server"]
 
+KEEP_FINISHED = 32  # finished jobs (and their pages) kept for polling
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -114,6 +116,9 @@ class ViewerServer(ThreadingHTTPServer):
             active = sum(j.status in ("queued", "running") for j in self.jobs.values())
             if active >= self.limits.max_jobs:
                 raise BcosdiffError("the server is busy; try again when a job has finished")
+            finished = [k for k, j in self.jobs.items() if j.status in ("done", "error")]
+            for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+                del self.jobs[old]  # oldest first: dicts keep insertion order
             job_id = uuid.uuid4().hex[:12]
             self.jobs[job_id] = Job(request)
         self.queue.put(job_id)
