@@ -227,7 +227,7 @@ def test_shipped_configs_are_valid():
 
 
 def test_init_from_a_model_directory(tmp_path):
-    from bcosdiff.modeldir import load_unet
+    from bcosdiff.modeldir import load_unet, read_config
 
     first = _run(tmp_path / "first", 2)
     config = TrainConfig.from_dict(
@@ -240,6 +240,10 @@ def test_init_from_a_model_directory(tmp_path):
         }
     )
     second = train(config, progress=False)
+    # The lineage counts the steps behind the starting model, in the model and on its card.
+    assert read_config(second)["training"]["init"] == {"from": str(first), "total_steps": 2}
+    card = (export_checkpoint(tmp_path / "second", tmp_path / "m") / "MODEL_CARD.md").read_text()
+    assert "(2 steps): 3 training steps in all" in card
     a, b = load_unet(first).state_dict(), load_unet(second).state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)

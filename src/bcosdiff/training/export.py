@@ -17,6 +17,7 @@ from ..networks import UNet, UNetConfig
 from ..text import TextConfig
 from ..variants import get_variant
 from .checkpoint import latest_checkpoint, load_checkpoint
+from .loop import initial_lineage
 
 __all__ = ["export_checkpoint"]
 
@@ -37,6 +38,8 @@ def export_checkpoint(
         raise BcosdiffError("weights must be 'ema' or 'model'")
     parts, state = load_checkpoint(path)
     config = {k: v for k, v in state["config"].items() if k != "output_dir"}
+    if "init" not in state and config.get("init_from"):  # checkpoints from before lineage
+        state["init"] = initial_lineage(config["init_from"])
     variant = get_variant(config["variant"])
     text = TextConfig.from_dict({"mode": variant.text_mode, **config.get("text", {})})
     unet = UNet(UNetConfig.from_dict(config["unet"]))
@@ -83,7 +86,12 @@ def _write_model(directory, name, unet, variant, text, config, state, run_dir, w
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
         sampling={"guidance": float(config.get("guidance", 1.0))},
-        training={"steps": state["step"], "weights": weights, "config": config},
+        training={
+            "steps": state["step"],
+            **({"init": state["init"]} if state.get("init") else {}),
+            "weights": weights,
+            "config": config,
+        },
     )
     card = model_card(name, unet, variant.name, state, run_dir / "metrics.csv", weights)
     atomic_write(directory / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
@@ -115,6 +123,14 @@ def model_card(
         f"- optimiser: AdamW lr {config['lr']}, batch {config['batch_size']} per process, "
         f"warm-up {config['warmup_steps']} steps, EMA decay {config['ema_decay']}",
         f"- weights: {weights}, after {step} steps",
+        *(
+            [
+                f"- initialised from `{init['from']}` ({init['total_steps']} steps): "
+                f"{init['total_steps'] + step} training steps in all"
+            ]
+            if (init := state.get("init"))
+            else []
+        ),
         f"- classifier-free guidance: prompt dropout {config.get('prompt_dropout', 0.0)}, "
         f"default scale {config.get('guidance', 1.0)}",
     ]

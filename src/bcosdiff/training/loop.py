@@ -22,7 +22,7 @@ from ..data.images import ImageFolderDataset
 from ..data.laion import WebDatasetShards
 from ..diffusion import DiffusionProcess, drop_prompts, encode_image
 from ..errors import BcosdiffError
-from ..modeldir import atomic_write, load_unet, save_unet, update_config
+from ..modeldir import atomic_write, load_unet, read_config, save_unet, update_config
 from ..networks import UNet, UNetConfig
 from ..text import TextConfig, TextEncoder
 from ..variants import get_variant
@@ -117,6 +117,21 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 4099 + rank
 
 
+def initial_lineage(init_from: str | None) -> dict | None:
+    """What a run started from: the model directory and how many steps had trained it
+    (its own steps plus those of whatever it started from), or None for a fresh start.
+    Read once when the run starts and stored in every checkpoint, so a model card can count
+    all the steps behind a fine-tuned model even after its starting point is replaced."""
+    if not init_from:
+        return None
+    try:
+        training = read_config(Path(init_from)).get("training", {})
+    except BcosdiffError:
+        training = {}
+    steps = int(training.get("steps", 0)) + int(training.get("init", {}).get("total_steps", 0))
+    return {"from": str(init_from), "total_steps": steps}
+
+
 def _lr_factor(step: int, config: TrainConfig) -> float:
     return min(1.0, (step + 1) / max(1, config.warmup_steps))
 
@@ -167,6 +182,7 @@ def train(
     )
 
     start = 0
+    lineage = initial_lineage(config.init_from)
     if accelerator.is_main_process and (out / "checkpoints").is_dir():
         remove_partial(out / "checkpoints")
     checkpoint = latest_checkpoint(out / "checkpoints")
@@ -178,6 +194,7 @@ def train(
         ema.load_state_dict(parts["ema"])
         optimiser.load_state_dict(optimizer_from_tensors(parts["optimizer"], state["param_groups"]))
         start = int(state["step"])
+        lineage = state.get("init", lineage)
     elif config.init_from:
         initial = load_unet(Path(config.init_from))
         if initial.config != unet_config:
@@ -296,6 +313,7 @@ def train(
                             "step": step,
                             "param_groups": groups,
                             "config": {**config.to_dict(), "unet": unet_config.to_dict()},
+                            **({"init": lineage} if lineage else {}),
                             **({"command": command} if command else {}),
                         },
                         config.keep_last,
@@ -314,7 +332,11 @@ def train(
             diffusion=process.to_dict(),
             text=text_config.to_dict(),
             sampling={"guidance": config.guidance},
-            training={"steps": step, "config": config.to_dict()},
+            training={
+                "steps": step,
+                **({"init": lineage} if lineage else {}),
+                "config": config.to_dict(),
+            },
         )
     accelerator.wait_for_everyone()
     return model_dir
