@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import tarfile
 
 import numpy as np
@@ -32,6 +33,27 @@ def test_shapes_are_deterministic_per_seed_and_index_at_any_size():
     assert (
         item["image"].shape == (3, 24, 24) and 0 <= item["image"].min() <= item["image"].max() <= 1
     )
+
+
+def test_a_scene_without_room_for_its_second_object_starts_over():
+    """Seed 1, index 248837, two-object share 0.7: the first object is big and sits at the
+    centre, where no second object fits. Redrawing only the second one never ended (it
+    stopped a training run); the scene is drawn again instead."""
+    import signal
+
+    def too_slow(*_):
+        raise AssertionError("the scene did not finish within 10 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        sample = ShapesDataset(size=32, seed=1, two_object_prob=0.7).sample(248837)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(sample.objects) == 2
+    a, b = sample.objects
+    assert math.dist(a.centre, b.centre) >= 1.2 * (a.radius + b.radius) + 0.04
 
 
 def test_shapes_ground_truth_describes_the_pixels():

@@ -169,6 +169,13 @@ def _place(rng: random.Random, radius: float, position: str | None) -> tuple[flo
     return rng.uniform(*x_range), rng.uniform(*y_range)
 
 
+# Rounds of 50 placement attempts before a scene is started again. A big first object near
+# the centre can leave no room for a second one; redrawing only the second would then never
+# end. The bound is far above what any placeable scene needs, so every other scene is the
+# one it always was.
+_RESTART_AFTER = 1000
+
+
 def _overlap(a: ShapeObject, b: ShapeObject) -> bool:
     gap = math.dist(a.centre, b.centre)
     return gap < 1.2 * (a.radius + b.radius) + 0.04
@@ -211,7 +218,10 @@ class ShapesDataset(torch.utils.data.Dataset):
         count = 2 if rng.random() < self.two_object_prob else 1
         objects: list[ShapeObject] = []
         used_positions: set[str] = set()
+        failures = 0
         while len(objects) < count:
+            if failures == _RESTART_AFTER:  # the objects so far leave no room: start over
+                objects, used_positions, failures = [], set(), 0
             size = rng.choice(tuple(SIZES))
             radius = SIZES[size] * (0.75 if count == 2 else 1.0) * rng.uniform(0.9, 1.1)
             position = None
@@ -230,6 +240,7 @@ class ShapesDataset(torch.utils.data.Dataset):
                 if all(not _overlap(candidate, other) for other in objects):
                     break
             else:
+                failures += 1
                 continue  # could not place: draw new attributes
             if any(o.colour == candidate.colour and o.shape == candidate.shape for o in objects):
                 continue  # keep the two objects distinguishable by their words
