@@ -42,6 +42,7 @@ class _OracleModel:
     and shape words get known relevance, so the calibration's result is known in advance."""
 
     sample_size = 32
+    guidance = 1.0
 
     def __init__(self, seed):
         self.dataset = ShapesDataset(size=32, seed=seed, two_object_prob=0.0)

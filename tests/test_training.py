@@ -65,6 +65,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_model_card_records_the_command_steps_and_loss(tmp_path):
+    from bcosdiff.modeldir import read_config
+
     config = TrainConfig.from_dict(
         {**TINY, "output_dir": str(tmp_path / "run"), "steps": 4, "checkpoint_every": 2}
     )
@@ -74,6 +76,14 @@ def test_model_card_records_the_command_steps_and_loss(tmp_path):
     ).read_text()
     assert "- command: `bcosdiff train tiny.yaml`" in card
     assert "after 4 steps" in card and "final training loss" in card and "wall time" in card
+    # The default guidance comes from the training config unless the export sets it.
+    assert read_config(tmp_path / "m")["sampling"]["guidance"] == config.guidance
+    chosen = export_checkpoint(tmp_path / "run", tmp_path / "g", "ema", guidance=2.5)
+    assert read_config(chosen)["sampling"]["guidance"] == 2.5
+    assert "default scale 2.5" in (chosen / "MODEL_CARD.md").read_text()
+    with pytest.raises(BcosdiffError, match="guidance"):
+        export_checkpoint(tmp_path / "run", tmp_path / "h", "ema", guidance=-1)
+    assert not (tmp_path / "h").exists()
 
 
 def test_config_files_are_validated(tmp_path):

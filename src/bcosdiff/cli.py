@@ -378,11 +378,15 @@ def export(
     checkpoint: Annotated[
         str | None, typer.Option(help="e.g. step-00001000 (default: latest)")
     ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Default guidance scale of the model (default: the training config's)."),
+    ] = None,
 ) -> None:
     """Export a training checkpoint as a model directory."""
     from .training import export_checkpoint
 
-    typer.echo(str(export_checkpoint(run_dir, out, weights, checkpoint)))
+    typer.echo(str(export_checkpoint(run_dir, out, weights, checkpoint, guidance)))
 
 
 @data_app.command("shapes")

@@ -39,6 +39,7 @@ class FlagCalibration:
     captions: int
     steps: int
     seed: int
+    guidance: float  # the scale the captions were generated at: the model's default
     reflected_words: int
     missed_words: int  # colour/shape words the image does not show
     missed_flagged: float | None  # share of those that τ flags (None when there are none)
@@ -92,6 +93,7 @@ def calibrate_flag_ratio(
         captions=captions,
         steps=steps,
         seed=seed,
+        guidance=float(pipe.guidance),
         reflected_words=len(reflected),
         missed_words=len(missed),
         missed_flagged=(sum(r < tau for r in missed) / len(missed)) if missed else None,

@@ -10,7 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..diffusion import DiffusionProcess
+from ..diffusion import DiffusionProcess, check_guidance
 from ..errors import BcosdiffError
 from ..modeldir import atomic_write, save_unet, update_config
 from ..networks import UNet, UNetConfig
@@ -23,9 +23,16 @@ __all__ = ["export_checkpoint"]
 
 
 def export_checkpoint(
-    run_dir: str | Path, out: str | Path, weights: str = "ema", checkpoint: str | None = None
+    run_dir: str | Path,
+    out: str | Path,
+    weights: str = "ema",
+    checkpoint: str | None = None,
+    guidance: float | None = None,
 ) -> Path:
-    """Write the ``weights`` ("ema" or "model") of a run's (latest) checkpoint to ``out``."""
+    """Write the ``weights`` ("ema" or "model") of a run's (latest) checkpoint to ``out``.
+
+    ``guidance`` sets the model's default guidance scale (``sampling.guidance``); by default
+    it is the training config's ``guidance``."""
     run_dir = Path(run_dir)
     path = (
         run_dir / "checkpoints" / checkpoint
@@ -36,8 +43,16 @@ def export_checkpoint(
         raise BcosdiffError(f"no checkpoint found in {run_dir / 'checkpoints'}")
     if weights not in ("ema", "model"):
         raise BcosdiffError("weights must be 'ema' or 'model'")
+    if guidance is not None:
+        try:
+            check_guidance(guidance)
+        except ValueError as exc:
+            raise BcosdiffError(str(exc)) from None
     parts, state = load_checkpoint(path)
     config = {k: v for k, v in state["config"].items() if k != "output_dir"}
+    if guidance is not None:
+        config["guidance"] = float(guidance)
+        state = {**state, "config": {**state["config"], "guidance": float(guidance)}}
     if "init" not in state and config.get("init_from"):  # checkpoints from before lineage
         state["init"] = initial_lineage(config["init_from"])
     variant = get_variant(config["variant"])
