@@ -63,7 +63,7 @@ def test_generate_prompts(model, tmp_path, capsys, prompt):
 @FUZZ
 @given(prompt=PROMPTS, steps=NUMBERS, seed=NUMBERS, guidance=NUMBERS)
 def test_explain_prompts_and_numbers(model, tmp_path, capsys, prompt, steps, seed, guidance):
-    if steps.strip().isdigit() and int(steps) > 2:
+    if steps.strip().isdecimal() and int(steps) > 2:
         steps = "2"  # a valid step count: keep the run short
     argv = ["explain", prompt, "-m", model, "--steps", steps, "--seed", seed]
     _clean(main([*argv, "--guidance", guidance, "--out", str(tmp_path / "e")]), capsys)
@@ -121,9 +121,9 @@ def test_train_config_files_of_any_text(tmp_path, text):
 @given(prompts=NUMBERS, steps=NUMBERS, share=NUMBERS)
 def test_eval_numbers(model, tmp_path, capsys, prompts, steps, share):
     # Only values that would start a long evaluation are replaced by small ones.
-    if prompts.strip().isdigit() and int(prompts) > 0:
+    if prompts.strip().isdecimal() and int(prompts) > 0:
         prompts = "1"
-    if steps.strip().isdigit() and int(steps) > 0:
+    if steps.strip().isdecimal() and int(steps) > 0:
         steps = "1"
     argv = ["eval", "faithfulness", "-m", model, "--prompts", prompts, "--steps", steps]
     argv += ["--two-object-share", share, "--no-insertion", "--no-deletion", "--no-progress"]
