@@ -74,7 +74,8 @@ def frechet_distance(
     """Fréchet distance of ``count`` generated vs ``count`` real images (module docstring).
 
     With ``reference`` the same distance between real images ``0…count-1`` and
-    ``count…2·count-1`` is computed too: the floor that sampling noise alone gives."""
+    ``count…2·count-1`` is computed too. It is no floor for the model: generated images share
+    the captions of real images ``0…count-1``, the second real set has other captions."""
     if inception_weights is not None:
         from .inception import load_inception
 
