@@ -49,10 +49,9 @@ def export_checkpoint(
         except ValueError as exc:
             raise BcosdiffError(str(exc)) from None
     parts, state = load_checkpoint(path)
+    if guidance is not None:  # the model card reads the config from the state
+        state["config"]["guidance"] = float(guidance)
     config = {k: v for k, v in state["config"].items() if k != "output_dir"}
-    if guidance is not None:
-        config["guidance"] = float(guidance)
-        state = {**state, "config": {**state["config"], "guidance": float(guidance)}}
     if "init" not in state and config.get("init_from"):  # checkpoints from before lineage
         state["init"] = initial_lineage(config["init_from"])
     variant = get_variant(config["variant"])
