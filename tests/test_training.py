@@ -223,7 +223,8 @@ def test_shipped_configs_are_valid():
     from bcosdiff.variants import get_variant
 
     paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
-    assert len(paths) == 13  # five variants at CPU and GPU scale, three composition runs
+    # five variants at CPU and GPU scale, three composition runs and one continuation
+    assert len(paths) == 14
     for path in paths:
         config = load_train_config(path)
         get_variant(config.variant)
@@ -231,7 +232,9 @@ def test_shipped_configs_are_valid():
         if path.parent.name == "gpu":
             assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
             assert config.data["size"] == 64
-        if path.stem.endswith("-compose"):  # guidance needs an unconditional branch
+        if config.init_from:  # a model directory of the repository, relative to its root
+            assert (Path(__file__).parents[1] / config.init_from / "config.json").is_file()
+        if "-compose" in path.stem:  # guidance needs an unconditional branch
             assert config.prompt_dropout > 0 and config.guidance > 1
             assert config.data["two_object_prob"] > 0.5
 
