@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bcos_reference import official_modules
-from torch.func import jvp
+from torch.func import jvp, vmap
 
-from bcosdiff.bcos import BcosConv2d, BcosLinear, explanation_mode
+from bcosdiff.bcos import BcosConv2d, BcosLinear, explanation_mode, fused_layers
 
 CONV_CASES = [
     dict(kernel_size=3, stride=1, padding=1),
@@ -24,6 +24,11 @@ def _grads(layer, x, v, explain):
         out = layer(x)
     (g,) = torch.autograd.grad((out * v).sum(), x)
     return out.detach(), g
+
+
+def _weight_grad(layer, weight, x, v):
+    (g,) = torch.autograd.grad((layer(x) * v).sum(), weight)
+    return g
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -45,6 +50,10 @@ def test_conv_matches_official(case, b, max_out):
         out, g = _grads(ours, x, v, explain)
         torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+    ref.set_explanation_mode(False)
+    torch.testing.assert_close(
+        _weight_grad(ours, ours.weight, x, v), _weight_grad(ref, ref.linear.weight, x, v)
+    )
 
 
 @pytest.mark.parametrize(("b", "max_out"), [(2.0, 1), (2.0, 3), (1.25, 1), (1.0, 2)])
@@ -63,6 +72,97 @@ def test_linear_matches_official(b, max_out):
         out, g = _grads(ours, x, v, explain)
         torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+    ref.set_explanation_mode(False)
+    torch.testing.assert_close(
+        _weight_grad(ours, ours.weight, x, v), _weight_grad(ref, ref.linear.weight, x, v)
+    )
+
+
+def _fused_and_unfused(layer, x):
+    """Output and (input, weight) gradients with the fused training functions on and off."""
+    results = []
+    for fused in (True, False):
+        with fused_layers(fused):
+            xi = x.clone().requires_grad_()
+            out = layer(xi)
+            v = torch.sin(torch.arange(out.numel(), dtype=out.dtype)).view_as(out)
+            gx, gw = torch.autograd.grad((out * v).sum(), (xi, layer.weight))
+        node = type(out.grad_fn).__name__  # the fused function is one autograd node
+        took_fused = node in ("_ConvSquareBackward", "_LinearSquareBackward")
+        assert took_fused == fused
+        results.append((out.detach(), gx, gw))
+    return results
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(kernel_size=3, stride=1, padding=1),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=1, stride=1, padding=0),
+        dict(kernel_size=1, stride=2, padding=0),
+    ],
+)
+def test_fused_conv_matches_autograd(case):
+    """The fused B = 2 training convolution: the same forward numbers as the elementary
+    operations (float32, bit for bit), the same gradients (float64, to rounding), also
+    where an input patch is all zeros."""
+    torch.manual_seed(7)
+    conv = BcosConv2d(3, 5, **case)
+    x = torch.randn(2, 3, 8, 8)
+    (out, _, _), (out_ref, _, _) = _fused_and_unfused(conv, x)
+    assert torch.equal(out, out_ref)
+    conv = conv.double()
+    x = x.double()
+    x[0, :, :4, :4] = 0.0
+    (out, gx, gw), (out_ref, gx_ref, gw_ref) = _fused_and_unfused(conv, x)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=0)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(gx).all()
+
+
+def test_fused_linear_matches_autograd():
+    torch.manual_seed(8)
+    lin = BcosLinear(6, 9)
+    x = torch.randn(3, 4, 6)
+    (out, _, _), (out_ref, _, _) = _fused_and_unfused(lin, x)
+    assert torch.equal(out, out_ref)
+    lin = lin.double()
+    x = x.double()
+    x[1, 2] = 0.0  # a zero input row: its gradient is the plain linear one, finite
+    (out, gx, gw), (out_ref, gx_ref, gw_ref) = _fused_and_unfused(lin, x)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=0)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(gx).all()
+
+
+def test_fused_layers_batched_forward_mode():
+    """vmap over JVPs (how gradient × input batches its tangents) through the fused functions
+    gives the JVPs of the elementary operations."""
+    torch.manual_seed(9)
+    for layer, x in (
+        (BcosLinear(5, 4).double(), torch.randn(3, 5, dtype=torch.float64)),
+        (BcosConv2d(3, 4, 3, padding=1).double(), torch.randn(2, 3, 5, 5, dtype=torch.float64)),
+    ):
+        tangents = torch.randn(4, *x.shape, dtype=torch.float64)
+        results = []
+        for fused in (True, False):
+            with fused_layers(fused):
+                results.append(
+                    vmap(lambda t, layer=layer, x=x: jvp(layer, (x,), (t,))[1])(tangents)
+                )
+        torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-12)
+
+
+def test_fused_layers_switch_restores_on_error():
+    from bcosdiff.bcos import layers
+
+    with pytest.raises(RuntimeError), fused_layers(False):
+        assert not layers._fused_enabled
+        raise RuntimeError("boom")
+    assert layers._fused_enabled
 
 
 def test_float32_matches_official_float32():

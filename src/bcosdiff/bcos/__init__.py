@@ -2,7 +2,7 @@
 
 from .attention import Attention, explicit_attention, observe_attention
 from .gates import GEGLU, GatedSiLU
-from .layers import BcosConv2d, BcosLinear, bcos_scale
+from .layers import BcosConv2d, BcosLinear, bcos_scale, fused_layers
 from .mode import (
     DetachableModule,
     explanation_mode,
@@ -24,6 +24,7 @@ __all__ = [
     "bcos_scale",
     "explanation_mode",
     "explicit_attention",
+    "fused_layers",
     "is_explanation_mode",
     "linear_replay",
     "observe_attention",

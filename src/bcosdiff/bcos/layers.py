@@ -17,6 +17,8 @@ B-cos v2 package (``bcos.modules.BcosConv2d`` / ``BcosLinear``), which the tests
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +26,13 @@ from torch import Tensor, nn
 
 from .mode import DetachableModule
 
-__all__ = ["BcosConv2d", "BcosLinear", "bcos_scale"]
+__all__ = ["BcosConv2d", "BcosLinear", "bcos_scale", "fused_layers"]
 
 # Stabilisers of the reference implementation (B-cos v2).
 _CONV_NORM_EPS = 1e-6  # added to the squared patch norm
 _LINEAR_NORM_EPS = 1e-12  # added to the vector norm
 _COS_EPS = 1e-6  # added to |cos| for B != 2
+_TINY = 1e-30  # guards divisions by a zero input norm in hand-written derivatives
 
 
 class _SquareScale(torch.autograd.Function):
@@ -75,6 +78,149 @@ class _SquareScale(torch.autograd.Function):
         if d_norm is not None:
             tangent = tangent - out * out.abs() * d_norm / norm.square()
         return tangent
+
+
+class _LinearSquare(torch.autograd.Function):
+    """A whole B = 2 linear layer while training: ``y = out·|out|/n`` with ``out = x ŵᵀ`` and
+    ``n = ‖x‖ + ε``, with hand-written derivatives.
+
+    With ``s = g·|out|/n`` and ``h = s ŵ``: ``∂L/∂ŵ = 2 sᵀx`` and
+    ``∂L/∂x = 2h − (x·h) / (n‖x‖) · x``. Since ``Σ_o g_o y_o = x·h``, the norm's share of
+    the gradient is read on the input side, so the backward makes two passes over the (often
+    much wider) output instead of the eight of autograd through the scale and the norm.
+    The forward computes the same numbers as the unfused layer. Returns ``(y, |out|)``.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
+        out = F.linear(x, unit)
+        size = out.abs()
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
+        return out * size / norm, size
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor], output) -> None:
+        x, unit = inputs
+        y, size = output
+        ctx.mark_non_differentiable(size)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for |out|
+        xnorm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        ctx.save_for_backward(x, unit, size, xnorm)
+        ctx.save_for_forward(x, unit, size, xnorm, y)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _size) -> tuple[Tensor | None, Tensor | None]:
+        x, unit, size, xnorm = ctx.saved_tensors
+        if grad is None:
+            return None, None
+        n = xnorm + _LINEAR_NORM_EPS
+        scaled = grad * size
+        scaled.div_(n)
+        grad_x = grad_unit = None
+        if ctx.needs_input_grad[1]:
+            grad_unit = scaled.reshape(-1, scaled.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            grad_unit.mul_(2.0)
+        if ctx.needs_input_grad[0]:
+            h = scaled @ unit
+            coefficient = torch.linalg.vecdot(x, h).unsqueeze(-1)
+            coefficient = coefficient / (n * xnorm).clamp_min(_TINY)
+            grad_x = h.mul_(2.0).addcmul_(coefficient, x, value=-1.0)
+        return grad_x, grad_unit
+
+    @staticmethod
+    def jvp(ctx, d_x: Tensor | None, d_unit: Tensor | None) -> tuple[Tensor, None]:
+        x, unit, size, xnorm, y = ctx.saved_tensors
+        n = xnorm + _LINEAR_NORM_EPS
+        d_out = torch.zeros_like(y)
+        d_norm = torch.zeros_like(n)
+        if d_x is not None:
+            d_out = d_out + F.linear(d_x, unit)
+            d_norm = torch.linalg.vecdot(x, d_x).unsqueeze(-1) / xnorm.clamp_min(_TINY)
+        if d_unit is not None:
+            d_out = d_out + F.linear(x, d_unit)
+        return 2.0 * size * d_out / n - y * d_norm / n, None
+
+
+def _patch_sum(t: Tensor, kernel, stride, padding) -> Tensor:
+    """The sum of ``t`` over every ``kernel`` patch, channel by channel (zero padding, no
+    dilation): average pooling times the patch area."""
+    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        return t
+    return F.avg_pool2d(t, kernel, stride, padding) * (kernel[0] * kernel[1])
+
+
+class _ConvSquare(torch.autograd.Function):
+    """A whole B = 2 convolution while training (one group, no dilation):
+    ``y = out·|out|/n`` with ``out = conv(x, ŵ)`` and ``n = sqrt(Σ_patch x² + ε)``, with
+    hand-written derivatives.
+
+    With ``s = g·|out|/n``: ``∂L/∂out = 2s``, and the norm's term reaches ``x`` as
+    ``2x · q`` with ``q = poolᵀ(−Σ_o g·y / (2n²))``, a single-channel map, so the backward
+    makes three passes over the output and one over the input besides the convolution's
+    own, instead of autograd's dozen. The forward computes the same numbers as the unfused
+    layer. Returns ``(y, |out|, n)``.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, unit: Tensor, stride, padding) -> tuple[Tensor, Tensor, Tensor]:
+        kernel = tuple(unit.shape[-2:])
+        out = F.conv2d(x, unit, None, stride, padding)
+        size = out.abs()
+        squares = x.square().sum(1, keepdim=True)
+        norm = (_patch_sum(squares, kernel, stride, padding) + _CONV_NORM_EPS).sqrt()
+        return out * size / norm, size, norm
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, unit, stride, padding = inputs
+        y, size, norm = output
+        ctx.mark_non_differentiable(size, norm)
+        ctx.set_materialize_grads(False)
+        ctx.geometry = (tuple(unit.shape[-2:]), stride, padding)
+        ctx.save_for_backward(x, unit, y, size, norm)
+        ctx.save_for_forward(x, unit, y, size, norm)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor | None, _size, _norm):
+        if grad is None:
+            return None, None, None, None
+        x, unit, y, size, norm = ctx.saved_tensors
+        kernel, stride, padding = ctx.geometry
+        needs_x, needs_unit = ctx.needs_input_grad[:2]
+        scaled = grad * size
+        scaled.div_(norm).mul_(2.0)  # ∂L/∂out
+        grad_x, grad_unit, _ = torch.ops.aten.convolution_backward(
+            scaled, x, unit, None, stride, padding, (1, 1), False, (0, 0), 1,
+            (needs_x, needs_unit, False),
+        )  # fmt: skip
+        if needs_x:
+            # ∂L/∂S = −Σ_o g·y / (2n²) for the patch sum S, then the pool's transpose.
+            grad_sum = (grad * y).sum(1, keepdim=True).div_(norm.square()).mul_(-0.5)
+            if kernel != (1, 1) or stride != (1, 1) or padding != (0, 0):
+                grad_sum = torch.ops.aten.avg_pool2d_backward(
+                    grad_sum * (kernel[0] * kernel[1]), x[:, :1], kernel, stride, padding,
+                    False, True, None,
+                )  # fmt: skip
+            grad_x.addcmul_(x, grad_sum, value=2.0)
+        return grad_x, grad_unit, None, None
+
+    @staticmethod
+    def jvp(ctx, d_x, d_unit, _stride, _padding):
+        x, unit, y, size, norm = ctx.saved_tensors
+        kernel, stride, padding = ctx.geometry
+        d_out = torch.zeros_like(y)
+        d_norm = torch.zeros_like(norm)
+        if d_x is not None:
+            d_out = d_out + F.conv2d(d_x, unit, None, stride, padding)
+            d_sum = _patch_sum(2.0 * (x * d_x).sum(1, keepdim=True), kernel, stride, padding)
+            d_norm = d_sum / (2.0 * norm)
+        if d_unit is not None:
+            d_out = d_out + F.conv2d(x, d_unit, None, stride, padding)
+        return 2.0 * size * d_out / norm - y * d_norm / norm, None, None
 
 
 def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool = False) -> Tensor:
@@ -144,7 +290,40 @@ class _UnitWeight:
         return self.value
 
 
-class BcosLinear(DetachableModule):
+_fused_enabled = True
+
+
+@contextmanager
+def fused_layers(enabled: bool = True) -> Iterator[None]:
+    """Switch the fused B = 2 training functions of :class:`BcosLinear` and
+    :class:`BcosConv2d` on or off (to compare against autograd through the elementary
+    operations, or to time both); restores the previous setting on exit. Both compute the
+    same forward numbers; their gradients agree to rounding."""
+    global _fused_enabled
+    previous = _fused_enabled
+    _fused_enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _fused_enabled = previous
+
+
+class _FusedTraining:
+    """Mixin: whether a layer takes its fused B = 2 training function (one autograd node with
+    hand-written derivatives) instead of autograd through its elementary operations."""
+
+    def _fused(self) -> bool:
+        return (
+            _fused_enabled
+            and self.b == 2
+            and self.max_out == 1
+            and not self.detach_dynamic
+            and not self.shared_factors
+            and torch.is_grad_enabled()
+        )
+
+
+class BcosLinear(_FusedTraining, DetachableModule):
     """B-cos transform over the last dimension: ``(*, in_features) -> (*, out_features)``."""
 
     def __init__(self, in_features: int, out_features: int, b: float = 2.0, max_out: int = 1):
@@ -162,6 +341,8 @@ class BcosLinear(DetachableModule):
         return self._unit(self.weight, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._fused():
+            return _LinearSquare.apply(x, self.unit_weight())[0]
         out = F.linear(x, self.unit_weight())
         out = _max_out(out, self.out_features, self.max_out, -1, self.shared_factors)
         if self.b == 1:
@@ -178,7 +359,7 @@ class BcosLinear(DetachableModule):
         return ", ".join(parts)
 
 
-class BcosConv2d(DetachableModule):
+class BcosConv2d(_FusedTraining, DetachableModule):
     """B-cos 2-D convolution (zero padding); the cosine is taken per input patch."""
 
     def __init__(
@@ -222,12 +403,8 @@ class BcosConv2d(DetachableModule):
             squares = squares.sum(1, keepdim=True)
         else:
             squares = squares.unflatten(1, (self.groups, -1)).sum(2)
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
-            summed = squares
-        elif self.dilation == (1, 1):
-            area = self.kernel_size[0] * self.kernel_size[1]
-            pooled = F.avg_pool2d(squares, self.kernel_size, self.stride, self.padding)
-            summed = pooled * area
+        if self.dilation == (1, 1):
+            summed = _patch_sum(squares, self.kernel_size, self.stride, self.padding)
         else:
             ones = squares.new_ones(self.groups, 1, *self.kernel_size)
             summed = F.conv2d(
@@ -239,6 +416,8 @@ class BcosConv2d(DetachableModule):
         return norm
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._fused() and self.groups == 1 and self.dilation == (1, 1):
+            return _ConvSquare.apply(x, self.unit_weight(), self.stride, self.padding)[0]
         out = F.conv2d(
             x, self.unit_weight(), None, self.stride, self.padding, self.dilation, self.groups
         )

@@ -52,9 +52,9 @@ class _Uncentred(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor, _mean: Tensor, _rstd: Tensor):
         x, mean, rstd = ctx.saved_tensors
-        size = x.shape[-1]
-        weighted = (grad * x).sum(-1, keepdim=True)
-        return rstd * grad - (rstd.pow(3) / size) * weighted * (x - mean), None
+        # k = r³/M · Σ g·x per group; ∂L/∂x = r·g − k·x + k·mean, in two full-size passes.
+        k = torch.linalg.vecdot(grad, x).unsqueeze(-1).mul_(rstd.pow(3) / x.shape[-1])
+        return torch.addcmul(k * mean, grad, rstd).addcmul_(k, x, value=-1.0), None
 
     @staticmethod
     def jvp(ctx, dx: Tensor, _eps) -> tuple[Tensor, None, None]:

@@ -96,6 +96,20 @@ def _text_module(model: nn.Module) -> nn.Module:
     return getattr(model, "text_model", model)
 
 
+def _drop_last_layer(text: nn.Module) -> bool:
+    """Remove the final transformer layer when the model's layer list is found; return
+    whether it was. The conditioning is the penultimate layer's output, which the remaining
+    layers compute with the same numbers, and the last layer was a sixth of MiniLM-L6's cost
+    (the encoder runs at every training step)."""
+    encoder = getattr(text, "encoder", None)
+    for name in ("layer", "layers"):  # BERT-like, CLIP
+        layers = getattr(encoder, name, None)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            setattr(encoder, name, layers[:-1])
+            return True
+    return False
+
+
 def _position_table(text: nn.Module) -> Tensor:
     embeddings = getattr(text, "embeddings", None)
     for name in ("position_embeddings", "position_embedding"):
@@ -137,6 +151,7 @@ class TextEncoder(nn.Module):
             self.register_buffer("position_table", positions.detach().clone())
             self.text_model = None
         else:
+            self._last_layer_dropped = _drop_last_layer(text)
             self.text_model = text
         self.requires_grad_(False)
 
@@ -187,7 +202,8 @@ class TextEncoder(nn.Module):
         # CLIP text models are run as Stable Diffusion runs them: causal mask only.
         kwargs = {} if self.model_type.startswith("clip") else {"attention_mask": attention}
         out = text(input_ids=ids, output_hidden_states=True, **kwargs)
-        hidden = out.hidden_states[-2]
+        # the penultimate layer of the full model
+        hidden = out.hidden_states[-1 if self._last_layer_dropped else -2]
         final_norm = getattr(text, "final_layer_norm", None)
         return final_norm(hidden) if final_norm is not None else hidden
 
