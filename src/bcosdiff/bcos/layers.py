@@ -10,8 +10,12 @@ with unit-norm weights. With MaxOut (``max_out = M > 1``) each output unit compu
 candidate linear responses and keeps the largest before the scale is applied.
 
 Both layers share one implementation of the scale (:func:`bcos_scale`); they differ only in
-how the linear response and the input norm are obtained. The numbers match the official
-B-cos v2 package (``bcos.modules.BcosConv2d`` / ``BcosLinear``), which the tests check.
+how the linear response and the input norm are obtained. While training with B = 2 (no
+MaxOut; for the convolution one group and no dilation) each layer is instead one autograd
+function with hand-written derivatives (``_LinearSquare``, ``_ConvSquare``), which computes
+the same forward numbers with fewer passes over the activations backwards;
+:func:`fused_layers` switches them off. The numbers match the official B-cos v2 package
+(``bcos.modules.BcosConv2d`` / ``BcosLinear``), which the tests check, gradients included.
 """
 
 from __future__ import annotations
