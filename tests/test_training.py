@@ -224,7 +224,7 @@ def test_shipped_configs_are_valid():
 
     paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
     # five variants at CPU and GPU scale, three composition runs and one continuation
-    assert len(paths) == 14
+    assert len(paths) == 15
     for path in paths:
         config = load_train_config(path)
         get_variant(config.variant)
