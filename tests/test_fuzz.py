@@ -3,12 +3,13 @@
 
 import contextlib
 import json
+import os
 import string
 
 import pytest
 import yaml
 from conftest import TINY_UNET
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bcosdiff.cli import main
@@ -17,8 +18,12 @@ from bcosdiff.pipeline import create_model_directory
 from bcosdiff.serve import Limits, parse_request
 from bcosdiff.training.config import TrainConfig, load_train_config
 
+# The same examples on every run, so that CI cannot turn red by chance; set
+# BCOSDIFF_FUZZ_EXAMPLES=N to draw N fresh random examples per test instead.
+_EXPLORE = int(os.environ.get("BCOSDIFF_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=25,
+    max_examples=_EXPLORE or 25,
+    derandomize=not _EXPLORE,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -62,6 +67,7 @@ def test_generate_prompts(model, tmp_path, capsys, prompt):
 
 @FUZZ
 @given(prompt=PROMPTS, steps=NUMBERS, seed=NUMBERS, guidance=NUMBERS)
+@example(prompt="\x1b", steps="1", seed="0", guidance="0")  # tokenizes to nothing
 def test_explain_prompts_and_numbers(model, tmp_path, capsys, prompt, steps, seed, guidance):
     if steps.strip().isdecimal() and int(steps) > 2:
         steps = "2"  # a valid step count: keep the run short

@@ -91,6 +91,7 @@ BAD_CALLS = [
     (["generate", "a", "--model", "MODEL", "--seed", str(2**64)], "seed"),
     (["generate", "a", "--model", "MODEL", "--regenerate", "-1"], "regenerate"),
     (["explain", "", "--model", "MODEL"], "prompt is empty"),
+    (["explain", "\x1b", "--model", "MODEL"], "no tokens to explain"),
     (["explain", "a", "--model", "MODEL", "--steps", "-3"], "steps"),
     (["explain", "a", "--model", "MODEL", "--steps", "5000"], "steps"),
     (["explain", "a", "--model", "MODEL", "--seed", str(2**63)], "seed"),

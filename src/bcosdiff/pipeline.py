@@ -325,6 +325,11 @@ class Pipeline:
             raise BcosdiffError("sources needs the B-cos method: only its sources add up")
         guidance = self.guidance_scale(guidance)
         check_generation_args(prompt, len(schedule) if schedule else steps, seed)
+        if bool(self.text.tokenize([prompt])["special_tokens_mask"].all()):
+            raise BcosdiffError(
+                f"the prompt {_shorten(prompt)!r} has no tokens to explain: the tokenizer "
+                "keeps none of its characters"
+            )
         if seed + regenerate > MAX_SEED:
             raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
         explainer = factory(self)
