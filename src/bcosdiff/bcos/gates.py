@@ -7,6 +7,7 @@ carries the linear contribution.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -40,4 +41,6 @@ class GEGLU(DetachableModule):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
+        if not self.detach_dynamic and not torch.is_grad_enabled():
+            return F.gelu(gate).mul_(value)  # sampling: the same numbers, one allocation less
         return _gated(value, F.gelu(self.factor_source(gate)), self.detach_dynamic)

@@ -242,8 +242,10 @@ def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool =
             return factor_out.abs() / norm * out
         return ((factor_out / norm).abs() + _COS_EPS).pow(b - 1) * out
     if b == 2 and not detach:
-        if not torch.is_grad_enabled():  # sampling: the same numbers without the Function
-            return out * out.abs() / norm
+        if not torch.is_grad_enabled():
+            # Sampling: the same numbers without the Function (|out|·out is out·|out| bit for
+            # bit), with one full-size allocation instead of three.
+            return out.abs().mul_(out).div_(norm)
         return _SquareScale.apply(out, norm)
     factor_out = out.detach() if detach else out
     if detach:
@@ -414,7 +416,10 @@ class BcosConv2d(_FusedTraining, DetachableModule):
             summed = F.conv2d(
                 squares, ones, None, self.stride, self.padding, self.dilation, self.groups
             )
-        norm = (summed + _CONV_NORM_EPS).sqrt()
+        if torch.is_grad_enabled():
+            norm = (summed + _CONV_NORM_EPS).sqrt()
+        else:  # the same numbers in place: ``summed`` is a fresh tensor
+            norm = summed.add_(_CONV_NORM_EPS).sqrt_()
         if self.groups > 1:
             norm = norm.repeat_interleave(self.out_channels // self.groups, dim=1)
         return norm
