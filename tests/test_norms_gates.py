@@ -1,5 +1,7 @@
 """Uncentred norms and gated non-linearities (and the sampling paths of all B-cos layers)."""
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from bcos_reference import official_modules
@@ -13,6 +15,7 @@ from bcosdiff.bcos import (
     UncentredGroupNorm,
     UncentredLayerNorm,
     explanation_mode,
+    linear_replay,
 )
 
 
@@ -117,8 +120,11 @@ def test_sampling_fast_paths_give_the_numbers_of_the_training_path():
         (GEGLU(BcosLinear(16, 24)), tokens),
     ]
     for layer, inputs in layers:
-        with torch.no_grad():
-            fast = layer(inputs)
-        recorded = layer(inputs.clone().requires_grad_())
-        assert recorded.requires_grad, type(layer).__name__
-        assert torch.equal(fast, recorded.detach()), type(layer).__name__
+        for replay in (False, True):  # ordinary forward, then the linear replay
+            with linear_replay(layer) if replay else contextlib.nullcontext():
+                with torch.no_grad():
+                    fast = layer(inputs)
+                recorded = layer(inputs.clone().requires_grad_())
+            name = f"{type(layer).__name__}, replay={replay}"
+            assert recorded.requires_grad, name
+            assert torch.equal(fast, recorded.detach()), name

@@ -41,6 +41,9 @@ class GEGLU(DetachableModule):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        if not self.detach_dynamic and not torch.is_grad_enabled():
-            return F.gelu(gate).mul_(value)  # sampling: the same numbers, one allocation less
+        if not torch.is_grad_enabled():  # the same numbers, one allocation less
+            if not self.detach_dynamic:  # sampling
+                return F.gelu(gate).mul_(value)
+            if self.shared_factors:  # linear replay: ``value`` is part of a fresh tensor
+                return value.mul_(F.gelu(self.factor_source(gate)))
         return _gated(value, F.gelu(self.factor_source(gate)), self.detach_dynamic)

@@ -102,7 +102,7 @@ class _LinearSquare(torch.autograd.Function):
         out = F.linear(x, unit)
         size = out.abs()
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
-        return out * size / norm, size
+        return torch.mul(out, size).div_(norm), size  # out·|out|/n, one allocation
 
     @staticmethod
     def setup_context(ctx, inputs: tuple[Tensor, Tensor], output) -> None:
@@ -176,7 +176,7 @@ class _ConvSquare(torch.autograd.Function):
         size = out.abs()
         squares = x.square().sum(1, keepdim=True)
         norm = (_patch_sum(squares, kernel, stride, padding) + _CONV_NORM_EPS).sqrt()
-        return out * size / norm, size, norm
+        return torch.mul(out, size).div_(norm), size, norm  # out·|out|/n
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -227,20 +227,27 @@ class _ConvSquare(torch.autograd.Function):
         return 2.0 * size * d_out / norm - y * d_norm / norm, None, None
 
 
-def bcos_scale(out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool = False) -> Tensor:
+def bcos_scale(
+    out: Tensor, norm: Tensor, b: float, detach: bool, shared: bool = False, inplace: bool = False
+) -> Tensor:
     """Return ``|cos|^(B-1) · out`` with ``cos = out / norm``.
 
     ``out`` is the response to the unit-norm weight and ``norm`` the input norm. When
     ``detach`` is set the dynamic factor is cut from the graph, so the result is linear in
     ``out`` for autograd (and for forward-mode AD, which the fused B = 2 path lacks).
+    ``inplace`` lets a linear replay without a gradient overwrite ``out`` (the layers pass
+    their own fresh response).
     """
     if b == 1:
         return out
     if shared:  # linear replay: the factor of row 0 for every row
         factor_out, norm = out[:1].detach(), norm[:1].detach()
         if b == 2:
-            return factor_out.abs() / norm * out
-        return ((factor_out / norm).abs() + _COS_EPS).pow(b - 1) * out
+            factor = factor_out.abs() / norm
+        else:
+            factor = ((factor_out / norm).abs() + _COS_EPS).pow(b - 1)
+        # out·factor is factor·out bit for bit; in place where nothing records ``out``.
+        return out.mul_(factor) if inplace and not torch.is_grad_enabled() else factor * out
     if b == 2 and not detach:
         if not torch.is_grad_enabled():
             # Sampling: the same numbers without the Function (|out|·out is out·|out| bit for
@@ -354,7 +361,7 @@ class BcosLinear(_FusedTraining, DetachableModule):
         if self.b == 1:
             return out
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
-        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors)
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, True)
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_features}, {self.out_features}, B={self.b:g}"]
@@ -434,7 +441,7 @@ class BcosConv2d(_FusedTraining, DetachableModule):
         if self.b == 1:
             return out
         norm = self.patch_norm(self.factor_source(x))
-        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors)
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, True)
 
     def extra_repr(self) -> str:
         parts = [
