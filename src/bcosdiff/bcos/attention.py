@@ -73,8 +73,11 @@ class Attention(DetachableModule):
     ) -> Tensor:
         """``x``: ``(B, N, query_dim)``; ``context``: ``(B, L, context_dim)`` (default ``x``)."""
         context = x if context is None else context
-        q = self._split(self.to_q(x))
-        k = self._split(self.to_k(context))
+        # Explaining, only the rows the factors come from need queries and keys (row 0 in a
+        # linear replay); an observer sees every row's own probabilities.
+        every_row = not self.detach_dynamic or self.observer is not None
+        q = self._split(self.to_q(x if every_row else self.factor_source(x)))
+        k = self._split(self.to_k(context if every_row else self.factor_source(context)))
         v = self._split(self.to_v(context))
         mask = valid = None
         if context_mask is not None:
@@ -87,7 +90,7 @@ class Attention(DetachableModule):
                 self.factor_source(k).detach(),
                 None if mask is None else self.factor_source(mask),
             )
-            out = weights @ v
+            out = _weights_times_values(weights, v)
         elif self.explicit:
             out = self.attention_weights(q, k, mask) @ v
         else:
@@ -105,6 +108,19 @@ class Attention(DetachableModule):
     def extra_repr(self) -> str:
         mode = ", explanation_mode=True" if self.detach_dynamic else ""
         return f"heads={self.heads}, head_dim={self.head_dim}{mode}"
+
+
+def _weights_times_values(weights: Tensor, v: Tensor) -> Tensor:
+    """``weights @ v`` for ``(B or 1, heads, N, L)`` weights and ``(B, heads, L, d)`` values.
+
+    Weights shared by every row (a linear replay's row 0) multiply all rows' values in one
+    product per head, instead of being copied once per row by broadcasting: ``(heads, N, L)
+    @ (heads, L, B·d)``."""
+    if weights.shape[0] != 1 or v.shape[0] == 1:
+        return weights @ v
+    rows, heads, length, dim = v.shape
+    stacked = v.permute(1, 2, 0, 3).reshape(heads, length, rows * dim)
+    return (weights[0] @ stacked).unflatten(-1, (rows, dim)).permute(2, 0, 1, 3)
 
 
 @contextmanager
