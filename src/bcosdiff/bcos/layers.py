@@ -102,7 +102,7 @@ class _LinearSquare(torch.autograd.Function):
         out = F.linear(x, unit)
         size = out.abs()
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
-        return torch.mul(out, size).div_(norm), size  # out·|out|/n, one allocation
+        return out.mul_(size).div_(norm), size  # out·|out|/n, in the fresh response
 
     @staticmethod
     def setup_context(ctx, inputs: tuple[Tensor, Tensor], output) -> None:
@@ -176,7 +176,7 @@ class _ConvSquare(torch.autograd.Function):
         size = out.abs()
         squares = x.square().sum(1, keepdim=True)
         norm = (_patch_sum(squares, kernel, stride, padding) + _CONV_NORM_EPS).sqrt()
-        return torch.mul(out, size).div_(norm), size, norm  # out·|out|/n
+        return out.mul_(size).div_(norm), size, norm  # out·|out|/n, in place
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
