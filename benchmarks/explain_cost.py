@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from timing import median_seconds
+from timing import interleaved_median_seconds
 
 from bcosdiff.explain import patch_backward_contributions
 from bcosdiff.pipeline import load_pipeline
@@ -29,14 +29,16 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline(args.model)
     cond = pipe.encode([args.prompt])
-    pipe.generate(args.prompt, steps=2)  # warm-up
 
-    generate = median_seconds(
-        lambda: pipe.generate(args.prompt, steps=args.steps, seed=0), args.repeats
+    seconds = interleaved_median_seconds(
+        {
+            "generate": lambda: pipe.generate(args.prompt, steps=args.steps, seed=0),
+            "explain": lambda: pipe.explain(args.prompt, steps=args.steps, seed=0),
+        },
+        args.repeats,
+        warmup=1,
     )
-    explain = median_seconds(
-        lambda: pipe.explain(args.prompt, steps=args.steps, seed=0), args.repeats
-    )
+    generate, explain = seconds["generate"], seconds["explain"]
     tokens = int(cond.mask.sum())
     print(
         f"model {pipe.name}, {pipe.sample_size}x{pipe.sample_size}, {args.steps} steps, "

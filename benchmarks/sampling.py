@@ -4,8 +4,9 @@
 
 Both pipelines are built fresh (random weights: time does not depend on training) with the
 CPU shapes layout and the text model of their variant; the script times deterministic DDIM
-sampling of ``--steps`` steps for each batch size (median of ``--repeats``) and prints the
-seconds and the B-cos / vanilla ratio, all measured in this run.
+sampling of ``--steps`` steps for each batch size (median of ``--repeats``, the two
+pipelines timed in turns) and prints the seconds and the B-cos / vanilla ratio, all
+measured in this run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from timing import median_seconds
+from timing import interleaved_median_seconds
 
 from bcosdiff.pipeline import create_model_directory
 
@@ -43,14 +44,11 @@ def main() -> None:
     prompt = "a photo of a big red circle on a white background"
     print(f"DDIM {args.steps} steps, {args.size}x{args.size}, model_channels {args.channels}")
     for batch in args.batch:
-        seconds = {
-            name: median_seconds(
-                lambda p=pipe, b=batch: p.sample_batch([prompt] * b, args.steps, list(range(b))),
-                args.repeats,
-                warmup=1,
-            )
+        calls = {
+            name: lambda p=pipe, b=batch: p.sample_batch([prompt] * b, args.steps, list(range(b)))
             for name, pipe in pipes.items()
         }
+        seconds = interleaved_median_seconds(calls, args.repeats, warmup=1)
         ratio = seconds["bcos-x0"] / seconds["vanilla"]
         print(
             f"batch {batch:>3}: B-cos {seconds['bcos-x0']:.3f} s, vanilla "

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: the median wall time of a call."""
+"""Shared by the benchmark scripts: median wall times of calls."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import statistics
 import time
 
 
-def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
-    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times; the median seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved_median_seconds(fns: dict, repeats: int, warmup: int = 0) -> dict:
+    """The median seconds of each named call, timed in turns (one call of each per round,
+    ``warmup`` untimed rounds first), so that a drift of the machine's speed, which on a
+    shared virtual machine reaches tens of percent within minutes, affects all alike."""
+    times = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
