@@ -99,15 +99,3 @@ def test_linear_replay_uses_row_zero_factors_for_every_row():
     torch.testing.assert_close(out[1:], expected)
     torch.testing.assert_close(out[:1], net(x))
     assert not any(m.shared_factors for m in net.modules() if hasattr(m, "shared_factors"))
-
-
-def test_shared_weights_multiply_every_rows_values_like_broadcasting():
-    from bcosdiff.bcos.attention import _weights_times_values
-
-    torch.manual_seed(0)
-    v = torch.randn(5, 2, 7, 4, dtype=torch.float64)
-    shared = torch.randn(1, 2, 3, 7, dtype=torch.float64).softmax(-1)
-    own = torch.randn(5, 2, 3, 7, dtype=torch.float64).softmax(-1)
-    torch.testing.assert_close(_weights_times_values(shared, v), shared @ v)
-    assert torch.equal(_weights_times_values(own, v), own @ v)
-    assert torch.equal(_weights_times_values(shared, v[:1]), shared @ v[:1])

@@ -90,7 +90,7 @@ class Attention(DetachableModule):
                 self.factor_source(k).detach(),
                 None if mask is None else self.factor_source(mask),
             )
-            out = _weights_times_values(weights, v)
+            out = weights @ v
         elif self.explicit:
             out = self.attention_weights(q, k, mask) @ v
         else:
@@ -108,19 +108,6 @@ class Attention(DetachableModule):
     def extra_repr(self) -> str:
         mode = ", explanation_mode=True" if self.detach_dynamic else ""
         return f"heads={self.heads}, head_dim={self.head_dim}{mode}"
-
-
-def _weights_times_values(weights: Tensor, v: Tensor) -> Tensor:
-    """``weights @ v`` for ``(B or 1, heads, N, L)`` weights and ``(B, heads, L, d)`` values.
-
-    Weights shared by every row (a linear replay's row 0) multiply all rows' values in one
-    product per head, instead of being copied once per row by broadcasting: ``(heads, N, L)
-    @ (heads, L, B·d)``."""
-    if weights.shape[0] != 1 or v.shape[0] == 1:
-        return weights @ v
-    rows, heads, length, dim = v.shape
-    stacked = v.permute(1, 2, 0, 3).reshape(heads, length, rows * dim)
-    return (weights[0] @ stacked).unflatten(-1, (rows, dim)).permute(2, 0, 1, 3)
 
 
 @contextmanager
