@@ -361,7 +361,7 @@ class BcosLinear(_FusedTraining, DetachableModule):
         if self.b == 1:
             return out
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) + _LINEAR_NORM_EPS
-        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, True)
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, inplace=True)
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_features}, {self.out_features}, B={self.b:g}"]
@@ -441,7 +441,7 @@ class BcosConv2d(_FusedTraining, DetachableModule):
         if self.b == 1:
             return out
         norm = self.patch_norm(self.factor_source(x))
-        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, True)
+        return bcos_scale(out, norm, self.b, self.detach_dynamic, self.shared_factors, inplace=True)
 
     def extra_repr(self) -> str:
         parts = [

@@ -72,7 +72,7 @@ def uncentred_normalise(x: Tensor, eps: float, detach: bool, shared: bool = Fals
     if not detach and not shared:
         if not torch.is_grad_enabled() and forward_ad.unpack_dual(x).tangent is None:
             # Sampling: the same numbers without the autograd function's per-call overhead
-            # (about 20 µs, on some 50 norm layers per U-Net call).
+            # (26 µs of self time per call in a profile; 51 norm calls per U-Net call).
             return x * _group_statistics(x, eps)[1]
         return _Uncentred.apply(x, eps)[0]
     # detach() (not only no_grad) also cuts forward-mode tangents: the statistic is a
