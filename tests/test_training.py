@@ -305,3 +305,22 @@ def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch)
     with pytest.raises(BcosdiffError, match="not a model directory"):
         export_checkpoint(tmp_path / "run", tmp_path / "notes", "ema")
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+
+
+def test_a_run_resumes_only_under_its_own_config(tmp_path):
+    _run(tmp_path / "run", 4)
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+
+    def resume(**changes):
+        settings = {**TINY, "output_dir": str(tmp_path / "run"), "steps": 4, **changes}
+        return train(TrainConfig.from_dict(settings), progress=False)
+
+    with pytest.raises(BcosdiffError, match=r"another training config \(lr, seed differ\)"):
+        resume(seed=3, lr=1e-3)
+    with pytest.raises(BcosdiffError, match="at step 4, past this run's 3 steps"):
+        resume(steps=3)
+    # A refused resume leaves the run as it was.
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+    # Where and how often it writes, how long it runs and the export's guidance may change.
+    resume(steps=5, log_every=1, checkpoint_every=1, keep_last=4, guidance=2.0)
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step-00000005"

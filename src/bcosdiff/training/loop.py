@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,43 @@ def initial_lineage(init_from: str | None) -> dict | None:
     return {"from": str(init_from), "total_steps": steps}
 
 
+# Settings a resumed run may change: where and how often it writes, how long it runs, and
+# the guidance its exported model defaults to. Any other difference would make the resumed
+# run a different run than the one its checkpoints (and the model card) describe.
+RESUMABLE_CHANGES = frozenset(
+    {"output_dir", "steps", "num_workers", "log_every", "checkpoint_every", "keep_last", "guidance"}
+)
+
+
+def _check_resumable(
+    checkpoint: Path, state: dict, config: TrainConfig, unet_config: UNetConfig
+) -> None:
+    """Refuse to resume ``checkpoint`` under a config that would train another run."""
+    saved = state.get("config")
+    if saved is None:  # written before checkpoints recorded their config
+        return
+    if saved.get("unet") not in (None, unet_config.to_dict()):
+        raise BcosdiffError(f"checkpoint {checkpoint} was made with another U-Net config")
+    current = json.loads(json.dumps(config.to_dict()))
+    changed = sorted(
+        key
+        # Settings older checkpoints did not record yet are not compared.
+        for key in (set(saved) & set(current)) - RESUMABLE_CHANGES - {"unet"}
+        if saved.get(key) != current.get(key)
+    )
+    if changed:
+        raise BcosdiffError(
+            f"checkpoint {checkpoint} was made with another training config "
+            f"({', '.join(changed)} differ); resume with that config or train into a new "
+            "output directory"
+        )
+    if int(state["step"]) > config.steps:
+        raise BcosdiffError(
+            f"checkpoint {checkpoint} is at step {state['step']}, past this run's "
+            f"{config.steps} steps; raise steps or train into a new output directory"
+        )
+
+
 def _lr_factor(step: int, config: TrainConfig) -> float:
     return min(1.0, (step + 1) / max(1, config.warmup_steps))
 
@@ -188,8 +226,7 @@ def train(
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
         parts, state = load_checkpoint(checkpoint)
-        if state.get("config", {}).get("unet") not in (None, unet_config.to_dict()):
-            raise BcosdiffError(f"checkpoint {checkpoint} was made with another U-Net config")
+        _check_resumable(checkpoint, state, config, unet_config)
         model.load_state_dict(parts["model"])
         ema.load_state_dict(parts["ema"])
         optimiser.load_state_dict(optimizer_from_tensors(parts["optimizer"], state["param_groups"]))
