@@ -308,10 +308,11 @@ _fused_enabled = True
 
 @contextmanager
 def fused_layers(enabled: bool = True) -> Iterator[None]:
-    """Switch the fused B = 2 training functions of :class:`BcosLinear` and
-    :class:`BcosConv2d` on or off (to compare against autograd through the elementary
-    operations, or to time both); restores the previous setting on exit. Both compute the
-    same forward numbers; their gradients agree to rounding."""
+    """Switch the fused training functions (the B = 2 :class:`BcosLinear` and
+    :class:`BcosConv2d`, and the scaled uncentred group norm) on or off, to compare against
+    autograd through the elementary operations or to time both; restores the previous
+    setting on exit. Both compute the same forward numbers; their gradients agree to
+    rounding."""
     global _fused_enabled
     previous = _fused_enabled
     _fused_enabled = bool(enabled)
@@ -319,6 +320,11 @@ def fused_layers(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _fused_enabled = previous
+
+
+def fused_training_enabled() -> bool:
+    """Whether the fused training functions are switched on (see :func:`fused_layers`)."""
+    return _fused_enabled
 
 
 class _FusedTraining:
