@@ -80,6 +80,7 @@ def test_model_card_records_the_command_steps_and_loss(tmp_path):
     assert read_config(tmp_path / "m")["sampling"]["guidance"] == config.guidance
     chosen = export_checkpoint(tmp_path / "run", tmp_path / "g", "ema", guidance=2.5)
     assert read_config(chosen)["sampling"]["guidance"] == 2.5
+    assert read_config(chosen)["training"]["config"]["guidance"] == config.guidance
     assert "default scale 2.5" in (chosen / "MODEL_CARD.md").read_text()
     with pytest.raises(BcosdiffError, match="guidance"):
         export_checkpoint(tmp_path / "run", tmp_path / "h", "ema", guidance=-1)

@@ -49,9 +49,9 @@ def export_checkpoint(
         except ValueError as exc:
             raise BcosdiffError(str(exc)) from None
     parts, state = load_checkpoint(path)
-    if guidance is not None:  # the model card reads the config from the state
-        state["config"]["guidance"] = float(guidance)
     config = {k: v for k, v in state["config"].items() if k != "output_dir"}
+    # The training config stays as it was trained; only the model's default changes.
+    default = float(config.get("guidance", 1.0) if guidance is None else guidance)
     if "init" not in state and config.get("init_from"):  # checkpoints from before lineage
         state["init"] = initial_lineage(config["init_from"])
     variant = get_variant(config["variant"])
@@ -60,7 +60,9 @@ def export_checkpoint(
     unet.load_state_dict(parts[weights])
     out = Path(out)
     with _staged(out) as staging:
-        _write_model(staging, out.name, unet, variant, text, config, state, run_dir, weights)
+        _write_model(
+            staging, out.name, unet, variant, text, config, state, run_dir, weights, default
+        )
     return out
 
 
@@ -92,14 +94,14 @@ def _staged(out: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_model(directory, name, unet, variant, text, config, state, run_dir, weights):
+def _write_model(directory, name, unet, variant, text, config, state, run_dir, weights, guidance):
     save_unet(unet, directory)
     update_config(
         directory,
         variant=config["variant"],
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
-        sampling={"guidance": float(config.get("guidance", 1.0))},
+        sampling={"guidance": guidance},
         training={
             "steps": state["step"],
             **({"init": state["init"]} if state.get("init") else {}),
@@ -107,7 +109,7 @@ def _write_model(directory, name, unet, variant, text, config, state, run_dir, w
             "config": config,
         },
     )
-    card = model_card(name, unet, variant.name, state, run_dir / "metrics.csv", weights)
+    card = model_card(name, unet, variant.name, state, run_dir / "metrics.csv", weights, guidance)
     atomic_write(directory / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
@@ -119,10 +121,19 @@ def _metrics(path: Path) -> list[dict]:
 
 
 def model_card(
-    name: str, unet: UNet, variant: str, state: dict, metrics_path: Path, weights: str
+    name: str,
+    unet: UNet,
+    variant: str,
+    state: dict,
+    metrics_path: Path,
+    weights: str,
+    guidance: float | None = None,
 ) -> str:
-    """A markdown card with what was measured during training (read from its metrics log)."""
+    """A markdown card with what was measured during training (read from its metrics log);
+    ``guidance`` is the model's default scale when the export chose another than training."""
     config = state["config"]
+    trained_scale = config.get("guidance", 1.0)
+    scale = trained_scale if guidance is None else guidance
     step = int(state["step"])
     rows = [r for r in _metrics(metrics_path) if int(r["step"]) <= step]
     params = sum(p.numel() for p in unet.parameters())
@@ -146,7 +157,8 @@ def model_card(
             else []
         ),
         f"- classifier-free guidance: prompt dropout {config.get('prompt_dropout', 0.0)}, "
-        f"default scale {config.get('guidance', 1.0)}",
+        f"default scale {scale}"
+        + (f" (the training config's: {trained_scale})" if scale != trained_scale else ""),
     ]
     if rows:
         tail = rows[-max(1, len(rows) // 10) :]
