@@ -155,7 +155,7 @@ def _check_resumable(
         key
         # Settings older checkpoints did not record yet are not compared.
         for key in (set(saved) & set(current)) - RESUMABLE_CHANGES - {"unet"}
-        if saved.get(key) != current.get(key)
+        if saved[key] != current[key]
     )
     if changed:
         raise BcosdiffError(
