@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from bcosdiff.data import COLOURS, ShapesDataset
-from bcosdiff.data.emoji import import_emoji
 from bcosdiff.data.images import ImageFolderDataset, preprocess_image
 from bcosdiff.data.laion import WebDatasetShards, object_pattern, select_laion
 from bcosdiff.errors import BcosdiffError
@@ -163,36 +162,6 @@ def _tar(path, files):
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
-
-
-def test_emoji_import_from_a_tarball(tmp_path):
-    catalogue = [
-        {"name": "CAT FACE", "image": "1f431.png", "short_names": ["cat"], "has_img_twitter": True},
-        {"name": "BANANA", "image": "1f34c.png", "short_names": ["banana"]},
-        {"name": "EVIL", "image": "../../evil.png"},
-        {"name": "NO IMAGE", "image": "ffff.png"},
-    ]
-    tarball = _tar(
-        tmp_path / "twitter.tgz",
-        {
-            "package/emoji.json": json.dumps(catalogue).encode(),
-            "package/img/twitter/64/1f431.png": _png_bytes((200, 150, 0, 255)),
-            "package/img/twitter/64/1f34c.png": _png_bytes((250, 230, 0, 255)),
-            "package/img/twitter/64/../../evil.png": _png_bytes((0, 0, 0, 255)),
-        },
-    )
-    counts = import_emoji(tmp_path / "out", ["twitter"], {"twitter": tarball})
-    assert counts == {"twitter": 2}
-    rows = [
-        json.loads(line) for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()
-    ]
-    assert [r["text"] for r in rows] == ["cat face", "banana"]
-    assert all(r["licence"].startswith("CC-BY-4.0") for r in rows)
-    assert not (tmp_path / "evil.png").exists()
-    dataset = build_dataset({"kind": "emoji", "root": str(tmp_path / "out"), "size": 32}, seed=0)
-    assert dataset[0]["image"].shape == (3, 32, 32)
-    with pytest.raises(BcosdiffError, match="unknown emoji"):
-        import_emoji(tmp_path / "x", ["openmoji"], {})
 
 
 def test_laion_object_rule():

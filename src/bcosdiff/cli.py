@@ -410,23 +410,33 @@ def data_shapes(
 def data_emoji(
     out: Annotated[Path, typer.Argument(help="Output image folder.")],
     sets: Annotated[
-        list[str] | None, typer.Option("--set", help="twitter and/or google (default both).")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="fluent, noto, openmoji, twemoji (SVG, the default) and/or twitter, google (PNG).",
+        ),
     ] = None,
     tarball: Annotated[
         list[str] | None,
-        typer.Option(help="SET=PATH of an already downloaded npm tarball (else npm pack)."),
+        typer.Option(
+            help="NAME=PATH of an npm tarball at hand (a set or emojilib); else npm pack."
+        ),
     ] = None,
+    size: Annotated[int, typer.Option(help="Raster side of the SVG artwork in pixels.")] = 64,
+    all_concepts: Annotated[
+        bool, typer.Option("--all-concepts", help="Keep emoji that not every set draws.")
+    ] = False,
 ) -> None:
-    """Import the 64x64 emoji PNGs of the emoji-datasource npm packages."""
-    from .data.emoji import import_emoji
+    """Import emoji artwork from npm: images, alpha masks, names, keywords and licences."""
+    from .data.emoji import DEFAULT_SETS, import_emoji
 
     given = {}
     for item in tarball or []:
         name, sep, path = item.partition("=")
         if not sep:
-            raise BcosdiffError(f"--tarball takes SET=PATH, got {item!r}")
+            raise BcosdiffError(f"--tarball takes NAME=PATH, got {item!r}")
         given[name] = Path(path)
-    counts = import_emoji(out, sets or ["twitter", "google"], given)
+    counts = import_emoji(out, sets or DEFAULT_SETS, given, size, common_only=not all_concepts)
     for name, n in counts.items():
         typer.echo(f"{name}: {n} images")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..data import ShapesDataset
+from ..data.emoji_scenes import EmojiScenes
 from ..data.images import ImageFolderDataset
 from ..data.laion import WebDatasetShards
 from ..diffusion import DiffusionProcess, drop_prompts, encode_image
@@ -60,8 +61,10 @@ def build_dataset(data: dict, seed: int) -> torch.utils.data.Dataset:
     try:
         if kind == "shapes":
             return ShapesDataset(seed=seed, **options)
-        if kind in ("folder", "emoji"):  # an emoji import is an image folder
+        if kind == "folder":
             return ImageFolderDataset(seed=seed, **options)
+        if kind == "emoji":  # scenes composed from an emoji import
+            return EmojiScenes(seed=seed, **options)
         if kind == "laion":
             pattern = options.pop("shards")
             shards = sorted(glob.glob(pattern)) if isinstance(pattern, str) else list(pattern)
