@@ -47,6 +47,11 @@ def _iconify(path, icons, chars, aliases=None, categories=None):
 
 @pytest.fixture
 def tarballs(tmp_path):
+    return make_tarballs(tmp_path)
+
+
+def make_tarballs(tmp_path):
+    """Two tiny Iconify sets (the second mirrors the rocket and lacks the apple), emojilib."""
     lib = {
         "🐱": ["cat_face", "animal", "meow", "pet", ":3"],
         "🚀": ["rocket", "launch", "outer_space"],
@@ -184,6 +189,11 @@ def test_scenes_are_deterministic_and_their_masks_are_the_drawn_pixels(scenes_ro
         counts.add(n)
         assert sample.masks.shape == (n, 24, 24) and sample.masks.any(axis=(1, 2)).all()
         assert not (sample.masks.sum(0) > 1).any()  # emoji never overlap
+        for i, (la, ta, sa) in enumerate(sample.boxes):  # and keep a gap of size / 16
+            for lb, tb, sb in sample.boxes[i + 1 :]:
+                assert (
+                    la + sa + 2 <= lb or lb + sb + 2 <= la or ta + sa + 2 <= tb or tb + sb + 2 <= ta
+                )
         union = sample.masks.any(0)
         drawn = (sample.image < 250).any(-1)
         assert drawn[union].all()  # every mask pixel shows its emoji
@@ -225,3 +235,104 @@ def test_scene_categories_and_errors(scenes_root, tmp_path):
 def test_phrases_take_the_right_article():
     assert emoji_phrase("apple") == "an apple" and emoji_phrase("rocket") == "a rocket"
     assert emoji_phrase("rocket", article=False) == "rocket"
+
+
+# --- the recognisability instrument (bcosdiff.evaluation.emoji) -------------------------
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    from bcosdiff.evaluation.emoji import EmojiGallery, train_emoji_features
+
+    root = tmp_path_factory.mktemp("emoji")
+    import_emoji(root / "emoji", ["fluent", "noto"], make_tarballs(root), size=32)
+    scenes = EmojiScenes(root / "emoji", size=24, categories=None, seed=1)
+    net = train_emoji_features(scenes, steps=3, batch=8)
+    return EmojiGallery(net, scenes)
+
+
+def test_retrieval_ranks_concepts_by_their_best_style(gallery):
+    import torch
+
+    found = gallery.retrieve(gallery.real_images)
+    for entry, result in enumerate(found):
+        assert result.ranking[0] == int(gallery.concept_of[entry])  # itself: cosine 1
+        assert sorted(result.ranking) == list(range(len(gallery.concepts)))
+        assert result.style == gallery.style_of[entry]
+    # With its own style left out, an image is matched only against the other style.
+    left_out = gallery.retrieve(gallery.real_images, leave_out=list(gallery.style_of))
+    assert all(r.style != s for r, s in zip(left_out, gallery.style_of, strict=True))
+    # The concept score is the maximum over its styles: recompute it by hand for one image.
+    features = torch.nn.functional.normalize(gallery.embed(gallery.real_images[:1]), dim=1)
+    similarity = (features @ gallery.features.T)[0]
+    best = [
+        max(float(similarity[e]) for e in range(len(similarity)) if gallery.concept_of[e] == c)
+        for c in range(len(gallery.concepts))
+    ]
+    assert found[0].ranking == sorted(range(len(best)), key=lambda c: -best[c])
+
+
+def test_regions_cut_outs_and_scene_recognition(gallery):
+    from bcosdiff.evaluation.emoji import cut_out, emoji_regions, recognised_in_scene
+
+    pairs = gallery.scenes.variant(two_object_prob=1.0, three_object_prob=0.0, seed=4)
+    for index in range(6):
+        sample = pairs.sample(index)
+        boxes = emoji_regions(sample.image)
+        assert len(boxes) == 2
+        for mask in sample.masks:  # each emoji lies inside one found region
+            ys, xs = np.nonzero(mask)
+            assert any(
+                top <= ys.min() and ys.max() < bottom and left <= xs.min() and xs.max() < right
+                for top, left, bottom, right in boxes
+            )
+        crop = cut_out(sample.image, boxes[0])
+        ys, xs = np.nonzero((crop < 250).any(-1))
+        assert crop.shape == sample.image.shape
+        assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 <= round(24 * 0.86)
+        asked = [gallery.concepts.index(c) for c in sample.concepts]
+        assert recognised_in_scene(gallery, sample.image, asked, k=len(gallery.concepts)) == [
+            True,
+            True,
+        ]
+    blank = np.full((24, 24, 3), 255, np.uint8)
+    assert emoji_regions(blank) == [] and recognised_in_scene(gallery, blank, [0]) == [False]
+
+
+def test_reports_count_what_they_claim(gallery):
+    from bcosdiff.evaluation.emoji import (
+        STYLE_NOT_ASKED,
+        concept_prompts,
+        emoji_frechet_distance,
+        lone_emoji,
+        scene_prompts,
+        single_report,
+    )
+
+    prompts = concept_prompts(gallery, 3)
+    assert len({p.concepts[0] for p in prompts}) == 3
+    assert [p.style for p in prompts] == [STYLE_NOT_ASKED, "fluent", "noto"]
+    assert prompts[1].prompt.endswith(", fluent style")
+    pairs = scene_prompts(gallery, 5)
+    assert all(len(set(p.concepts)) == 2 and " and " in p.prompt for p in pairs)
+    # Images of the asked concepts in the asked style: all top-1 and in style.
+    right = np.stack(
+        [
+            lone_emoji(
+                gallery.scenes,
+                gallery.concepts[p.concepts[0]],
+                "fluent" if p.style == STYLE_NOT_ASKED else p.style,
+            )
+            for p in prompts
+        ]
+    )
+    rows, ranks = single_report(gallery, prompts, right)
+    overall = rows[-1]
+    assert overall["style"] == "overall" and overall["prompts"] == 3
+    assert overall["top1"] == 1.0 and ranks == [0, 0, 0] and overall["style_match"] == 1.0
+    # The same images for the prompts rotated by one: no prompt's concept is shown.
+    rotated = [prompts[1], prompts[2], prompts[0]]
+    rows, ranks = single_report(gallery, rotated, right)
+    assert rows[-1]["top1"] == 0.0 and all(r > 0 for r in ranks)
+    assert emoji_frechet_distance(gallery, right, right) < 1e-3
+    assert emoji_frechet_distance(gallery, right[::-1].copy(), np.full_like(right, 255)) > 1e-3

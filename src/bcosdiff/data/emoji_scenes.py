@@ -16,6 +16,7 @@ out: at 32 pixels they are yellow discs, figures that differ in small details, o
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from dataclasses import dataclass, field
@@ -113,6 +114,16 @@ class EmojiScenes(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def variant(self, **changes) -> EmojiScenes:
+        """The same concepts and images with other sampling settings (``seed``,
+        ``two_object_prob``, ``templates``, ...)."""
+        other = copy.copy(self)
+        for name, value in changes.items():
+            if not hasattr(self, name) or name in ("root", "concepts", "styles", "_images"):
+                raise TypeError(f"EmojiScenes.variant got an unexpected setting {name!r}")
+            setattr(other, name, value)
+        return other
 
     def concept(self, name: str) -> EmojiConcept:
         for concept in self.concepts:
@@ -214,8 +225,10 @@ def _read_concepts(root: Path, categories, exclude, styles) -> list[EmojiConcept
 
 
 def _boxes(rng: random.Random, count: int, size: int) -> list[tuple[int, int, int]]:
-    """Non-overlapping square boxes ``(left, top, side)`` for ``count`` emoji."""
-    scale = {1: (0.78, 0.95), 2: (0.46, 0.56), 3: (0.38, 0.46)}[count]
+    """Square boxes ``(left, top, side)`` for ``count`` emoji, at least ``size / 16`` pixels
+    apart, so that the emoji of a scene are separate objects."""
+    scale = {1: (0.78, 0.95), 2: (0.42, 0.54), 3: (0.36, 0.44)}[count]
+    gap = max(1, round(size / 16))
     while True:
         boxes: list[tuple[int, int, int]] = []
         for _ in range(count):
@@ -223,17 +236,16 @@ def _boxes(rng: random.Random, count: int, size: int) -> list[tuple[int, int, in
             for _ in range(100):
                 left = rng.randint(0, size - side)
                 top = rng.randint(0, size - side)
-                if all(
-                    left + side <= b[0]
-                    or b[0] + b[2] <= left
-                    or top + side <= b[1]
-                    or b[1] + b[2] <= top
-                    for b in boxes
-                ):
+                if all(_apart((left, top, side), box, gap) for box in boxes):
                     boxes.append((left, top, side))
                     break
         if len(boxes) == count:
             return boxes
+
+
+def _apart(a: tuple[int, int, int], b: tuple[int, int, int], gap: int) -> bool:
+    (la, ta, sa), (lb, tb, sb) = a, b
+    return la + sa + gap <= lb or lb + sb + gap <= la or ta + sa + gap <= tb or tb + sb + gap <= ta
 
 
 def _ground_truth(
