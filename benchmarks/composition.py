@@ -63,7 +63,13 @@ def main() -> None:
         specificity = "n/a"
         if bcos:
             (result,) = evaluate_faithfulness(
-                pipe, ["bcos"], args.specificity_prompts, 1.0, args.steps, 0, False, None, False
+                pipe,
+                ["bcos"],
+                prompts=args.specificity_prompts,
+                two_object_share=1.0,
+                steps=args.steps,
+                deletion=False,
+                insertion=False,
             )
             value = result.metrics.get("token_specificity")
             if value is not None:

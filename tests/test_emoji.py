@@ -16,6 +16,7 @@ from bcosdiff.training import build_dataset
 # Left half red, on a transparent 16x16 canvas: mirroring moves it to the right half.
 LEFT_RED = '<rect x="0" y="0" width="8" height="16" fill="#ff0000"/>'
 DISC = '<circle cx="8" cy="8" r="6" fill="#{}"/>'
+BAR = '<rect x="2" y="6" width="12" height="4" fill="#{}"/>'
 
 
 def _tar(path, files):
@@ -67,8 +68,8 @@ def make_tarballs(tmp_path):
             "cat-face": DISC.format("ffaa00"),
             "rocket": LEFT_RED,
             "red-apple": DISC.format("dd0000"),
-            "thumbs-up": DISC.format("ffcc00"),
-            "thumbs-up-dark": DISC.format("553300"),
+            "thumbs-up": BAR.format("0033ff"),
+            "thumbs-up-dark": BAR.format("553300"),
         },
         {
             "1f431": "cat-face",
@@ -85,7 +86,7 @@ def make_tarballs(tmp_path):
         {
             "cat-face": DISC.format("ff8800"),
             "rocket-left": LEFT_RED,
-            "thumbs-up": DISC.format("ffdd00"),
+            "thumbs-up": BAR.format("0044ee"),
         },
         {"1f431-fe0f": "cat-face", "1f680": "rocket", "1f44d": "thumbs-up"},
         aliases={"rocket": {"parent": "rocket-left", "hFlip": True}},
@@ -247,7 +248,7 @@ def gallery(tmp_path_factory):
     root = tmp_path_factory.mktemp("emoji")
     import_emoji(root / "emoji", ["fluent", "noto"], make_tarballs(root), size=32)
     scenes = EmojiScenes(root / "emoji", size=24, categories=None, seed=1)
-    net = train_emoji_features(scenes, steps=3, batch=8)
+    net = train_emoji_features(scenes, steps=40, batch=16)
     return EmojiGallery(net, scenes)
 
 
@@ -336,3 +337,56 @@ def test_reports_count_what_they_claim(gallery):
     assert rows[-1]["top1"] == 0.0 and all(r > 0 for r in ranks)
     assert emoji_frechet_distance(gallery, right, right) < 1e-3
     assert emoji_frechet_distance(gallery, right[::-1].copy(), np.full_like(right, 255)) > 1e-3
+
+
+def test_emoji_truth_scores_an_oracle_and_an_anti_oracle(gallery):
+    from types import SimpleNamespace
+
+    from bcosdiff.evaluation.faithfulness import Attribution, EmojiTruth, evaluate_faithfulness
+    from bcosdiff.explain import register_method
+    from bcosdiff.explain.methods import METHODS
+
+    truth = EmojiTruth(gallery, seed=3, two_object_share=0.5, top=1)
+
+    class Pipe:  # "generates" the real scene of each prompt
+        name, sample_size = "real scenes", 24
+
+        def run(self, prompt, steps, seed):
+            image = truth.prompt(seed).sample.image
+            return SimpleNamespace(prompt=prompt, seed=seed, image_array=lambda: image)
+
+    def oracle(inside):
+        class Method:
+            def __init__(self, pipe):
+                pass
+
+            def attribute(self, run):
+                sample = truth.prompt(run.seed).sample
+                maps = [
+                    (sample.masks[k] if inside else ~sample.masks[k]).astype(float)
+                    if k is not None
+                    else np.zeros((24, 24))
+                    for k in sample.word_objects
+                ]
+                relevance = [0.2 if k is not None else 0.01 for k in sample.word_objects]
+                return Attribution(sample.image, list(sample.words), relevance, np.stack(maps))
+
+        return Method
+
+    register_method("oracle", oracle(True))
+    register_method("anti", oracle(False))
+    try:
+        good, bad = evaluate_faithfulness(
+            Pipe(), ["oracle", "anti"], truth=truth, prompts=8, deletion=False, insertion=False
+        )
+    finally:
+        METHODS.pop("oracle")
+        METHODS.pop("anti")
+    assert good.benchmark == "emoji" and good.key_words == "emoji name words"
+    assert good.counts["objects"] > 0 and good.counts["objects_missed"] == 0  # real scenes
+    assert good.counts["localised_words_two"] > 0 and good.counts["specificity_images"] > 0
+    for n in ("single", "two"):
+        assert good.metrics[f"localisation_mass_{n}"] > 0.9 and good.metrics[f"pointing_{n}"] == 1
+        assert bad.metrics[f"localisation_mass_{n}"] < 0.1
+    assert good.metrics["token_specificity"] > 0.95 and bad.metrics["token_specificity"] < 0.2
+    assert good.metrics["localisation_mass_key_words"] > 0.9

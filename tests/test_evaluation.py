@@ -156,7 +156,7 @@ def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
     for n in ("single", "two"):
         assert good[f"localisation_mass_{n}"] > 0.9 and good[f"pointing_{n}"] == 1.0
         assert bad[f"localisation_mass_{n}"] < 0.1 and bad[f"pointing_{n}"] == 0.0
-    assert good["localisation_mass_colour_shape"] > 0.9 and good["pointing_colour_shape"] == 1.0
+    assert good["localisation_mass_key_words"] > 0.9 and good["pointing_key_words"] == 1.0
     # Token specificity: the oracle's maps lie on their own object, the anti-oracle's on the
     # other one (its map covers everything but its own object).
     counts = results[0].counts
@@ -178,7 +178,7 @@ def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
 def test_localisation_and_word_removal():
     import numpy as np
 
-    from bcosdiff.evaluation.faithfulness import _without_word, localisation
+    from bcosdiff.evaluation.faithfulness import localisation, without_word
 
     mask = np.zeros((4, 4), bool)
     mask[1, 1] = True
@@ -190,8 +190,8 @@ def test_localisation_and_word_removal():
     heat[3, 0] = 20.0
     assert localisation(heat, mask)[1] is False
     assert localisation(-np.ones((4, 4)), mask)[0] is None
-    assert _without_word("a red circle and a red square", "red", 1) == "a red circle and a square"
-    assert _without_word("Redwood red", "red", 0) == "Redwood"
+    assert without_word("a red circle and a red square", "red", 1) == "a red circle and a square"
+    assert without_word("Redwood red", "red", 0) == "Redwood"
 
 
 def test_eval_faithfulness_command(tmp_path, capsys):

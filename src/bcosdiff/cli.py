@@ -568,8 +568,11 @@ def eval_faithfulness(
             "--method", "--methods", help="Explanation method(s), repeatable; default bcos."
         ),
     ] = None,
-    prompts: Annotated[int, typer.Option(help="Held-out shapes prompts.")] = 24,
+    prompts: Annotated[int, typer.Option(help="Held-out prompts.")] = 24,
     two_object_share: Annotated[float, typer.Option(help="Share of two-object prompts.")] = 0.5,
+    data: Annotated[
+        str, typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for scenes.")
+    ] = "shapes",
     steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Prompt seed; prompt k uses sampling seed k.")] = 0,
     deletion: Annotated[bool, typer.Option(help="Run the deletion test.")] = True,
@@ -581,7 +584,7 @@ def eval_faithfulness(
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
 ) -> None:
-    """Localisation, relevance separation, failure detection and deletion on shapes."""
+    """Localisation, specificity, failure detection and deletion against ground truth."""
     import json
 
     from tqdm import tqdm
@@ -593,24 +596,27 @@ def eval_faithfulness(
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
     pipe = load_pipeline(model, device)
     pipe.guidance = pipe.guidance_scale(guidance)  # every run and method follows the pipeline
+    truth = None if data == "shapes" else _emoji_truth(Path(data), seed, two_object_share)
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
         results = evaluate_faithfulness(
             pipe,
             method or ["bcos"],
-            prompts,
-            two_object_share,
-            steps,
-            seed,
-            deletion,
-            bar,
-            insertion,
+            truth=truth,
+            prompts=prompts,
+            two_object_share=two_object_share,
+            steps=steps,
+            seed=seed,
+            deletion=deletion,
+            insertion=insertion,
+            progress=bar,
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
     text = faithfulness_markdown(results)
-    data = {
+    record = {
         "model": pipe.name,
+        "data": data,
         "steps": steps,
         "guidance": pipe.guidance,
         "seed": seed,
@@ -619,9 +625,22 @@ def eval_faithfulness(
     }
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
-        (out / "faithfulness.json").write_text(json.dumps(data, indent=2) + "\n")
+        (out / "faithfulness.json").write_text(json.dumps(record, indent=2) + "\n")
         (out / "faithfulness.md").write_text(text, encoding="utf-8")
     typer.echo(text, nl=False)
+
+
+def _emoji_truth(root: Path, seed: int, two_object_share: float):
+    """Emoji scene ground truth: the import at ``root`` and the bundled feature extractor."""
+    from .data.emoji_scenes import EmojiScenes
+    from .evaluation.emoji import EmojiGallery, load_emoji_features
+    from .evaluation.faithfulness import EmojiTruth
+
+    net = load_emoji_features()
+    scenes = EmojiScenes(root)
+    if [c.key for c in scenes.concepts] != net.concept_keys:
+        raise BcosdiffError(f"{root} holds other emoji than the feature extractor was trained on")
+    return EmojiTruth(EmojiGallery(net, scenes), seed, two_object_share)
 
 
 @eval_app.command("fid")

@@ -38,6 +38,7 @@ from ..data.emoji_scenes import EmojiConcept, EmojiScenes, emoji_phrase
 __all__ = [
     "CANONICAL_SCALE",
     "EMOJI_FEATURES",
+    "FOREGROUND_THRESHOLD",
     "EmojiFeatureNet",
     "EmojiGallery",
     "cut_out",
@@ -48,6 +49,7 @@ __all__ = [
 
 EMOJI_FEATURES = Path(__file__).resolve().parent / "weights" / "emoji-features.safetensors"
 CANONICAL_SCALE = 0.86  # side of a lone emoji on the canvas (the middle of the training range)
+FOREGROUND_THRESHOLD = 0.12  # largest channel departure from the background, in [0, 1]
 
 
 class EmojiFeatureNet(nn.Module):
@@ -175,6 +177,10 @@ class EmojiGallery:
         images = np.stack([lone_emoji(scenes, self.concepts[i], s) for i, s in entries])
         self.real_images = torch.from_numpy(images).permute(0, 3, 1, 2)
         self.features = F.normalize(self.embed(self.real_images), dim=1)
+        # Cut-outs of scene regions are compared with the real emoji cut out the same way
+        # (their own transparent margins differ from the region's tight box).
+        cut = np.stack([_cut_out_whole(image) for image in images])
+        self.cut_features = F.normalize(self.embed(torch.from_numpy(cut).permute(0, 3, 1, 2)), 1)
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch: int = 256) -> Tensor:
@@ -183,10 +189,14 @@ class EmojiGallery:
     def index(self, name: str) -> int:
         return next(i for i, c in enumerate(self.concepts) if c.name == name)
 
-    def retrieve(self, images: Tensor, leave_out: list[str] | None = None) -> list[Retrieval]:
+    def retrieve(
+        self, images: Tensor, leave_out: list[str] | None = None, cut_outs: bool = False
+    ) -> list[Retrieval]:
         """Concept rankings of ``uint8 (N, 3, H, W)`` images; ``leave_out[n]`` names a style
-        whose real images image ``n`` is not compared with."""
-        similarity = F.normalize(self.embed(images), dim=1) @ self.features.T
+        whose real images image ``n`` is not compared with; ``cut_outs``: the images are
+        :func:`cut_out` regions, compared with the real emoji cut out alike."""
+        gallery = self.cut_features if cut_outs else self.features
+        similarity = F.normalize(self.embed(images), dim=1) @ gallery.T
         if leave_out is not None:
             styles = np.asarray(self.style_of)
             hidden = torch.from_numpy(styles[None, :] == np.asarray(leave_out)[:, None])
@@ -209,7 +219,10 @@ def background_colour(image: np.ndarray) -> np.ndarray:
 
 
 def emoji_regions(
-    image: np.ndarray, threshold: float = 0.12, min_share: float = 0.015, limit: int = 3
+    image: np.ndarray,
+    threshold: float = FOREGROUND_THRESHOLD,
+    min_share: float = 0.015,
+    limit: int = 3,
 ) -> list[tuple[int, int, int, int]]:
     """Boxes ``(top, left, bottom, right)`` of the largest objects that depart from the
     background (``threshold``: the largest channel difference, in [0, 1]). Objects are the
@@ -268,6 +281,16 @@ def cut_out(image: np.ndarray, box: tuple[int, int, int, int], scale: float = CA
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
+def _cut_out_whole(image: np.ndarray) -> np.ndarray:
+    """A lone emoji's image cut out as scene regions are: all its regions' joint box."""
+    boxes = emoji_regions(image, min_share=0.0, limit=1_000)
+    if not boxes:
+        return image
+    top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    bottom, right = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return cut_out(image, (top, left, bottom, right))
+
+
 def recognised_in_scene(
     gallery: EmojiGallery, image: np.ndarray, asked: list[int], k: int = 5
 ) -> list[bool]:
@@ -276,7 +299,7 @@ def recognised_in_scene(
     if not boxes:
         return [False] * len(asked)
     crops = torch.from_numpy(np.stack([cut_out(image, b) for b in boxes])).permute(0, 3, 1, 2)
-    found = gallery.retrieve(crops)
+    found = gallery.retrieve(crops, cut_outs=True)
     return [any(r.rank_of(c) < k for r in found) for c in asked]
 
 
