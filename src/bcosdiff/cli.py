@@ -492,8 +492,11 @@ def eval_flags(
     write: Annotated[
         bool, typer.Option(help="Store the threshold and signal in the model's config.json.")
     ] = False,
+    data: Annotated[
+        str, typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji).")
+    ] = "shapes",
 ) -> None:
-    """Calibrate the failure-detection threshold of a shapes model on training captions."""
+    """Calibrate the failure-detection threshold of a model on single-object training captions."""
     import json
 
     from .evaluation.flags import calibrate_flag_ratio
@@ -504,8 +507,13 @@ def eval_flags(
         raise BcosdiffError("need captions >= 1, steps >= 1 and 0 <= quantile < 1")
     directory = resolve_model(model)
     pipe = load_pipeline(directory)
+    truth = None
+    if data != "shapes":
+        truth = _emoji_truth(Path(data), seed, 0.0, held_out=False)
     try:
-        calibration = calibrate_flag_ratio(pipe, captions, steps, seed, quantile, signal)
+        calibration = calibrate_flag_ratio(
+            pipe, captions, steps, seed, quantile, signal, truth=truth
+        )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
     typer.echo(json.dumps(calibration.to_dict(), indent=2))
@@ -630,7 +638,7 @@ def eval_faithfulness(
     typer.echo(text, nl=False)
 
 
-def _emoji_truth(root: Path, seed: int, two_object_share: float):
+def _emoji_truth(root: Path, seed: int, two_object_share: float, held_out: bool = True):
     """Emoji scene ground truth: the import at ``root`` and the bundled feature extractor."""
     from .data.emoji_scenes import EmojiScenes
     from .evaluation.emoji import EmojiGallery, load_emoji_features
@@ -640,7 +648,7 @@ def _emoji_truth(root: Path, seed: int, two_object_share: float):
     scenes = EmojiScenes(root)
     if [c.key for c in scenes.concepts] != net.concept_keys:
         raise BcosdiffError(f"{root} holds other emoji than the feature extractor was trained on")
-    return EmojiTruth(EmojiGallery(net, scenes), seed, two_object_share)
+    return EmojiTruth(EmojiGallery(net, scenes), seed, two_object_share, held_out=held_out)
 
 
 @eval_app.command("fid")

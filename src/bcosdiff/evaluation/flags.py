@@ -5,11 +5,13 @@ The flagging rule (:mod:`bcosdiff.explain.tokens`) flags a content word whose *p
 model's flag signal, relevance or colour change) is below a threshold τ. τ is set from
 words the image verifiably shows:
 
-1. draw single-object captions from the shapes training distribution (training templates);
-2. generate and explain each one; the pixel checker decides whether the image shows the
-   asked colour and the asked shape;
-3. collect the peer ratios of the colour words whose colour is right and of the shape words
-   whose shape is right ("reflected" words);
+1. draw single-object captions from the training distribution (training templates) of the
+   ground truth (:mod:`bcosdiff.evaluation.faithfulness.truth`: shapes by default, or emoji
+   scenes);
+2. generate and explain each one; the ground truth's reader decides whether the image shows
+   each key word (the asked colour and shape, found by the pixel checker; the asked emoji,
+   found by retrieval among the real emoji);
+3. collect the peer ratios of the key words the image shows ("reflected" words);
 4. τ = the ``quantile``-th smallest of those ratios (default 1 %), so at most that share of
    reflected words would be flagged on the calibration captions.
 
@@ -24,9 +26,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..data.shapes import COLOURS, SHAPES, ShapesDataset
 from ..explain.tokens import check_flag_signal, peer_ratios
-from .checker import ShapeChecker
+from .faithfulness.scoring import align
+from .faithfulness.truth import ShapesTruth
 
 __all__ = ["FlagCalibration", "calibrate_flag_ratio", "threshold_at_quantile"]
 
@@ -41,8 +43,9 @@ class FlagCalibration:
     seed: int
     guidance: float  # the scale the captions were generated at: the model's default
     reflected_words: int
-    missed_words: int  # colour/shape words the image does not show
+    missed_words: int  # key words the image does not show
     missed_flagged: float | None  # share of those that τ flags (None when there are none)
+    truth: str = "shapes"  # the ground truth of the captions (shapes or emoji)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,26 +68,30 @@ def calibrate_flag_ratio(
     seed: int = 0,
     quantile: float = 0.01,
     signal: str = "relevance",
+    *,
+    truth=None,
 ) -> FlagCalibration:
-    """Calibrate τ for ``pipe`` (a B-cos shapes model) and the word score ``signal``
-    (:data:`~bcosdiff.explain.tokens.FLAG_SIGNALS`), as the module docstring describes."""
+    """Calibrate τ for ``pipe`` (a B-cos model) and the word score ``signal``
+    (:data:`~bcosdiff.explain.tokens.FLAG_SIGNALS`), as the module docstring describes.
+    ``truth``: single-object ground truth on training templates (default: shapes of data
+    seed ``seed``)."""
     check_flag_signal(signal)  # before the first explanation, not after it
-    dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.0)
-    checker = ShapeChecker(pipe.sample_size)
+    truth = truth or ShapesTruth(pipe.sample_size, seed, 0.0, held_out=False)
     reflected: list[float] = []
     missed: list[float] = []
     for index in range(captions):
-        sample = dataset.sample(index)
-        target = sample.objects[0]
-        exp = pipe.explain(sample.caption, steps=steps, seed=index, heatmaps=False)
-        colour_ok, shape_ok, _ = checker.matches(
-            np.asarray(exp.image), [(target.colour, target.shape)]
-        )
+        prompt = truth.prompt(index)
+        exp = pipe.explain(prompt.caption, steps=steps, seed=index, heatmaps=False)
+        found = truth.read(np.asarray(exp.image), prompt)
+        positions = align([w.text for w in exp.words], prompt.words)
+        where = {id(w): t for w, t in zip(exp.words, positions, strict=True)}
         for word, ratio in peer_ratios(exp.words, signal):
-            if word.text == target.colour and word.text in COLOURS:
-                (reflected if colour_ok else missed).append(ratio)
-            elif word.text == target.shape and word.text in SHAPES:
-                (reflected if shape_ok else missed).append(ratio)
+            t = where[id(word)]
+            if t is None or t not in prompt.key_words:
+                continue
+            obj = found[prompt.word_objects[t]]
+            shown = obj is not None and obj.words_shown.get(t, False)
+            (reflected if shown else missed).append(ratio)
     tau = threshold_at_quantile(reflected, quantile)
     return FlagCalibration(
         ratio=float(tau),
@@ -97,4 +104,5 @@ def calibrate_flag_ratio(
         reflected_words=len(reflected),
         missed_words=len(missed),
         missed_flagged=(sum(r < tau for r in missed) / len(missed)) if missed else None,
+        truth=truth.name,
     )

@@ -3,6 +3,8 @@ given objects, and a reader that finds those objects in a generated image.
 
 Two benchmarks share one interface:
 
+``held_out=False`` draws prompts from the training templates instead (flag calibration).
+
 * :class:`ShapesTruth` — held-out shapes prompts; the pixel checker (validated on dataset
   images) finds the objects and their masks and says whether each shows its asked colour and
   shape. Key words: colour and shape words.
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from ...data.emoji_scenes import HELD_OUT_EMOJI_TEMPLATES, EmojiScenes
-from ...data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, ShapesDataset
+from ...data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, TRAIN_TEMPLATES, ShapesDataset
 from ..checker import ShapeChecker
 
 __all__ = ["EmojiTruth", "FoundObject", "ShapesTruth", "TruthPrompt"]
@@ -49,9 +51,12 @@ class ShapesTruth:
     name = "shapes"
     key_words_label = "colour/shape words"
 
-    def __init__(self, size: int, seed: int = 0, two_object_share: float = 0.5):
+    def __init__(
+        self, size: int, seed: int = 0, two_object_share: float = 0.5, held_out: bool = True
+    ):
+        templates = HELD_OUT_TEMPLATES if held_out else TRAIN_TEMPLATES
         self.dataset = ShapesDataset(
-            size=size, seed=seed, two_object_prob=two_object_share, templates=HELD_OUT_TEMPLATES
+            size=size, seed=seed, two_object_prob=two_object_share, templates=templates
         )
         self.checker = ShapeChecker(size)
 
@@ -101,7 +106,14 @@ class EmojiTruth:
     name = "emoji"
     key_words_label = "emoji name words"
 
-    def __init__(self, gallery, seed: int = 0, two_object_share: float = 0.5, top: int = 5):
+    def __init__(
+        self,
+        gallery,
+        seed: int = 0,
+        two_object_share: float = 0.5,
+        top: int = 5,
+        held_out: bool = True,
+    ):
         self.gallery, self.top = gallery, top
         self.index = {c.key: i for i, c in enumerate(gallery.concepts)}
         scenes: EmojiScenes = gallery.scenes
@@ -110,7 +122,7 @@ class EmojiTruth:
             two_object_prob=two_object_share,
             three_object_prob=0.0,
             keyword_prob=0.0,
-            templates=HELD_OUT_EMOJI_TEMPLATES,
+            **({"templates": HELD_OUT_EMOJI_TEMPLATES} if held_out else {}),
         )
 
     def prompt(self, index: int) -> TruthPrompt:
