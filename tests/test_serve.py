@@ -75,3 +75,36 @@ def test_explain_reports_progress_per_step(tmp_path, method):
     seen = []
     pipe.explain("a red circle", steps=3, method=method, progress=lambda *a: seen.append(a))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_malformed_content_length_and_unknown_models_get_a_400(tmp_path):
+    import http.client
+
+    from bcosdiff.pipeline import bundled_models
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    server = make_server(pipe, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for length in ("abc", "-5", "1e3"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.putrequest("POST", "/api/explain")
+            connection.putheader("Content-Length", length)
+            connection.endheaders()
+            answer = connection.getresponse()
+            assert answer.status == 400, length
+            assert "Content-Length" in json.loads(answer.read())["error"]
+            connection.close()
+        base = f"http://127.0.0.1:{port}"
+        status, answer = _call(base + "/api/explain", b'{"prompt": "a", "model": "nope"}')
+        assert status == 400 and "unknown model 'nope'" in answer["error"]
+        # The page offers the served model first, then every bundled one.
+        assert server.models == ("m", *[m for m in bundled_models() if m != "m"])
+        with urllib.request.urlopen(base + "/", timeout=30) as page:
+            text = page.read().decode()
+        assert all(f'<option value="{m}">' in text for m in server.models)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert parse_request(b'{"prompt": "a"}', Limits(), ("x", "y"))["model"] == "x"

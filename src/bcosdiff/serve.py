@@ -6,13 +6,16 @@ single-user viewer needs nothing more, and gradio (what the field's demos use) w
 in a large web stack for the same page. The server binds 127.0.0.1 unless told otherwise.
 
 * ``GET /`` — the page (a form, then the explanations as :mod:`bcosdiff.explain.html` views).
-* ``POST /api/explain`` — ``{"prompt", "compare", "steps", "seed", "guidance",
-  "regenerate"}`` → ``{"job": id}``, or status 400 with ``{"error": message}``.
+* ``POST /api/explain`` — ``{"model", "prompt", "compare", "steps", "seed", "guidance",
+  "regenerate"}`` → ``{"job": id}``, or status 400 with ``{"error": message}``. ``model``
+  names one of the offered models (the one served first when missing).
 * ``GET /api/jobs/<id>`` — ``{"status": "queued" | "running" | "done" | "error",
   "progress": text, "html": fragment, "error": message}``.
 
-Jobs run one at a time on a worker thread; at most ``max_jobs`` may wait. Bad input is
-answered with one clear message, never a traceback.
+The page offers the model it was started with and every bundled model (the shapes and the
+emoji models); each is loaded on first use. Jobs run one at a time on a worker thread; at
+most ``max_jobs`` may wait. Bad input (a malformed request or ``Content-Length``) is
+answered with one clear message and status 400, never a traceback.
 """
 
 from __future__ import annotations
@@ -53,8 +56,20 @@ class Job:
     started: float = field(default_factory=time.monotonic)
 
 
-def parse_request(body: bytes, limits: Limits) -> dict:
-    """The explain request, checked; a :class:`BcosdiffError` names the first problem."""
+# A prompt to start from per kind of bundled model (the page fills it in on a switch).
+EXAMPLES = {
+    "emoji": ("a cat face and a rocket", "a cat face and a zeppelin"),
+    "": ("a red circle", "a red circle and a shark"),
+}
+
+
+def example_prompts(model: str) -> tuple[str, str]:
+    return next(v for k, v in EXAMPLES.items() if k in model)
+
+
+def parse_request(body: bytes, limits: Limits, models: tuple[str, ...] = ()) -> dict:
+    """The explain request, checked; a :class:`BcosdiffError` names the first problem.
+    ``models`` are the names offered (the first is the default)."""
     try:
         data = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -86,7 +101,11 @@ def parse_request(body: bytes, limits: Limits) -> dict:
     guidance = None  # the model's own
     if data.get("guidance") not in (None, ""):
         guidance = number("guidance", float, 0.0, limits.max_guidance, None)
+    model = data.get("model") or (models[0] if models else None)
+    if models and model not in models:
+        raise BcosdiffError(f"unknown model {model!r}; choose from {', '.join(models)}")
     return {
+        "model": model,
         "prompt": prompt.strip(),
         "compare": compare.strip(),
         "steps": number("steps", int, 1, limits.max_steps, 25),
@@ -101,9 +120,14 @@ class ViewerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, pipe, limits: Limits = Limits()):
+    def __init__(self, address, pipe, limits: Limits = Limits(), offer_bundled: bool = True):
         super().__init__(address, _Handler)
-        self.pipe = pipe
+        from .pipeline import bundled_models
+
+        self.pipe = pipe  # the model served first
+        self.pipes = {pipe.name: pipe}  # loaded so far, by name
+        others = bundled_models() if offer_bundled else []
+        self.models = (pipe.name, *[m for m in others if m != pipe.name])
         self.limits = limits
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
@@ -139,12 +163,23 @@ class ViewerServer(ThreadingHTTPServer):
                 job.status, job.error = "error", f"the explanation failed: {exc}"
                 traceback.print_exc()
 
+    def pipeline(self, name: str | None):
+        """The pipeline of an offered model, loaded on first use (on the worker thread)."""
+        from .pipeline import load_pipeline
+
+        name = name or self.pipe.name
+        if name not in self.pipes:
+            self.pipes[name] = load_pipeline(name).to(self.pipe.device)
+        return self.pipes[name]
+
     def _explain(self, job: Job) -> str:
         from .explain.html import explanation_html
 
         r = job.request
+        job.progress = f"loading {r.get('model') or self.pipe.name}"
+        pipe = self.pipeline(r.get("model"))
         prompts = [r["prompt"]] + ([r["compare"]] if r["compare"] else [])
-        bcos = self.pipe.unet.config.kind == "bcos"
+        bcos = pipe.unet.config.kind == "bcos"
         views = []
         for k, prompt in enumerate(prompts):
             job.progress = f"prompt {k + 1} of {len(prompts)}: starting"
@@ -152,7 +187,7 @@ class ViewerServer(ThreadingHTTPServer):
             def progress(done: int, total: int, k: int = k) -> None:
                 job.progress = f"prompt {k + 1} of {len(prompts)}: step {done} of {total}"
 
-            exp = self.pipe.explain(
+            exp = pipe.explain(
                 prompt,
                 steps=r["steps"],
                 seed=r["seed"],
@@ -175,11 +210,12 @@ input{font-size:14px;padding:4px}input.prompt{width:300px}input.num{width:80px}
 #status{margin:8px 0;font-size:14px}#status.error{color:#c0392b;font-weight:600}
 .compare{display:flex;gap:24px;flex-wrap:wrap}.cell{flex:1 1 460px}
 </style></head><body>
-<h1 style="font-size:20px">bcosdiff — model <code>%(model)s</code></h1>
+<h1 style="font-size:20px">bcosdiff</h1>
 <form id="form">
-<label>prompt<input class="prompt" name="prompt" value="a red circle"></label>
+<label>model<select name="model" id="model">%(options)s</select></label>
+<label>prompt<input class="prompt" name="prompt" value="%(prompt)s"></label>
 <label>compare with (same seed, optional)<input class="prompt" name="compare"
- value="a red circle and a shark"></label>
+ value="%(compare)s"></label>
 <label>steps<input class="num" name="steps" type="number" value="25" min="1"
  max="%(max_steps)d"></label>
 <label>seed<input class="num" name="seed" type="number" value="0" min="0"></label>
@@ -191,7 +227,9 @@ input{font-size:14px;padding:4px}input.prompt{width:300px}input.num{width:80px}
 <div id="status"></div><div id="result"></div>
 <script>
 var form=document.getElementById('form'),statusBox=document.getElementById('status'),
- result=document.getElementById('result');
+ result=document.getElementById('result'),examples=%(examples)s;
+document.getElementById('model').addEventListener('change',function(e){
+ var pair=examples[e.target.value];form.prompt.value=pair[0];form.compare.value=pair[1];});
 function say(text,error){statusBox.textContent=text;statusBox.className=error?'error':'';}
 function run(fragment){result.innerHTML=fragment;
  result.querySelectorAll('script').forEach(function(old){var s=document.createElement('script');
@@ -228,9 +266,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         if self.path in ("/", "/index.html"):
-            pipe, limits = self.server.pipe, self.server.limits
+            pipe, limits, models = self.server.pipe, self.server.limits, self.server.models
+            prompt, compare = example_prompts(pipe.name)
+            options = "".join(
+                f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in models
+            )
+            examples = json.dumps({m: example_prompts(m) for m in models}).replace("<", "\\u003c")
             page = _PAGE % {
-                "model": html.escape(pipe.name),
+                "options": options,
+                "examples": examples,
+                "prompt": html.escape(prompt),
+                "compare": html.escape(compare),
                 "max_steps": limits.max_steps,
                 "max_regenerate": limits.max_regenerate,
                 "guidance": f"{pipe.guidance:g}",
@@ -254,12 +300,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/api/explain":
             self._send(404, json.dumps({"error": "not found"}))
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True  # the body's end is unknown: read nothing more
+            self._send(400, json.dumps({"error": "Content-Length must be a whole number >= 0"}))
+            return
         if length > 64 * 1024:
             self._send(413, json.dumps({"error": "the request is too large"}))
             return
         try:
-            request = parse_request(self.rfile.read(length), self.server.limits)
+            request = parse_request(self.rfile.read(length), self.server.limits, self.server.models)
             job_id = self.server.submit(request)
         except BcosdiffError as exc:
             self._send(400, json.dumps({"error": str(exc)}))
