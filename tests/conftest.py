@@ -40,6 +40,44 @@ def tiny_unet_config(kind: str = "bcos", **overrides) -> UNetConfig:
     return UNetConfig(**base)
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def _untracked_changes() -> set[str] | None:
+    """``git status --porcelain`` lines of the work tree (None outside a git work tree)."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config._work_tree_before = _untracked_changes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite writes only under temporary directories: fail it if the work tree changed."""
+    before = getattr(session.config, "_work_tree_before", None)
+    after = _untracked_changes()
+    if before is None or after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        sys.stderr.write(
+            "\nthe test suite changed the work tree (tests must write under tmp_path):\n  "
+            + "\n  ".join(new)
+            + "\n"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

@@ -38,7 +38,9 @@ def _safetensors(path, header: dict, data: bytes = b"", length: int | None = Non
 
 def _refused(directory, capsys, expected):
     capsys.readouterr()
-    assert main(["generate", "a red circle", "--model", str(directory), "--steps", "1"]) == 2
+    out = str(directory.parent / "refused.png")  # written only if the model were accepted
+    argv = ["generate", "a red circle", "--model", str(directory), "--steps", "1", "--out", out]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bcosdiff: error:"), err
     assert expected in err and "Traceback" not in err

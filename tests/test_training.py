@@ -218,18 +218,38 @@ def test_two_cpu_processes_stay_in_sync_and_shard_the_data(tmp_path):
 
 
 def test_shipped_configs_are_valid():
+    """Every shipped config follows the schema: a known variant, a valid U-Net, data options
+    its reader takes, the paper's settings at GPU scale; and every variant has a CPU recipe."""
     from pathlib import Path
 
     from bcosdiff.networks import UNetConfig
     from bcosdiff.variants import get_variant
 
+    import inspect
+
+    from bcosdiff.data import ShapesDataset
+    from bcosdiff.data.emoji_scenes import EmojiScenes
+    from bcosdiff.data.images import ImageFolderDataset
+    from bcosdiff.data.laion import WebDatasetShards
+    from bcosdiff.variants import VARIANTS
+
+    readers = {
+        "shapes": ShapesDataset,
+        "emoji": EmojiScenes,
+        "folder": ImageFolderDataset,
+        "laion": WebDatasetShards,
+    }
     paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
-    # five variants at CPU and GPU scale, three composition runs and one continuation
-    assert len(paths) == 15
+    cpu_variants = set()
     for path in paths:
-        config = load_train_config(path)
+        config = load_train_config(path)  # unknown keys or bad values are refused here
         get_variant(config.variant)
+        if path.parent.name == "cpu":
+            cpu_variants.add(config.variant)
         UNetConfig.from_dict({"sample_size": config.data["size"], **config.unet})
+        options = dict(config.data)
+        reader = readers[options.pop("kind")]  # a data kind the trainer knows
+        inspect.signature(reader).bind(**{"seed": 0, **options})  # options the reader takes
         if path.parent.name == "gpu":
             assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
             assert config.data["size"] == 64
@@ -238,6 +258,7 @@ def test_shipped_configs_are_valid():
         if "-compose" in path.stem:  # guidance needs an unconditional branch
             assert config.prompt_dropout > 0 and config.guidance > 1
             assert config.data["two_object_prob"] > 0.5
+    assert cpu_variants == set(VARIANTS)
 
 
 def test_init_from_a_model_directory(tmp_path):
