@@ -220,18 +220,15 @@ def test_two_cpu_processes_stay_in_sync_and_shard_the_data(tmp_path):
 def test_shipped_configs_are_valid():
     """Every shipped config follows the schema: a known variant, a valid U-Net, data options
     its reader takes, the paper's settings at GPU scale; and every variant has a CPU recipe."""
-    from pathlib import Path
-
-    from bcosdiff.networks import UNetConfig
-    from bcosdiff.variants import get_variant
-
     import inspect
+    from pathlib import Path
 
     from bcosdiff.data import ShapesDataset
     from bcosdiff.data.emoji_scenes import EmojiScenes
     from bcosdiff.data.images import ImageFolderDataset
     from bcosdiff.data.laion import WebDatasetShards
-    from bcosdiff.variants import VARIANTS
+    from bcosdiff.networks import UNetConfig
+    from bcosdiff.variants import VARIANTS, get_variant
 
     readers = {
         "shapes": ShapesDataset,
