@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bcosdiff.cli import main
-from bcosdiff.explain.methods import get_method
+from bcosdiff.explain.registry import get_method
 from bcosdiff.pipeline import DEFAULT_MODEL, bundled_models, load_pipeline, resolve_model
 
 

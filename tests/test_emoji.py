@@ -344,7 +344,7 @@ def test_emoji_truth_scores_an_oracle_and_an_anti_oracle(gallery):
 
     from bcosdiff.evaluation.faithfulness import Attribution, EmojiTruth, evaluate_faithfulness
     from bcosdiff.explain import register_method
-    from bcosdiff.explain.methods import METHODS
+    from bcosdiff.explain.registry import METHODS
 
     truth = EmojiTruth(gallery, seed=3, two_object_share=0.5, top=1)
 

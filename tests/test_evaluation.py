@@ -141,7 +141,7 @@ def _oracle(inside: bool):
 def test_faithfulness_scores_an_oracle_and_an_anti_oracle():
     from bcosdiff.evaluation.faithfulness import evaluate_faithfulness
     from bcosdiff.explain import register_method
-    from bcosdiff.explain.methods import METHODS
+    from bcosdiff.explain.registry import METHODS
 
     register_method("oracle", _oracle(inside=True))
     register_method("anti", _oracle(inside=False))

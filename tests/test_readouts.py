@@ -150,7 +150,7 @@ def _explanation(contributions: torch.Tensor, words: list[str]) -> Explanation:
 
 
 def test_figure_overlays_share_one_scale_across_words():
-    from bcosdiff.explain.figures import word_overlays
+    from bcosdiff.explain.overlays import word_overlays
 
     contributions = _toy_contributions(mass_free=False)
     # A second colour word that paints half as much of the same red.

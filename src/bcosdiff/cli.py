@@ -259,7 +259,7 @@ def explain(
     import json
 
     from .explain.figures import save_explanation
-    from .explain.methods import get_method
+    from .explain.registry import get_method
     from .pipeline import check_generation_args, load_pipeline
 
     methods = list(dict.fromkeys(method or ["bcos"]))

@@ -17,12 +17,12 @@ from .diffusion import (
     ddim_sample,
     decode_image,
     guided_prediction,
-    to_pixels,
 )
 from .errors import BcosdiffError, ModelLoadError
 from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
+from .pictures import to_image
 from .text import Conditioning, TextConfig, TextEncoder
 from .variants import get_variant
 
@@ -313,7 +313,7 @@ class Pipeline:
         With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
         part of the computation and says so (``complete`` is False, with a warning).
         """
-        from .explain.methods import get_method, is_bcos_method
+        from .explain.registry import get_method, is_bcos_method
 
         factory = get_method(method)
         bcos = is_bcos_method(method)
@@ -360,7 +360,7 @@ class Pipeline:
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
         """PIL images of encoded samples."""
         rgb = decode_image(samples, self.process.encoding)
-        return [to_pil(rgb[i : i + 1]) for i in range(rgb.shape[0])]
+        return [to_image(rgb[i]) for i in range(rgb.shape[0])]
 
     def generate(
         self,
@@ -374,7 +374,7 @@ class Pipeline:
         """One image (PIL) from ``prompt`` and ``seed`` (``guidance``: see the class;
         ``steering``: see :meth:`explain`)."""
         sample = self.sample(prompt, steps, seed, eta, guidance, steering)
-        return to_pil(decode_image(sample, self.process.encoding))
+        return to_image(decode_image(sample, self.process.encoding)[0])
 
 
 def _recorder(states: list, progress, total: int):
@@ -391,11 +391,6 @@ def _recorder(states: list, progress, total: int):
 
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def to_pil(rgb: torch.Tensor) -> Image.Image:
-    """``(1, 3, H, W)`` in ``[0, 1]`` -> an 8-bit RGB image (round to nearest)."""
-    return Image.fromarray(to_pixels(rgb[0]), mode="RGB")
 
 
 def create_model_directory(

@@ -14,13 +14,13 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import BcosdiffError
+from ..pictures import to_tensor
 
-__all__ = ["ImageFolderDataset", "preprocess_image", "read_metadata", "to_tensor"]
+__all__ = ["ImageFolderDataset", "preprocess_image", "read_metadata"]
 
 
 def preprocess_image(image: Image.Image, size: int) -> Image.Image:
@@ -36,11 +36,6 @@ def preprocess_image(image: Image.Image, size: int) -> Image.Image:
     image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return image.crop((left, top, left + size, top + size))
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """``(3, H, W)`` float in ``[0, 1]``."""
-    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1) / 255.0
 
 
 def read_metadata(root: Path) -> list[dict]:

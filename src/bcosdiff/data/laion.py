@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from ..errors import BcosdiffError
-from .images import preprocess_image, to_tensor
+from ..pictures import to_tensor
+from .images import preprocess_image
 
 __all__ = [
     "PAPER_OBJECTS",

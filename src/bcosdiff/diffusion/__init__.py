@@ -10,7 +10,7 @@ from .ddim import (
     ddim_timesteps,
     make_ddim_scheduler,
 )
-from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels, to_pixels
+from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels
 from .guidance import check_guidance, drop_prompts, empty_conditioning, guided_prediction
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
 from .timesteps import STAGES, exponential_timesteps
@@ -37,5 +37,4 @@ __all__ = [
     "guided_prediction",
     "make_betas",
     "make_ddim_scheduler",
-    "to_pixels",
 ]

@@ -7,11 +7,10 @@ values in ``[0, 1]``; an image is read back from 6 channels as ``(rgb + (1 - inv
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ENCODINGS", "decode_image", "encode_image", "encoded_channels", "to_pixels"]
+__all__ = ["ENCODINGS", "decode_image", "encode_image", "encoded_channels"]
 
 ENCODINGS = ("rgb_inv", "rgb")
 
@@ -36,12 +35,6 @@ def decode_image(x: Tensor, encoding: str = "rgb_inv") -> Tensor:
         rgb, inv = x[:, :3], x[:, 3:]
         return ((rgb + (1.0 - inv)) / 2.0).clamp(0.0, 1.0)
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def to_pixels(rgb: Tensor) -> np.ndarray:
-    """``(3, H, W)`` in ``[0, 1]`` -> ``(H, W, 3)`` uint8, rounded to nearest (what PNGs hold)."""
-    array = rgb.detach().cpu().permute(1, 2, 0).numpy() * 255.0 + 0.5
-    return array.clip(0, 255).astype(np.uint8)
 
 
 def _check(encoding: str) -> None:

@@ -2,30 +2,20 @@
 post-hoc methods it is compared with, behind one attribution API
 (:mod:`bcosdiff.explain.methods`)."""
 
-from .explanation import (
+from .explanation import Explanation, build_attribution, build_explanation
+from .gradcam import DFCam
+from .linear_map import (
     RunExplanation,
     explain_run,
     normalized_reconstruction,
     patch_backward_contributions,
 )
-from .gradcam import DFCam
-from .methods import (
-    METHODS,
-    AttributionMethod,
-    BcosAttribution,
-    GradientInput,
-    get_method,
-    register_method,
-)
-from .report import Explanation, build_attribution, build_explanation
+from .methods import AttributionMethod, BcosAttribution, GradientInput
+from .registry import METHODS, get_method, register_method
 from .rise import DFRise
 from .run import GeneratedRun
 from .trajectory import RunSources, run_trajectory
 from .xattn import CrossAttentionMaps
-
-register_method("xattn", CrossAttentionMaps)
-register_method("dfrise", DFRise)
-register_method("dfcam", DFCam)
 
 __all__ = [
     "METHODS",

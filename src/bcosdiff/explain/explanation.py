@@ -1,328 +1,280 @@
-"""Explanations of a whole deterministic sampling run with respect to the prompt (paper §3.4).
-
-For prompt embeddings ``x`` and the run's dynamic linear summary ``W(x)`` (explanation mode):
-
-* reconstruction ``R = W(x)·x`` — one Jacobian-vector product with tangent ``x`` (eq. 6);
-* normalised reconstruction ``R_rgb / (R_rgb + R_inv)`` and its MSE against the image (eq. 7);
-* relevance ``S_i = |Σ_{h,w,c} W_i x_i| / Σ_j |Σ_{h,w,c} W_j x_j|`` — one vector-Jacobian
-  product of the summed output, dotted with each token's embedding (eq. 8);
-* per-token contributions ``W_i x_i`` to every output channel at full resolution —
-  Jacobian-vector products with one-hot token tangents, batched with ``vmap`` (the primal
-  run is shared). Maps are read out of them in :mod:`bcosdiff.explain.readouts`.
-"""
+"""The user-facing explanation of one generated image (``docs/explanations.md``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
+from PIL import Image
 from torch import Tensor
-from torch.func import jvp, vmap
 
-from ..bcos import explanation_mode, linear_replay
-from ..dictionary.steering import Steering
-from ..diffusion import DDIMSchedule, DiffusionProcess, as_schedule
-from ..networks import UNet
-from .trajectory import RunSources, run_trajectory
+from ..diffusion import decode_image
+from ..pictures import to_image
+from ..text import Conditioning
+from .linear_map import RunExplanation, normalized_reconstruction
+from .readouts import DEFAULT_READOUT, colour_change, get_readout
+from .run import GeneratedRun
+from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
 
-__all__ = ["RunExplanation", "explain_run", "normalized_reconstruction"]
+__all__ = ["Explanation", "build_attribution", "build_explanation"]
 
-
-def normalized_reconstruction(reconstruction: Tensor, eps: float = 1e-8) -> Tensor:
-    """``R_rgb / (R_rgb + R_inv)`` of a 6-channel ``(…, 6, H, W)`` reconstruction (eq. 7)."""
-    rgb, inv = reconstruction[..., :3, :, :], reconstruction[..., 3:, :, :]
-    total = rgb + inv
-    safe = torch.where(total.abs() < eps, torch.full_like(total, eps), total)
-    return (rgb / safe).clamp(0.0, 1.0)
+REST = "[REST]"
 
 
 @dataclass
-class RunExplanation:
-    """The explanation of one sampling run (batch of one), all tensors on the CPU."""
-
-    sample: Tensor  # (C, H, W) the generated encoded sample
-    reconstruction: Tensor  # (C, H, W) W(x)·x, the prompt's contribution
-    token_contributions: Tensor  # (L,) Σ_{h,w,c} W_i x_i per context position
-    relevance: Tensor  # (L,) eq. 8 over all context positions (masked ones are 0)
-    contributions: Tensor | None  # (L, C, H, W) W_i x_i per channel and pixel, or None
-    sources: dict[str, Tensor] = field(default_factory=dict)  # contribution of each source
+class Explanation:
+    prompt: str
+    seed: int
+    steps: int
+    model: str
+    tokens: list[str]  # in prompt order; specials excluded when they are masked
+    relevance: list[float] | None  # eq. 8 (or the method's token score), sums to 1
+    contribution_maps: Tensor | None  # (len(tokens), C, H, W) W_i x_i; None without maps
+    reconstruction: Tensor | None  # (C, H, W) W(x)·x, the sum of the contribution maps
+    normalized_reconstruction: Tensor | None  # (3, H, W); None for 3-channel encodings
+    reconstruction_mse: float | None  # normalised reconstruction vs the generated image
+    image: Image.Image
+    sample: Tensor  # (C, H, W) generated encoded sample
+    flagged_tokens: list[str]  # content words judged not reflected in the image
+    words: list[Word] = field(default_factory=list)
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
+    attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
+    token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
+    flag_signal: str = "relevance"  # the word score the flagging rule compared
+    method: str = "bcos"  # the attribution method (bcosdiff.explain.methods)
+    token_maps: Tensor | None = None  # (len(tokens), H, W) of methods that map each token
+    saliency: Tensor | None = None  # (H, W) of methods with one map for the whole image
+    readout: str = DEFAULT_READOUT  # how heatmaps read the contribution maps
+    guidance: float = 1.0  # the run's classifier-free guidance scale
+    # Contribution (C, H, W) of each source of the run: prompt, x_T, time, mean. They add up
+    # to ``sample``; filled on request (``Pipeline.explain(sources=True)``, B-cos only).
+    sources: dict[str, Tensor] = field(default_factory=dict)
+    steering: dict | None = None  # {"site", "norm"} of a steering vector added to the run
 
-    @property
+    @cached_property
+    def heatmaps(self) -> Tensor | None:
+        """``(len(tokens), H, W)``: which pixels each token drew — its share of the pixel's
+        departure from the background colour (:func:`~bcosdiff.explain.readouts.colour_share`),
+        one scale for all tokens. Other methods: their token maps, or their one image map
+        repeated for every token."""
+        if self.contribution_maps is None and self.token_maps is not None:
+            return self.token_maps
+        if self.contribution_maps is None and self.saliency is not None:
+            return self.saliency.expand(len(self.tokens), *self.saliency.shape)
+        return self.read_out(self.readout)
+
+    @cached_property
     def mass_maps(self) -> Tensor | None:
-        """``(L, H, W)``: ``Σ_c W_i x_i``, each position's contribution summed over channels."""
-        return None if self.contributions is None else self.contributions.sum(1)
+        """``(len(tokens), H, W)``: ``Σ_c`` of each token's contribution (its share of the
+        pixel's constant mass; does not localise)."""
+        return self.read_out("mass")
 
+    def read_out(self, name: str = DEFAULT_READOUT) -> Tensor | None:
+        """``(len(tokens), H, W)``: the read-out ``name`` (:data:`~bcosdiff.explain.readouts.
+        READOUTS`) of every token's contribution map; None without contribution maps."""
+        if self.contribution_maps is None:
+            return None
+        return get_readout(name)(self.contribution_maps, self.reconstruction)
 
-def explain_run(
-    unet: UNet,
-    process: DiffusionProcess,
-    steps: int | DDIMSchedule,
-    context: Tensor,
-    x_T: Tensor,
-    context_mask: Tensor | None = None,
-    contributions: bool = True,
-    token_chunk: int = 16,
-    checkpoint_steps: bool = True,
-    decompose_sources: bool = False,
-    eta: float = 0.0,
-    step_noise: list[Tensor] | None = None,
-    method: str = "replay",
-    linearise: bool = True,
-    guidance: float = 1.0,
-    steering: Steering | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> RunExplanation:
-    """Explain the DDIM run from ``x_T`` conditioned on ``context`` (shape ``(1, L, D)``).
-
-    ``method="replay"`` (default): one batched forward pass per step in which every prompt
-    token (and, with ``decompose_sources``, x_T, the time features and μ) is a batch row
-    replayed through the run's own dynamic linear map — reconstruction, per-token
-    contributions and relevance all follow from the per-row outputs. ``method="jvp"``: the
-    same quantities from forward- and reverse-mode autodiff (one JVP, one VJP, batched JVPs);
-    kept as an independent computation. ``contributions=False`` skips the per-token maps.
-    ``linearise=False`` (``"jvp"`` only) differentiates the run as it is, outside
-    explanation mode: the Jacobian ``J(x)`` replaces ``W(x)`` (gradient × input).
-    ``guidance`` is the run's classifier-free guidance scale: the prompt's contributions
-    come through the conditional branch, and the sources still add up to the sample.
-    ``steering`` (:class:`~bcosdiff.dictionary.Steering`) is one more source: its vector
-    enters the real run only, and ``sources["steering"]`` is its contribution (replay only).
-    ``progress(done, total)`` is called after each step of the replay.
-    """
-    if context.shape[0] != 1 or x_T.shape[0] != 1:
-        raise ValueError("explain_run explains one run at a time (batch of one)")
-    if method == "replay" and not linearise:
-        raise ValueError("the linear replay exists only in explanation mode (linearise=True)")
-    if method == "replay":
-        return _explain_by_replay(
-            unet,
-            process,
-            steps,
-            context,
-            x_T,
-            context_mask,
-            contributions,
-            decompose_sources,
-            eta,
-            step_noise,
-            guidance,
-            steering,
-            progress,
-        )
-    if method != "jvp":
-        raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
-    if not linearise and decompose_sources:
-        raise ValueError("sources add up only in explanation mode")
-    if decompose_sources and steering is not None and not steering.is_zero:
-        raise ValueError("the steering source is separated by the replay (method='replay')")
-    sources = RunSources.for_run(unet, process, context, x_T, steps)
-    primals = sources.as_tuple()
-
-    def run(ctx: Tensor, x: Tensor, features: Tensor, mean: Tensor, ckpt: bool = False) -> Tensor:
-        return run_trajectory(
-            unet,
-            process,
-            steps,
-            ctx,
-            x,
-            features,
-            mean,
-            context_mask,
-            ckpt,
-            eta,
-            step_noise,
-            guidance,
-            steering,
+    def word_contributions(self) -> Tensor:
+        """``(len(words), C, H, W)``: each word's contribution, the sum over its pieces."""
+        if self.contribution_maps is None:
+            raise ValueError("this explanation was computed without heat maps")
+        row = {positions[0]: k for k, positions in enumerate(self.token_positions)}
+        return torch.stack(
+            [self.contribution_maps[[row[p] for p in w.positions]].sum(0) for w in self.words]
         )
 
-    def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
-        zeros = tuple(torch.zeros_like(p) for p in primals[1:])
-        # Forward-mode AD is unaffected by no_grad; without it every step's graph is kept.
-        with torch.no_grad():
-            return jvp(run, primals, (tangent, *zeros))
+    def word_heatmaps(self, readout: str | None = None) -> Tensor:
+        """``(len(words), H, W)``: each word's map, read out of the summed contribution of
+        its sub-word pieces (summed first: the removal read-out is not additive). Methods
+        without contributions: the sum of the pieces' maps (``readout`` is ignored), or the
+        image map repeated."""
+        if self.contribution_maps is None and self.token_maps is not None:
+            row = {positions[0]: k for k, positions in enumerate(self.token_positions)}
+            return torch.stack(
+                [self.token_maps[[row[p] for p in w.positions]].sum(0) for w in self.words]
+            )
+        if self.contribution_maps is None and self.saliency is not None:
+            return self.saliency.expand(len(self.words), *self.saliency.shape)
+        readout = self.readout if readout is None else readout
+        return get_readout(readout)(self.word_contributions(), self.reconstruction)
 
-    with explanation_mode(unet, active=linearise):
-        sample, reconstruction = context_only(context)
-        # Relevance: a single VJP of the summed output (per-step recomputation bounds memory).
-        ctx = context.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            out = run(ctx, *primals[1:], ckpt=checkpoint_steps)
-            (grad,) = torch.autograd.grad(out.sum(), ctx)
-        totals = (grad * context).sum(-1)[0]
-        maps = None
-        if contributions:
-            length = context.shape[1]
-            eye = torch.eye(length, dtype=context.dtype, device=context.device)
-            chunks = []
-            for start in range(0, length, token_chunk):
-                one_hot = eye[start : start + token_chunk, None, :, None] * context
-                tangent_out = vmap(lambda t: context_only(t)[1])(one_hot)
-                chunks.append(tangent_out[:, 0])
-            maps = torch.cat(chunks)
-        parts = {}
-        if decompose_sources:
-            names = ("prompt", "x_T", "time", "mean")
-            for k, name in enumerate(names):
-                tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
-                with torch.no_grad():
-                    parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
-    total = totals.abs().sum()
-    relevance = totals.abs() / total if total > 0 else torch.zeros_like(totals)
-    return RunExplanation(
-        sample=sample[0].detach().cpu(),
-        reconstruction=reconstruction[0].detach().cpu(),
-        token_contributions=totals.detach().cpu(),
-        relevance=relevance.detach().cpu(),
-        contributions=None if maps is None else maps.detach().cpu(),
-        sources=parts,
-        complete=eta == 0,
-    )
+    def _repr_html_(self) -> str:
+        """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
+        import uuid
 
+        from .html import explanation_html
 
-def _explain_by_replay(
-    unet: UNet,
-    process: DiffusionProcess,
-    steps: int | DDIMSchedule,
-    context: Tensor,
-    x_T: Tensor,
-    context_mask: Tensor | None,
-    contributions: bool,
-    decompose_sources: bool,
-    eta: float,
-    step_noise: list[Tensor] | None,
-    guidance: float,
-    steering: Steering | None,
-    progress: Callable[[int, int], None] | None = None,
-) -> RunExplanation:
-    sources = RunSources.for_run(unet, process, context, x_T, steps)
-    length = context.shape[1]
-    device = context.device
-    if context_mask is None:
-        valid = torch.arange(length, device=device)
-    else:
-        valid = torch.nonzero(context_mask[0].to(device))[:, 0]
-    count = len(valid)
-    # Rows: the real run, one row per attended token, then (optionally) x_T, time, μ.
-    token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
-    token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
-    steered = steering is not None and not steering.is_zero
-    extra = (4 if steered else 3) if decompose_sources else 0
-    rows = 1 + count + extra
-    ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
-    x = x_T.new_zeros(rows, *x_T.shape[1:])
-    x[0] = x_T[0]
-    features = sources.time_features.new_zeros(
-        len(as_schedule(process, steps)), rows, sources.time_features.shape[1]
-    )
-    features[:, 0] = sources.time_features
-    mean = x_T.new_zeros(rows, 1, 1, 1)
-    mean[0] = process.mean
-    steering_rows = torch.zeros(rows, dtype=torch.bool, device=x_T.device)
-    steering_rows[0] = True  # the steering vector enters the real run, never token rows
-    if decompose_sources:  # one row per remaining source, each alone
-        x[1 + count] = x_T[0]
-        features[:, 2 + count] = sources.time_features
-        mean[3 + count] = process.mean
-        if steered:
-            steering_rows[4 + count] = True
-    noise = None
-    if eta > 0:  # fresh noise is a bias of the real run only
-        noise = []
-        for n in step_noise or []:
-            padded = n.new_zeros(rows, *n.shape[1:])
-            padded[0] = n[0]
-            noise.append(padded)
-    with linear_replay(unet), torch.no_grad():
-        out = run_trajectory(
-            unet,
-            process,
-            steps,
-            ctx,
-            x,
-            features,
-            mean,
-            context_mask,
-            eta=eta,
-            step_noise=noise,
-            guidance=guidance,
-            steering=steering,
-            steering_rows=steering_rows,
-            callback=_progress_callback(progress, len(as_schedule(process, steps))),
-        )
-    per_token = out[1 : 1 + count]
-    totals = context.new_zeros(length)
-    totals[valid] = per_token.sum(dim=(1, 2, 3))
-    maps = None
-    if contributions:
-        maps = x_T.new_zeros(length, *x_T.shape[1:])
-        maps[valid] = per_token
-    total = totals.abs().sum()
-    parts = {}
-    if decompose_sources:
-        parts = {
-            "prompt": per_token.sum(0),
-            "x_T": out[1 + count],
-            "time": out[2 + count],
-            "mean": out[3 + count],
+        return explanation_html(self, element_id=f"bcosdiff-{uuid.uuid4().hex[:12]}")
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "steps": self.steps,
+            "model": self.model,
+            "guidance": self.guidance,
+            "method": self.method,
+            "tokens": self.tokens,
+            "relevance": None
+            if self.relevance is None
+            else [round(float(r), 8) for r in self.relevance],
+            "reconstruction_mse": self.reconstruction_mse,
+            "flagged_tokens": self.flagged_tokens,
+            "words": [
+                {
+                    "word": w.text,
+                    "relevance": None if self.relevance is None else round(w.relevance, 8),
+                    "colour_change": round(w.colour_change, 6),
+                }
+                for w in self.words
+            ],
+            "flag_signal": self.flag_signal,
+            "complete": self.complete,
+            "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
+            **({"steering": self.steering} if self.steering else {}),
         }
-        if steered:
-            parts["steering"] = out[4 + count]
-    return RunExplanation(
-        sample=out[0].cpu(),
-        reconstruction=per_token.sum(0).cpu(),
-        token_contributions=totals.cpu(),
-        relevance=(totals.abs() / total if total > 0 else totals * 0).cpu(),
-        contributions=None if maps is None else maps.cpu(),
-        sources={k: v.cpu() for k, v in parts.items()},
-        complete=eta == 0,
-    )
 
 
-def _progress_callback(progress: Callable[[int, int], None] | None, total: int):
-    if progress is None:
-        return None
-    return lambda state: progress(state.index + 1, total)
+def _select(cond: Conditioning, scores: Tensor, maps: Tensor | None, masked: bool):
+    """Token names, positions and per-entry relevance/maps (CLIP: [REST] summed) from
+    per-position ``scores`` ``(L,)`` and ``maps`` ``(L, …)``."""
+    specials = cond.special[0].tolist()
+    names = cond.tokens[0]
+    if masked:
+        chosen = [(i, names[i]) for i in range(len(names)) if not specials[i]]
+        groups = [[i] for i, _ in chosen]
+        labels = [t for _, t in chosen]
+    else:
+        # Start token, prompt tokens, the first end token, then every later position
+        # (padding) aggregated as [REST], as in the paper's App. E.1.
+        end = next((i for i in range(1, len(names)) if specials[i]), len(names))
+        groups = [[i] for i in range(min(end + 1, len(names)))]
+        labels = [names[i] for i in range(min(end + 1, len(names)))]
+        if end + 1 < len(names):
+            groups.append(list(range(end + 1, len(names))))
+            labels.append(REST)
+    contributions = torch.stack([scores[g].sum() for g in groups])
+    total = scores.abs().sum()
+    relevance = (contributions.abs() / total if total > 0 else contributions * 0).tolist()
+    if maps is not None:
+        maps = torch.stack([maps[g].sum(0) for g in groups])
+    return labels, groups, relevance, maps
 
 
-def patch_backward_contributions(
-    unet: UNet,
-    process: DiffusionProcess,
-    steps: int | DDIMSchedule,
-    context: Tensor,
-    x_T: Tensor,
-    context_mask: Tensor | None = None,
-    patch: int = 8,
+def _words(cond: Conditioning, groups, labels, relevance) -> list[Word]:
+    in_prompt = [
+        ((g[0], label), r)
+        for g, label, r in zip(groups, labels, relevance, strict=True)
+        if not cond.special[0, g[0]] and label != REST
+    ]
+    return group_words([entry for entry, _ in in_prompt], [r for _, r in in_prompt])
+
+
+def _image(rgb: Tensor) -> Image.Image:
+    return to_image(rgb)
+
+
+def build_explanation(
+    run: RunExplanation,
+    cond: Conditioning,
+    encoding: str,
+    masked: bool,
+    prompt: str,
+    seed: int,
+    steps: int,
+    model: str,
+    flag_ratio: float = DEFAULT_FLAG_RATIO,
+    flag_signal: str = "relevance",
+    keep_maps: bool = True,
     guidance: float = 1.0,
-) -> Tensor:
-    """The authors' reference procedure: one backward pass per (output channel, patch).
-
-    Returns ``(L, C, H/patch, W/patch)``: for every context position the contribution
-    ``Σ_{pixels in patch} W_i x_i`` per output channel. It costs ``C·(H/patch)·(W/patch)``
-    backward passes through the whole run (384 for 6 channels at 64×64); the JVP/VJP path of
-    :func:`explain_run` gives the same numbers (summed over the patch) far cheaper.
-    """
-    sources = RunSources.for_run(unet, process, context, x_T, steps).as_tuple()
-    _, channels, height, width = x_T.shape
-    if height % patch or width % patch:
-        raise ValueError(f"image size {height}x{width} is not a multiple of the patch {patch}")
-    result = torch.zeros(
-        context.shape[1],
-        channels,
-        height // patch,
-        width // patch,
-        dtype=context.dtype,
-        device=context.device,
+) -> Explanation:
+    """The report of ``run``; ``keep_maps=False`` drops the contribution maps once the words'
+    scores are computed (the flagging rule may need them)."""
+    labels, groups, relevance, maps = _select(
+        cond, run.token_contributions, run.contributions, masked
     )
-    with explanation_mode(unet), torch.enable_grad():
-        ctx = context.detach().clone().requires_grad_(True)
-        out = run_trajectory(
-            unet, process, steps, ctx, *sources[1:], context_mask, guidance=guidance
-        )
-        for c in range(channels):
-            for ph in range(height // patch):
-                for pw in range(width // patch):
-                    target = out[0, c, ph * patch : (ph + 1) * patch, pw * patch : (pw + 1) * patch]
-                    (grad,) = torch.autograd.grad(target.sum(), ctx, retain_graph=True)
-                    result[:, c, ph, pw] = (grad * context).sum(-1)[0].detach()
-    return result.cpu()
+    rgb = decode_image(run.sample[None], encoding)[0]
+    normalized = mse = None
+    if encoding == "rgb_inv":
+        normalized = normalized_reconstruction(run.reconstruction)
+        mse = float((normalized - rgb).square().mean())
+    words = _words(cond, groups, labels, relevance)
+    if run.contributions is not None and words:
+        per_word = torch.stack([run.contributions[w.positions].sum(0) for w in words])
+        totals = colour_change(per_word, run.reconstruction).sum(dim=(1, 2))
+        for word, total in zip(words, totals.tolist(), strict=True):
+            word.colour_change = total
+    elif run.contributions is None and flag_signal != "relevance":
+        raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
+    flagged = flag_words(words, flag_ratio, flag_signal)
+    return Explanation(
+        prompt=prompt,
+        seed=seed,
+        steps=steps,
+        model=model,
+        tokens=labels,
+        relevance=relevance,
+        contribution_maps=maps if keep_maps else None,
+        reconstruction=run.reconstruction,
+        normalized_reconstruction=normalized,
+        reconstruction_mse=mse,
+        image=_image(rgb),
+        sample=run.sample,
+        flagged_tokens=flagged,
+        words=words,
+        complete=run.complete,
+        attempts=[(seed, flagged)],
+        token_positions=groups,
+        flag_signal=flag_signal,
+        guidance=guidance,
+        sources=dict(run.sources),
+    )
+
+
+def build_attribution(
+    run: GeneratedRun,
+    masked: bool,
+    model: str,
+    method: str,
+    scores: Tensor | None = None,
+    maps: Tensor | None = None,
+    saliency: Tensor | None = None,
+) -> Explanation:
+    """The report of a method other than B-cos on a sampled ``run``: per context position
+    ``scores`` ``(L,)`` (token relevance after normalising, or None), per-position ``maps``
+    ``(L, H, W)``, or one ``saliency`` ``(H, W)`` map for the whole image. Nothing is
+    flagged (the flagging rule is calibrated on B-cos scores)."""
+    if run.sample is None:
+        raise ValueError("the run has not been sampled")
+    cond = run.conditioning
+    length = cond.embeddings.shape[1]
+    placeholder = scores if scores is not None else torch.zeros(length)
+    labels, groups, relevance, token_maps = _select(cond, placeholder.cpu(), maps, masked)
+    sample = run.sample[0].detach().cpu()
+    rgb = decode_image(sample[None], run.encoding)[0]
+    return Explanation(
+        prompt=run.prompt,
+        seed=run.seed,
+        steps=run.steps,
+        model=model,
+        tokens=labels,
+        relevance=relevance if scores is not None else None,
+        contribution_maps=None,
+        reconstruction=None,
+        normalized_reconstruction=None,
+        reconstruction_mse=None,
+        image=_image(rgb),
+        sample=sample,
+        flagged_tokens=[],
+        words=_words(cond, groups, labels, relevance),
+        complete=run.eta == 0,
+        attempts=[(run.seed, [])],
+        token_positions=groups,
+        method=method,
+        token_maps=None if token_maps is None else token_maps.detach().cpu(),
+        saliency=None if saliency is None else saliency.detach().cpu(),
+        guidance=run.guidance,
+    )

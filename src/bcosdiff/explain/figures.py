@@ -10,61 +10,16 @@ import torch
 from PIL import Image
 
 from ..diffusion import decode_image
-from .readouts import DEFAULT_READOUT, get_readout, painted_colour
-from .report import Explanation
+from ..pictures import to_image
+from .explanation import Explanation
+from .overlays import UPSCALE, map_overlays, reconstruction_rgb, word_overlays
 from .run import GeneratedRun
 
-__all__ = ["map_overlays", "progression_strip", "save_explanation", "word_overlays"]
-
-UPSCALE = 256  # display size of the small generated images
-
-
-def _to_pil(rgb: torch.Tensor) -> Image.Image:
-    array = (rgb.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(array, mode="RGB")
+__all__ = ["progression_strip", "save_explanation"]
 
 
 def _big(image: Image.Image) -> Image.Image:
     return image.resize((UPSCALE, UPSCALE), Image.Resampling.NEAREST)
-
-
-def _reconstruction_rgb(exp: Explanation) -> torch.Tensor:
-    """The raw reconstruction shown like an image: R_rgb (and the mirrored R_inv), clipped."""
-    recon = exp.reconstruction
-    if recon.shape[0] == 6:
-        return ((recon[:3] + (1 - recon[3:])) / 2).clamp(0, 1)
-    return ((recon + 1) / 2).clamp(0, 1)
-
-
-def word_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
-    """``(RGBA overlays (words, H, W, 4) in [0, 1], scale)`` of the words' heat maps.
-
-    The colour is the colour each word paints (``col`` of its contribution, as B-cos v2
-    renders explanations), black where the map is negative; the opacity is ``|map| / scale``
-    with one ``scale`` for every word — the largest absolute value of any word's map — so a
-    filler word's overlay is faint where a content word's is strong."""
-    contributions = exp.word_contributions()
-    maps = get_readout(DEFAULT_READOUT)(contributions, exp.reconstruction)
-    painted = painted_colour(contributions)
-    scale = float(maps.abs().max()) or 1.0
-    rgb = torch.where(maps[:, None] >= 0, painted, torch.zeros_like(painted))
-    alpha = (maps.abs() / scale).clamp(0, 1)
-    rgba = torch.cat([rgb, alpha[:, None]], dim=1).permute(0, 2, 3, 1)
-    return rgba.numpy(), scale
-
-
-def map_overlays(exp: Explanation) -> tuple[np.ndarray, float]:
-    """``(RGBA overlays (panels, H, W, 4), scale)`` for methods without contribution maps:
-    one panel per word (or one for an image-level map), colour from the ``inferno`` map,
-    opacity ``max(map, 0) / scale`` with one scale for all panels."""
-    from matplotlib import colormaps
-
-    maps = exp.saliency[None] if exp.saliency is not None else exp.word_heatmaps()
-    scale = float(maps.clamp(min=0).max()) or 1.0
-    level = (maps.clamp(min=0) / scale).numpy()
-    rgba = colormaps["inferno"](level)
-    rgba[..., 3] = 0.25 + 0.75 * level  # a faint veil of the colour map even at 0
-    return rgba, scale
 
 
 def _heatmap_figure(exp: Explanation, path: Path) -> None:
@@ -146,10 +101,10 @@ def save_explanation(exp: Explanation, out: Path) -> dict:
     exp.image.save(out / files["image"])
     if exp.reconstruction is not None:
         files["reconstruction"] = "reconstruction.png"
-        _big(_to_pil(_reconstruction_rgb(exp))).save(out / files["reconstruction"])
+        _big(to_image(reconstruction_rgb(exp))).save(out / files["reconstruction"])
     if exp.normalized_reconstruction is not None:
         files["normalized_reconstruction"] = "normalized_reconstruction.png"
-        _big(_to_pil(exp.normalized_reconstruction)).save(out / files["normalized_reconstruction"])
+        _big(to_image(exp.normalized_reconstruction)).save(out / files["normalized_reconstruction"])
     if exp.heatmaps is not None:
         files["heatmaps"] = "heatmaps.png"
         _heatmap_figure(exp, out / files["heatmaps"])
@@ -167,5 +122,5 @@ def progression_strip(run: GeneratedRun, scale: int = 4) -> Image.Image:
     enlarged ``scale`` times (the denoising-progression view)."""
     rgb = decode_image(run.progression(), run.encoding).clamp(0, 1)
     row = torch.cat(list(rgb), dim=2)  # (3, H, steps·W)
-    image = _to_pil(row)
+    image = to_image(row)
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)

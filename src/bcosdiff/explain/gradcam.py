@@ -18,8 +18,8 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
+from .explanation import Explanation, build_attribution
 from .methods import AttributionMethod
-from .report import Explanation, build_attribution
 from .run import GeneratedRun
 
 __all__ = ["DFCam", "unet_blocks"]

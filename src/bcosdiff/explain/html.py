@@ -12,12 +12,16 @@ import base64
 import html
 import io
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .figures import _reconstruction_rgb, _to_pil, map_overlays, word_overlays
-from .report import Explanation
+from ..pictures import to_image
+from .overlays import map_overlays, reconstruction_rgb, word_overlays
+
+if TYPE_CHECKING:  # only for annotations: the explanation module imports this one
+    from .explanation import Explanation
 
 __all__ = ["explanation_html", "explanation_page"]
 
@@ -78,11 +82,9 @@ _SCRIPT = """
 
 def _png(array_or_image) -> str:
     """A ``data:`` URI of a PIL image or an ``(H, W, 3|4)`` float array in ``[0, 1]``."""
-    if isinstance(array_or_image, Image.Image):
-        image = array_or_image
-    else:
-        array = (np.clip(array_or_image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        image = Image.fromarray(array, mode="RGBA" if array.shape[-1] == 4 else "RGB")
+    image = array_or_image
+    if not isinstance(image, Image.Image):
+        image = to_image(np.clip(array_or_image, 0, 1))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -138,9 +140,9 @@ def _panel(exp: Explanation, name: str) -> str:
         )
     extra = []
     if exp.reconstruction is not None:
-        extra.append(("reconstruction W(x)·x", _png(_to_pil(_reconstruction_rgb(exp)))))
+        extra.append(("reconstruction W(x)·x", _png(to_image(reconstruction_rgb(exp)))))
     if exp.normalized_reconstruction is not None:
-        extra.append(("normalised reconstruction", _png(_to_pil(exp.normalized_reconstruction))))
+        extra.append(("normalised reconstruction", _png(to_image(exp.normalized_reconstruction))))
     figures = "".join(
         f'<figure class="small"><img src="{uri}" alt="{esc(title)}">'
         f"<figcaption>{esc(title)}</figcaption></figure>"
@@ -164,7 +166,7 @@ def explanation_html(
     """The view of one explanation, or of several methods' explanations of the same image
     (``{method: explanation}``; a selector switches between them), as an HTML fragment with
     its own style and script."""
-    if isinstance(explanations, Explanation):
+    if not isinstance(explanations, Mapping):
         explanations = {explanations.method: explanations}
     if not explanations:
         raise ValueError("nothing to show")
@@ -200,9 +202,7 @@ def explanation_html(
 
 def explanation_page(explanations: Explanation | Mapping[str, Explanation]) -> str:
     """A whole HTML document around :func:`explanation_html` (for ``explain --html``)."""
-    first = (
-        explanations if isinstance(explanations, Explanation) else next(iter(explanations.values()))
-    )
+    first = next(iter(explanations.values())) if isinstance(explanations, Mapping) else explanations
     title = html.escape(f"bcosdiff: {first.prompt}")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

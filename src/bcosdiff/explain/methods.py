@@ -2,7 +2,7 @@
 
 ``Method(pipe).attribute(run, words=None) -> Explanation`` explains one generated run
 (:class:`~bcosdiff.explain.run.GeneratedRun`, from :meth:`~bcosdiff.pipeline.Pipeline.run`);
-every method returns the same :class:`~bcosdiff.explain.report.Explanation` shape, so the
+every method returns the same :class:`~bcosdiff.explain.explanation.Explanation` shape, so the
 figures, the JSON and the faithfulness benchmark treat them alike. ``words`` keeps only the
 named prompt words in ``exp.words`` (their maps are computed all the same).
 
@@ -16,31 +16,24 @@ name            what it attributes                             model       maps
 ``dfcam``       one step: Grad-CAM of U-Net blocks (DF-CAM)    any         one per image
 ==============  ============================================  ==========  ===============
 
-``docs/explanations.md`` describes each method, and ``docs/results.md`` ranks them.
+``docs/explanations.md`` describes each method, and ``docs/results.md`` ranks them. The
+names are listed in :mod:`bcosdiff.explain.registry`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import ClassVar
 
 from ..bcos import explanation_mode, explicit_attention
 from ..errors import BcosdiffError
 from .budget import check_explanation_memory
-from .explanation import explain_run
-from .readouts import DEFAULT_READOUT, READOUTS, get_readout
-from .report import Explanation, build_explanation
+from .explanation import Explanation, build_explanation
+from .linear_map import explain_run
+from .readouts import DEFAULT_READOUT, get_readout
 from .run import GeneratedRun
 
-__all__ = [
-    "METHODS",
-    "AttributionMethod",
-    "BcosAttribution",
-    "GradientInput",
-    "get_method",
-    "register_method",
-]
+__all__ = ["AttributionMethod", "BcosAttribution", "GradientInput"]
 
 
 class AttributionMethod:
@@ -52,6 +45,8 @@ class AttributionMethod:
 
     def __init__(self, pipe):
         if self.bcos_only and pipe.unet.config.kind != "bcos":
+            from .registry import posthoc_methods  # the registry lists this module's classes
+
             raise BcosdiffError(
                 f"model {pipe.name!r} is a {pipe.unet.config.kind} U-Net: only B-cos models "
                 f"have a dynamic linear summary to explain with {self.name!r}; post-hoc "
@@ -201,37 +196,3 @@ class GradientInput(AttributionMethod):
             exp = self._explain_whole_run(run, linearise=False, flag_ratio=0.0)
         exp.method = self.name
         return exp
-
-
-METHODS: dict[str, Callable[..., AttributionMethod]] = {
-    "bcos": BcosAttribution,
-    **{
-        f"bcos-{readout}": partial(BcosAttribution, readout=readout)
-        for readout in READOUTS
-        if readout != DEFAULT_READOUT
-    },
-    "gradxinput": GradientInput,
-}
-"""Method name -> ``factory(pipe)``. The ``bcos-*`` entries are B-cos with another read-out."""
-
-
-def register_method(name: str, factory: Callable[..., AttributionMethod]) -> None:
-    """Make ``factory(pipe)`` available by ``name`` (``Pipeline.explain(method=…)``, the CLI
-    and ``eval faithfulness``)."""
-    METHODS[name] = factory
-
-
-def get_method(name: str) -> Callable[..., AttributionMethod]:
-    if name not in METHODS:
-        raise BcosdiffError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def is_bcos_method(name: str) -> bool:
-    factory = get_method(name)
-    target = factory.func if isinstance(factory, partial) else factory
-    return isinstance(target, type) and issubclass(target, BcosAttribution)
-
-
-def posthoc_methods() -> list[str]:
-    return [name for name in METHODS if not is_bcos_method(name)]

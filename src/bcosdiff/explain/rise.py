@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .explanation import Explanation, build_attribution
 from .methods import AttributionMethod
-from .report import Explanation, build_attribution
 from .run import GeneratedRun
 
 __all__ = ["COMPARISONS", "DFRise", "gaussian_window", "random_masks", "structure_similarity"]

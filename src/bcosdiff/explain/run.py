@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ..dictionary.steering import Steering, apply_steering
-from ..diffusion import DDIMSchedule, StepState, decode_image, guided_prediction, to_pixels
+from ..diffusion import DDIMSchedule, StepState, decode_image, guided_prediction
+from ..pictures import to_pixels
 from ..text import Conditioning
 
 __all__ = ["GeneratedRun"]

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from ..bcos import observe_attention
 from ..dictionary.steering import apply_steering
+from .explanation import Explanation, build_attribution
 from .methods import AttributionMethod
-from .report import Explanation, build_attribution
 from .run import GeneratedRun
 
 __all__ = ["CrossAttentionMaps", "cross_attention_maps"]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ...explain.methods import METHODS, get_method
+from ...explain.registry import METHODS, get_method
 from ...explain.tokens import is_content_word
 from .metrics import spearman
 from .report import FaithfulnessResult, summarise

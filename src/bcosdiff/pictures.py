@@ -1,0 +1,39 @@
+"""Conversions between tensors, arrays and PIL images: one home for each.
+
+* :func:`to_pixels` — ``(3, H, W)`` tensor in ``[0, 1]`` -> ``(H, W, 3)`` uint8, rounded to
+  nearest (what a PNG holds);
+* :func:`to_image` — a ``(3, H, W)`` tensor or an ``(H, W, 3|4)`` array in ``[0, 1]`` -> a
+  PIL image (RGB or RGBA), through :func:`to_pixels`' rounding;
+* :func:`to_tensor` — a PIL image -> ``(3, H, W)`` float tensor in ``[0, 1]``.
+
+Decoding a diffusion sample into RGB is :func:`bcosdiff.diffusion.decode_image`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["to_image", "to_pixels", "to_tensor"]
+
+
+def to_pixels(rgb: Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` tensor (or ``(H, W, C)`` array) in ``[0, 1]`` -> ``(H, W, C)`` uint8."""
+    if isinstance(rgb, Tensor):
+        rgb = rgb.detach().cpu().permute(1, 2, 0).numpy()
+    array = np.asarray(rgb) * 255.0 + 0.5  # float32 stays float32: the rounding PNGs got
+    return array.clip(0, 255).astype(np.uint8)
+
+
+def to_image(rgb: Tensor | np.ndarray) -> Image.Image:
+    """A PIL image of a ``(3, H, W)`` tensor or an ``(H, W, 3|4)`` array in ``[0, 1]``."""
+    pixels = to_pixels(rgb)
+    return Image.fromarray(pixels, mode="RGBA" if pixels.shape[-1] == 4 else "RGB")
+
+
+def to_tensor(image: Image.Image) -> Tensor:
+    """``(3, H, W)`` float in ``[0, 1]`` of an RGB PIL image."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    return torch.from_numpy(array).permute(2, 0, 1) / 255.0
