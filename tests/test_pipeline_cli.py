@@ -299,3 +299,19 @@ def test_an_undecodable_prompt_from_the_shell_is_one_error_line(model_dir):
     )
     assert done.returncode == 2 and b"Traceback" not in done.stderr
     assert done.stderr.count(b"\n") == 1 and b"UTF-8" in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "a", "--steps", "x"], ["eval"]])
+def test_help_and_argument_errors_do_not_import_torch(argv):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom bcosdiff.cli import run\nsys.argv = ['bcosdiff', *sys.argv[1:]]\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('torch imported: %s' % ('torch' in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.stderr.endswith("torch imported: False"), done.stderr[-500:]

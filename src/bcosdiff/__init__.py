@@ -1,8 +1,23 @@
 """bcosdiff: inherently interpretable text-to-image diffusion with B-cos U-Nets."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import BcosdiffError, ModelLoadError
+
 __version__ = "0.1.0"
-
-from .errors import BcosdiffError, ModelLoadError  # noqa: E402
-from .pipeline import Pipeline, load_pipeline  # noqa: E402
-
 __all__ = ["BcosdiffError", "ModelLoadError", "Pipeline", "__version__", "load_pipeline"]
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline, load_pipeline
+
+
+def __getattr__(name: str):
+    # The pipeline pulls in torch and diffusers (seconds): imported on first use, so that
+    # `bcosdiff --help` and argument errors answer at once.
+    if name in ("Pipeline", "load_pipeline"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'bcosdiff' has no attribute {name!r}")
