@@ -1,0 +1,59 @@
+"""Binding diagnostics on toy explanations whose maps are known."""
+
+import numpy as np
+
+from bcosdiff.data.shapes import caption_words
+from bcosdiff.explain.binding import drawn_objects, find_misbound
+from bcosdiff.explain.phrases import parse_phrases
+
+
+def _scene(touching: bool = False):
+    """A 16×16 white image with a red block on the left and a blue block on the right."""
+    image = np.full((16, 16, 3), 255, np.uint8)
+    left = np.zeros((16, 16), bool)
+    right = np.zeros((16, 16), bool)
+    left[4:12, 1:7] = True
+    right[4:12, (7 if touching else 9) : 15] = True
+    image[left] = (220, 30, 30)
+    image[right] = (30, 60, 220)
+    return image, left, right
+
+
+def _maps(words, where):
+    maps = np.zeros((len(words), 16, 16))
+    for word, mask in where.items():
+        maps[words.index(word)][mask] = 1.0
+    return maps
+
+
+def test_a_word_on_another_phrases_object_is_misbound_and_a_bound_one_is_not():
+    image, left, right = _scene()
+    words = caption_words("a red circle and a blue square")
+    phrases = parse_phrases(words)
+    # "red" painted the square's object, not the circle's: a binding error.
+    wrong = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
+    findings, objects = find_misbound(image, words, wrong, phrases)
+    assert [o.name for o in objects] == ["circle", "square"]
+    assert [(f.word, f.noun, f.drew) for f in findings] == [("red", "circle", "square")]
+    assert findings[0].share == 1.0
+    assert findings[0].sentence() == '"red" drew the square, not the circle'
+    right_maps = _maps(words, {"circle": left, "red": left, "square": right, "blue": right})
+    assert find_misbound(image, words, right_maps, phrases)[0] == []
+    # A word whose map lies on no object (a background smear) is not misbound.
+    smear = right_maps.copy()
+    smear[words.index("red")] = 0.0
+    smear[words.index("red"), 0, :] = 1.0
+    assert find_misbound(image, words, smear, phrases)[0] == []
+
+
+def test_touching_objects_are_split_where_different_nouns_dominate():
+    image, left, right = _scene(touching=True)
+    words = caption_words("a red circle and a blue square")
+    nouns = [p.noun for p in parse_phrases(words)]
+    maps = _maps(words, {"circle": left, "square": right})
+    objects = drawn_objects(image, maps, nouns)
+    assert len(objects) == 2
+    assert np.array_equal(objects[0].mask, left) and np.array_equal(objects[1].mask, right)
+    # With one noun's map over both, the region stays one object.
+    maps = _maps(words, {"circle": left | right})
+    assert len(drawn_objects(image, maps, nouns)) == 1
