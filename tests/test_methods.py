@@ -53,6 +53,14 @@ def test_every_method_explains_the_same_generated_image(pipes, kind):
         assert exp.to_dict()["method"] == exp.method
         if exp.relevance is not None:
             assert abs(sum(exp.relevance) - 1) < 1e-4 or pipe.text.config.mode != "subword"
+            assert min(exp.relevance) >= 0, name
+        if name == "xattn":  # attention probabilities: nonnegative, and words differ
+            assert (maps >= 0).all() and maps.sum() > 0
+            assert not torch.allclose(maps[0], maps[-1])
+        if name in ("dfrise", "dfcam"):  # one image-level map, repeated for every word
+            assert exp.saliency is not None and exp.saliency.shape == (8, 8)
+            assert torch.isfinite(exp.saliency).all() and exp.saliency.abs().sum() > 0
+            assert torch.equal(maps[0], maps[-1])
 
 
 def test_words_keeps_only_the_named_words(pipes):
