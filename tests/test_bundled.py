@@ -91,3 +91,19 @@ def test_explaining_a_generated_run_reports_the_generated_image():
     exp = get_method("bcos")(pipe).attribute(run)
     assert np.array_equal(np.asarray(exp.image), run.image_array())
     torch.testing.assert_close(exp.sample, run.sample[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", bundled_models())
+def test_every_bundled_model_loads_generates_and_has_a_card(name, tmp_path):
+    directory = resolve_model(name)
+    weights = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
+    assert 0 < weights <= 20 * 2**20  # the size limit of a bundled model
+    card = (directory / "MODEL_CARD.md").read_text()
+    assert "steps" in card and "wall time" in card
+    out = tmp_path / "image.png"
+    assert main(["generate", "a cat face", "-m", name, "--steps", "2", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    if load_pipeline(name).unet.config.kind == "bcos":
+        argv = ["explain", "a cat face and a rocket", "-m", name, "--steps", "2", "--html"]
+        assert main([*argv, "--out", str(tmp_path / "e")]) == 0
+        assert (tmp_path / "e" / "report.html").stat().st_size > 0
