@@ -57,3 +57,32 @@ def test_touching_objects_are_split_where_different_nouns_dominate():
     # With one noun's map over both, the region stays one object.
     maps = _maps(words, {"circle": left | right})
     assert len(drawn_objects(image, maps, nouns)) == 1
+
+
+def test_findings_reach_the_json_and_the_html_view():
+
+    import torch
+    from PIL import Image
+
+    from bcosdiff.explain.explanation import Explanation
+    from bcosdiff.explain.html import explanation_html
+    from bcosdiff.explain.tokens import Word
+
+    image, left, right = _scene()
+    words = caption_words("a red circle and a blue square")
+    maps = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
+    exp = Explanation(
+        prompt="a red circle and a blue square", seed=0, steps=1, model="toy", tokens=words,
+        relevance=[1 / len(words)] * len(words), contribution_maps=None, reconstruction=None,
+        normalized_reconstruction=None, reconstruction_mse=None, image=Image.fromarray(image),
+        sample=torch.zeros(6, 16, 16), flagged_tokens=[],
+        words=[Word(w, [k], 1 / len(words)) for k, w in enumerate(words)],
+        token_positions=[[k] for k in range(len(words))], method="toy",
+        token_maps=torch.from_numpy(maps).float(),
+    )  # fmt: skip
+    assert exp.misbound_words == ["red"]
+    (entry,) = exp.to_dict()["misbound_words"]
+    assert entry["word"] == "red" and entry["drew"] == "square" and entry["noun"] == "circle"
+    assert entry["finding"] == '"red" drew the square, not the circle'
+    page = explanation_html(exp)
+    assert "bound to another object" in page and "red&quot; drew the square" in page

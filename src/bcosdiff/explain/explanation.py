@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -101,6 +102,28 @@ class Explanation:
         readout = self.readout if readout is None else readout
         return get_readout(readout)(self.word_contributions(), self.reconstruction)
 
+    @cached_property
+    def binding(self):
+        """``(findings, drawn objects)`` of the binding diagnostics
+        (:func:`~bcosdiff.explain.binding.find_misbound`) on the words' maps; no findings for
+        explanations without one map per word."""
+        from .binding import find_misbound
+        from .phrases import parse_phrases
+
+        if self.saliency is not None or (
+            self.contribution_maps is None and self.token_maps is None
+        ):
+            return [], []
+        texts = [w.text for w in self.words]
+        maps = self.word_heatmaps().numpy()
+        return find_misbound(np.asarray(self.image), texts, maps, parse_phrases(texts))
+
+    @property
+    def misbound_words(self) -> list[str]:
+        """Words whose map lies mainly on another object than their phrase's noun's
+        (``binding[0]`` has the object each went to, in words)."""
+        return [finding.word for finding in self.binding[0]]
+
     def _repr_html_(self) -> str:
         """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
         import uuid
@@ -123,6 +146,16 @@ class Explanation:
             else [round(float(r), 8) for r in self.relevance],
             "reconstruction_mse": self.reconstruction_mse,
             "flagged_tokens": self.flagged_tokens,
+            "misbound_words": [
+                {
+                    "word": f.word,
+                    "noun": f.noun,
+                    "drew": f.drew,
+                    "share": round(f.share, 6),
+                    "finding": f.sentence(),
+                }
+                for f in self.binding[0]
+            ],
             "words": [
                 {
                     "word": w.text,

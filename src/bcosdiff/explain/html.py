@@ -138,6 +138,13 @@ def _panel(exp: Explanation, name: str) -> str:
             + ", ".join(esc(f) for f in sorted(flagged))
             + "</div>"
         )
+    findings = exp.binding[0]
+    if findings:
+        flag_note += (
+            '<div class="flagnote bindnote">bound to another object: '
+            + "; ".join(esc(f.sentence()) for f in findings)
+            + "</div>"
+        )
     extra = []
     if exp.reconstruction is not None:
         extra.append(("reconstruction W(x)·x", _png(to_image(reconstruction_rgb(exp)))))
