@@ -390,3 +390,13 @@ def test_emoji_truth_scores_an_oracle_and_an_anti_oracle(gallery):
         assert bad.metrics[f"localisation_mass_{n}"] < 0.1
     assert good.metrics["token_specificity"] > 0.95 and bad.metrics["token_specificity"] < 0.2
     assert good.metrics["localisation_mass_key_words"] > 0.9
+
+
+def test_captions_of_an_emoji_import_are_its_scene_captions(scenes_root):
+    from bcosdiff.data.captions import load_captions
+
+    captions = load_captions(str(scenes_root), 6, seed=2)
+    scenes = EmojiScenes(scenes_root, seed=2)
+    assert captions == [scenes.sample(i).caption for i in range(6)]
+    held_out = load_captions(str(scenes_root), 12, seed=2, held_out=True)
+    assert all("drawing of" in c or "sticker" in c for c in held_out)
