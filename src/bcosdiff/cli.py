@@ -135,46 +135,36 @@ def generate(
     steer: SteerOption = None,
 ) -> None:
     """Generate an image for PROMPT."""
-    from .pipeline import check_generation_args, load_pipeline
+    from .pipeline import load_pipeline
+    from .request import RunRequest
 
-    check_generation_args(prompt, steps, seed)
+    RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
     for target in (out, progression):
         if target is not None:
             _image_format(target)  # before the model loads
+    if regenerate and progression is not None:
+        raise BcosdiffError("--progression and --regenerate cannot be combined")
     steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
-    check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
-    ddim = _schedule(pipe, schedule, steps, shift)
-    guidance = pipe.guidance_scale(guidance)
-    steering = _steering(pipe, steering_request)
-    if regenerate:
-        if progression is not None:
-            raise BcosdiffError("--progression and --regenerate cannot be combined")
-        explanation = pipe.explain(
-            prompt,
-            steps=steps,
-            seed=seed,
-            heatmaps=False,
-            regenerate=regenerate,
-            schedule=ddim,
-            guidance=guidance,
-            steering=steering,
-        )
+    request = RunRequest(
+        prompt=prompt,
+        steps=steps,
+        seed=seed,
+        guidance=guidance,
+        schedule=_schedule(pipe, schedule, steps, shift),
+        steering=_steering(pipe, steering_request),
+    )
+    if regenerate:  # sampled (and explained) until no content word is flagged
+        explanation = pipe.explain(request, heatmaps=False, regenerate=regenerate)
         _report_attempts(explanation)
         image = explanation.image
-    elif progression is not None or ddim is not None:
-        run = pipe.run(
-            prompt, steps=steps, seed=seed, schedule=ddim, guidance=guidance, steering=steering
-        )
-        from PIL import Image
-
-        image = Image.fromarray(run.image_array(), mode="RGB")
+    else:
+        run = pipe.run(request)
+        image = run.image
         if progression is not None:
             from .explain.figures import progression_strip
 
             _save_image(progression_strip(run), progression)
-    else:
-        image = pipe.generate(prompt, steps=steps, seed=seed, guidance=guidance, steering=steering)
     _save_image(image, out)
     typer.echo(str(out))
 
@@ -260,32 +250,29 @@ def explain(
 
     from .explain.figures import save_explanation
     from .explain.registry import get_method
-    from .pipeline import check_generation_args, load_pipeline
+    from .pipeline import load_pipeline
+    from .request import RunRequest
 
     methods = list(dict.fromkeys(method or ["bcos"]))
-    check_generation_args(prompt, steps, seed)
+    RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
     for name in methods:
         get_method(name)  # an unknown name fails before the model loads
     steering_request = _steering_request(dictionary, steer)
     pipe = load_pipeline(model, device)
-    check_generation_args(prompt, steps, seed, pipe.process.num_train_timesteps)
-    ddim = _schedule(pipe, schedule, steps, shift)
-    steering = _steering(pipe, steering_request)
-    explanation = pipe.explain(
-        prompt,
+    request = RunRequest(
+        prompt=prompt,
         steps=steps,
         seed=seed,
-        regenerate=regenerate,
-        method=methods[0],
-        schedule=ddim,
         guidance=guidance,
-        steering=steering,
+        schedule=_schedule(pipe, schedule, steps, shift),
+        steering=_steering(pipe, steering_request),
     )
+    explanation = pipe.explain(request, regenerate=regenerate, method=methods[0])
     if regenerate:
         _report_attempts(explanation)
     views = {methods[0]: explanation}
     if len(methods) > 1:  # the same image (the kept seed) for every other method
-        run = pipe.run(prompt, steps, explanation.seed, 0.0, ddim, guidance, steering)
+        run = pipe.run(request.with_seed(explanation.seed))
         for name in methods[1:]:
             views[name] = get_method(name)(pipe).attribute(run)
             views[name].attempts = explanation.attempts

@@ -23,27 +23,11 @@ from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .pictures import to_image
+from .request import MAX_SEED, RunRequest
 from .text import Conditioning, TextConfig, TextEncoder
 from .variants import get_variant
 
-__all__ = ["Pipeline", "create_model_directory", "load_pipeline"]
-
-MAX_SEED = 2**63 - 1
-
-
-def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | None = None) -> None:
-    """Reject an empty prompt, steps outside ``[1, max_steps]`` and seeds outside ``[0, 2^63)``."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise BcosdiffError("the prompt is empty")
-    try:
-        prompt.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable command-line bytes arrive as lone surrogates
-        raise BcosdiffError("the prompt is not valid UTF-8 text") from None
-    if steps < 1 or (max_steps is not None and steps > max_steps):
-        bound = f"between 1 and {max_steps}" if max_steps is not None else "at least 1"
-        raise BcosdiffError(f"steps must be {bound}, got {steps}")
-    if not 0 <= seed <= MAX_SEED:
-        raise BcosdiffError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+__all__ = ["Pipeline", "RunRequest", "create_model_directory", "load_pipeline"]
 
 
 class Pipeline:
@@ -171,18 +155,40 @@ class Pipeline:
 
         return model
 
-    @torch.no_grad()
-    def sample(
+    def request(
         self,
-        prompt: str,
+        prompt: str | RunRequest,
+        *,
         steps: int = 25,
         seed: int = 0,
         eta: float = 0.0,
         guidance: float | None = None,
+        schedule: DDIMSchedule | None = None,
         steering: Steering | None = None,
-    ) -> torch.Tensor:
-        """The final encoded sample ``x_0`` for one prompt: ``(1, C, H, W)``."""
-        return self.sample_batch([prompt], steps, [seed], eta, guidance, steering)
+    ) -> RunRequest:
+        """A :class:`~bcosdiff.request.RunRequest` checked against this model; a request
+        passes through (its options then come from it alone)."""
+        if isinstance(prompt, RunRequest):
+            given = (steps, seed, eta, guidance, schedule, steering)
+            if given != (25, 0, 0.0, None, None, None):
+                raise TypeError("pass the options inside the RunRequest, not beside it")
+            request = prompt
+        else:
+            request = RunRequest(
+                prompt=prompt,
+                steps=steps,
+                seed=seed,
+                eta=eta,
+                guidance=guidance,
+                schedule=schedule,
+                steering=steering,
+            )
+        return request.check_for(self.process.num_train_timesteps)
+
+    def sample(self, prompt: str | RunRequest, **options) -> torch.Tensor:
+        """The final encoded sample ``x_0`` of one run: ``(1, C, H, W)`` on the CPU
+        (``options``: those of :meth:`request`)."""
+        return self.run(prompt, **options).sample.cpu()
 
     @torch.no_grad()
     def sample_batch(
@@ -190,87 +196,76 @@ class Pipeline:
         prompts: list[str],
         steps: int,
         seeds: list[int],
+        *,
         eta: float = 0.0,
         guidance: float | None = None,
         steering: Steering | None = None,
     ) -> torch.Tensor:
-        """Encoded samples for several prompts at once; row ``i`` equals ``sample(prompts[i],
-        seed=seeds[i])`` (each row's initial noise comes from its own seed)."""
+        """Encoded samples for several prompts at once, with the sampler :meth:`run` uses;
+        row ``i`` equals ``sample(prompts[i], seed=seeds[i])`` (each row's initial noise comes
+        from its own seed; with ``eta > 0`` the between-step noise is drawn for the batch)."""
         if len(prompts) != len(seeds):
             raise ValueError("one seed per prompt is needed")
-        for prompt, seed in zip(prompts, seeds, strict=True):
-            check_generation_args(prompt, steps, seed, self.process.num_train_timesteps)
+        requests = [
+            self.request(p, steps=steps, seed=s, eta=eta, guidance=guidance, steering=steering)
+            for p, s in zip(prompts, seeds, strict=True)
+        ]
         cond = self.encode(list(prompts))
-        x_T = torch.cat([self.initial_noise(seed) for seed in seeds])
+        x_T = torch.cat([self.initial_noise(r.seed) for r in requests])
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
         model = self.denoiser(cond, guidance, steering)
         return ddim_sample(model, self.process, x_T, steps, eta, g).cpu()
 
-    def prepare_run(
-        self,
-        prompt: str,
-        steps: int = 25,
-        seed: int = 0,
-        eta: float = 0.0,
-        schedule: DDIMSchedule | None = None,
-        guidance: float | None = None,
-        steering: Steering | None = None,
-    ):
+    def prepare_run(self, prompt: str | RunRequest, **options):
         """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):
-        conditioning, ``x_T`` from ``seed`` and, with ``eta > 0``, the per-step noise drawn
-        from ``seed + 1`` (the draws :meth:`sample` makes). ``schedule`` replaces the
-        ``steps`` uniformly spaced steps."""
+        conditioning, ``x_T`` from the seed and, with ``eta > 0``, the per-step noise drawn
+        from ``seed + 1`` (``options``: those of :meth:`request`)."""
         from .explain.run import GeneratedRun
 
-        count = len(schedule) if schedule is not None else steps
-        check_generation_args(prompt, count, seed, self.process.num_train_timesteps)
-        schedule = schedule or DDIMSchedule.uniform(self.process, steps)
-        if eta < 0:
-            raise BcosdiffError(f"eta must be at least 0, got {eta}")
-        cond = self.encode([prompt])
-        x_T = self.initial_noise(seed)
+        request = self.request(prompt, **options)
+        schedule = request.schedule or DDIMSchedule.uniform(self.process, request.steps)
+        cond = self.encode([request.prompt])
+        x_T = self.initial_noise(request.seed)
         noise = None
-        if eta > 0:
-            g = torch.Generator().manual_seed(seed + 1)
+        if request.eta > 0:
+            g = torch.Generator().manual_seed(request.seed + 1)
             noise = [
                 self.process.noise(tuple(x_T.shape), g).to(self.device)
                 for _ in range(len(schedule))
             ]
         return GeneratedRun(
-            prompt,
-            seed,
+            request.prompt,
+            request.seed,
             schedule,
             cond,
             x_T,
             self.process.encoding,
-            eta,
+            request.eta,
             noise,
-            guidance=self.guidance_scale(guidance),
-            steering=steering,
+            guidance=self.guidance_scale(request.guidance),
+            steering=request.steering,
         )
 
     @torch.no_grad()
     def run(
         self,
-        prompt: str,
-        steps: int = 25,
-        seed: int = 0,
-        eta: float = 0.0,
-        schedule: DDIMSchedule | None = None,
-        guidance: float | None = None,
-        steering: Steering | None = None,
+        prompt: str | RunRequest,
+        *,
         progress: Callable[[int, int], None] | None = None,
+        **options,
     ):
-        """Generate one image and keep what every explanation method needs: a sampled
-        :class:`~bcosdiff.explain.GeneratedRun` (the same image as :meth:`generate`) with
-        ``x_t``, the prediction and the predicted ``x0`` of every step."""
-        run = self.prepare_run(prompt, steps, seed, eta, schedule, guidance, steering)
+        """Sample one image: the only path that does. Returns a sampled
+        :class:`~bcosdiff.explain.GeneratedRun` that keeps what every explanation method
+        needs (``x_t``, the prediction and the predicted ``x0`` of every step). ``prompt`` is
+        a :class:`~bcosdiff.request.RunRequest` or a prompt with the options of
+        :meth:`request`; ``progress(done, total)`` is called after each step."""
+        run = self.prepare_run(prompt, **options)
         states = []
         run.sample = ddim_sample(
-            self.denoiser(run.conditioning, run.guidance, steering),
+            self.denoiser(run.conditioning, run.guidance, run.steering),
             self.process,
             run.x_T,
-            eta=eta,
+            eta=run.eta,
             schedule=run.schedule,
             noise=run.step_noise,
             callback=_recorder(states, progress, len(run.schedule)),
@@ -280,38 +275,34 @@ class Pipeline:
 
     def explain(
         self,
-        prompt: str,
-        steps: int = 25,
-        seed: int = 0,
+        prompt: str | RunRequest,
+        *,
         heatmaps: bool = True,
         flag_ratio: float | None = None,
-        eta: float = 0.0,
         regenerate: int = 0,
         method: str = "bcos",
-        schedule: DDIMSchedule | None = None,
-        guidance: float | None = None,
         sources: bool = False,
-        steering: Steering | None = None,
         progress: Callable[[int, int], None] | None = None,
+        **options,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
-        ``method`` names an attribution method (:data:`bcosdiff.explain.METHODS`): the
-        B-cos explanation ``"bcos"`` (default; B-cos models only) or a post-hoc method
-        (``"xattn"``, ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model).
-        ``flag_ratio`` overrides the model's calibrated failure-detection threshold (which
-        applies to the model's ``flag_signal``, see :mod:`bcosdiff.explain.tokens`).
-        ``regenerate=N`` (B-cos only: only it flags words) retries with seeds ``seed + 1 …
-        seed + N`` while some content word is flagged and returns the first attempt that
-        flags none, else the attempt with the fewest flagged words; ``exp.attempts`` lists
-        every ``(seed, flagged words)`` tried. ``guidance`` overrides the model's default
-        classifier-free guidance scale. ``sources=True`` (B-cos only) also fills
-        ``exp.sources``: the contribution of each source of the run (prompt, x_T, time, μ),
-        which add up to ``exp.sample``. ``steering`` (:mod:`bcosdiff.dictionary.steering`)
-        adds a feature direction at a U-Net site on every step; it is one more source.
-        ``progress(done, total)`` is called after each sampling step.
-        With ``eta > 0`` fresh noise enters between steps; the explanation then covers only
-        part of the computation and says so (``complete`` is False, with a warning).
+        ``prompt`` is a :class:`~bcosdiff.request.RunRequest` or a prompt with the options of
+        :meth:`request` (steps, seed, eta, guidance, schedule, steering). ``method`` names an
+        attribution method (:data:`bcosdiff.explain.METHODS`): the B-cos explanation
+        ``"bcos"`` (default; B-cos models only) or a post-hoc method (``"xattn"``,
+        ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model). ``flag_ratio`` overrides the
+        model's calibrated failure-detection threshold (which applies to the model's
+        ``flag_signal``, see :mod:`bcosdiff.explain.tokens`). ``regenerate=N`` (B-cos only:
+        only it flags words) retries with seeds ``seed + 1 … seed + N`` while some content
+        word is flagged and returns the first attempt that flags none, else the attempt with
+        the fewest flagged words; ``exp.attempts`` lists every ``(seed, flagged words)``
+        tried. ``sources=True`` (B-cos only) also fills ``exp.sources``: the contribution of
+        each source of the run (prompt, x_T, time, μ), which add up to ``exp.sample``; a
+        steering vector is one more source. ``progress(done, total)`` is called after each
+        sampling step. With ``eta > 0`` fresh noise enters between steps; the explanation
+        then covers only part of the computation and says so (``complete`` is False, with a
+        warning).
         """
         from .explain.registry import get_method, is_bcos_method
 
@@ -323,29 +314,27 @@ class Pipeline:
             raise BcosdiffError("regenerate needs the B-cos method: only it flags words")
         if sources and not bcos:
             raise BcosdiffError("sources needs the B-cos method: only its sources add up")
-        guidance = self.guidance_scale(guidance)
-        check_generation_args(prompt, len(schedule) if schedule else steps, seed)
-        if bool(self.text.tokenize([prompt])["special_tokens_mask"].all()):
+        request = self.request(prompt, **options)
+        if bool(self.text.tokenize([request.prompt])["special_tokens_mask"].all()):
             raise BcosdiffError(
-                f"the prompt {_shorten(prompt)!r} has no tokens to explain: the tokenizer "
-                "keeps none of its characters"
+                f"the prompt {_shorten(request.prompt)!r} has no tokens to explain: the "
+                "tokenizer keeps none of its characters"
             )
-        if seed + regenerate > MAX_SEED:
+        if request.seed + regenerate > MAX_SEED:
             raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
         explainer = factory(self)
-        if eta > 0:
+        if request.eta > 0:
             warnings.warn(
                 "eta > 0 injects noise between steps that no source explains: the "
                 "explanation is incomplete",
                 stacklevel=2,
             )
         if not bcos:
-            run = self.run(prompt, steps, seed, eta, schedule, guidance, steering, progress)
-            return explainer.attribute(run)
+            return explainer.attribute(self.run(request, progress=progress))
         best = None
         attempts = []
-        for attempt_seed in range(seed, seed + regenerate + 1):
-            run = self.prepare_run(prompt, steps, attempt_seed, eta, schedule, guidance, steering)
+        for attempt_seed in range(request.seed, request.seed + regenerate + 1):
+            run = self.prepare_run(request.with_seed(attempt_seed))
             exp = explainer.attribute(
                 run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources, progress=progress
             )
@@ -362,19 +351,10 @@ class Pipeline:
         rgb = decode_image(samples, self.process.encoding)
         return [to_image(rgb[i]) for i in range(rgb.shape[0])]
 
-    def generate(
-        self,
-        prompt: str,
-        steps: int = 25,
-        seed: int = 0,
-        eta: float = 0.0,
-        guidance: float | None = None,
-        steering: Steering | None = None,
-    ) -> Image.Image:
-        """One image (PIL) from ``prompt`` and ``seed`` (``guidance``: see the class;
-        ``steering``: see :meth:`explain`)."""
-        sample = self.sample(prompt, steps, seed, eta, guidance, steering)
-        return to_image(decode_image(sample, self.process.encoding)[0])
+    def generate(self, prompt: str | RunRequest, **options) -> Image.Image:
+        """One image (PIL): ``run(prompt, **options).image`` (``options``: those of
+        :meth:`request`)."""
+        return self.run(prompt, **options).image
 
 
 def _recorder(states: list, progress, total: int):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from ..dictionary.steering import Steering, apply_steering
@@ -53,6 +54,11 @@ class GeneratedRun:
         if self.sample is None:
             raise ValueError("this run has not been sampled")
         return to_pixels(decode_image(self.sample.detach().cpu(), self.encoding)[0])
+
+    @property
+    def image(self) -> Image.Image:
+        """The generated image (PIL, the pixels of :meth:`image_array`)."""
+        return Image.fromarray(self.image_array(), mode="RGB")
 
     def step_index(self, step: int | None = None) -> int:
         """``step`` checked against the run; None is three quarters of the way (where the
