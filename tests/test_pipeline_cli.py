@@ -9,6 +9,7 @@ from conftest import TINY_UNET
 from PIL import Image
 
 from bcosdiff.cli import main
+from bcosdiff.errors import BcosdiffError
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
 from bcosdiff.variants import VARIANTS
 
@@ -315,3 +316,36 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
         [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120
     )
     assert done.stderr.endswith("torch imported: False"), done.stderr[-500:]
+
+
+def test_a_run_request_is_checked_once_and_is_the_one_way_to_sample(tmp_path):
+    from dataclasses import FrozenInstanceError
+
+    from bcosdiff import RunRequest
+
+    with pytest.raises(TypeError):
+        RunRequest("a red circle")  # keyword-only
+    for bad, message in [
+        ({"prompt": " "}, "empty"),
+        ({"prompt": "a", "steps": 0}, "steps"),
+        ({"prompt": "a", "seed": -1}, "seed"),
+        ({"prompt": "a", "eta": -0.1}, "eta"),
+        ({"prompt": "a", "guidance": -2}, "guidance"),
+    ]:
+        with pytest.raises(BcosdiffError, match=message):
+            RunRequest(**bad)
+    request = RunRequest(prompt="a red circle", steps=3, seed=5)
+    with pytest.raises(FrozenInstanceError):
+        request.seed = 6
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    with pytest.raises(BcosdiffError, match="steps must be between 1 and"):
+        pipe.run(RunRequest(prompt="a", steps=10**6))  # the model's bound
+    with pytest.raises(TypeError, match="inside the RunRequest"):
+        pipe.run(request, seed=7)
+    run = pipe.run(request)
+    assert run.seed == 5 and run.steps == 3
+    same = pipe.generate("a red circle", steps=3, seed=5)
+    assert same.tobytes() == run.image.tobytes() == pipe.generate(request).tobytes()
+    batch = pipe.images(pipe.sample_batch(["a red circle", "a blue square"], 3, [5, 6]))
+    assert batch[0].tobytes() == same.tobytes()
+    assert batch[1].tobytes() == pipe.generate("a blue square", steps=3, seed=6).tobytes()

@@ -7,10 +7,18 @@ from typing import TYPE_CHECKING
 from .errors import BcosdiffError, ModelLoadError
 
 __version__ = "0.1.0"
-__all__ = ["BcosdiffError", "ModelLoadError", "Pipeline", "__version__", "load_pipeline"]
+__all__ = [
+    "BcosdiffError",
+    "ModelLoadError",
+    "Pipeline",
+    "RunRequest",
+    "__version__",
+    "load_pipeline",
+]
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline, load_pipeline
+    from .request import RunRequest
 
 
 def __getattr__(name: str):
@@ -20,4 +28,8 @@ def __getattr__(name: str):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "RunRequest":
+        from .request import RunRequest
+
+        return RunRequest
     raise AttributeError(f"module 'bcosdiff' has no attribute {name!r}")
