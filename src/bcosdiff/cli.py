@@ -137,6 +137,7 @@ def generate(
     """Generate an image for PROMPT."""
     from .pipeline import load_pipeline
     from .request import RunRequest
+    from .service import read_steering, steering_for
 
     RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
     for target in (out, progression):
@@ -144,7 +145,7 @@ def generate(
             _image_format(target)  # before the model loads
     if regenerate and progression is not None:
         raise BcosdiffError("--progression and --regenerate cannot be combined")
-    steering_request = _steering_request(dictionary, steer)
+    steering_request = read_steering(dictionary, steer)
     pipe = load_pipeline(model, device)
     request = RunRequest(
         prompt=prompt,
@@ -152,7 +153,7 @@ def generate(
         seed=seed,
         guidance=guidance,
         schedule=_schedule(pipe, schedule, steps, shift),
-        steering=_steering(pipe, steering_request),
+        steering=steering_for(pipe, steering_request),
     )
     if regenerate:  # sampled (and explained) until no content word is flagged
         explanation = pipe.explain(request, heatmaps=False, regenerate=regenerate)
@@ -167,40 +168,6 @@ def generate(
             _save_image(progression_strip(run), progression)
     _save_image(image, out)
     typer.echo(str(out))
-
-
-def _steering_request(dictionary: Path | None, steer: str | None):
-    """``(stored dictionary, feature, strength)`` or None; checked before the model loads."""
-    if steer is None and dictionary is None:
-        return None
-    if steer is None or dictionary is None:
-        raise BcosdiffError("--steer and --dictionary go together")
-    from .dictionary.store import load_dictionary
-    from .dictionary.workflow import parse_steer
-
-    feature, strength = parse_steer(steer)
-    stored = load_dictionary(dictionary)
-    stored.direction(feature)  # an unknown feature fails here
-    return stored, feature, strength
-
-
-def _steering(pipe, request):
-    if request is None:
-        return None
-    from .dictionary import sites
-    from .dictionary.workflow import steering_from
-
-    stored, feature, strength = request
-    if stored.site not in sites(pipe.unet):
-        raise BcosdiffError(f"the dictionary's site {stored.site!r} is not in this model")
-    steering = steering_from(stored, feature, strength)
-    channels = sites(pipe.unet)[stored.site].proj_out.out_features
-    if steering.vector.shape[0] != channels:
-        raise BcosdiffError(
-            f"the dictionary has {steering.vector.shape[0]} channels, site {stored.site} "
-            f"of this model {channels}"
-        )
-    return steering
 
 
 def _report_attempts(explanation) -> None:
@@ -252,12 +219,13 @@ def explain(
     from .explain.registry import get_method
     from .pipeline import load_pipeline
     from .request import RunRequest
+    from .service import explain_methods, read_steering, steering_for
 
     methods = list(dict.fromkeys(method or ["bcos"]))
     RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
     for name in methods:
         get_method(name)  # an unknown name fails before the model loads
-    steering_request = _steering_request(dictionary, steer)
+    steering_request = read_steering(dictionary, steer)
     pipe = load_pipeline(model, device)
     request = RunRequest(
         prompt=prompt,
@@ -265,17 +233,12 @@ def explain(
         seed=seed,
         guidance=guidance,
         schedule=_schedule(pipe, schedule, steps, shift),
-        steering=_steering(pipe, steering_request),
+        steering=steering_for(pipe, steering_request),
     )
-    explanation = pipe.explain(request, regenerate=regenerate, method=methods[0])
+    views = explain_methods(pipe, request, methods, regenerate=regenerate)
+    explanation = views[methods[0]]
     if regenerate:
         _report_attempts(explanation)
-    views = {methods[0]: explanation}
-    if len(methods) > 1:  # the same image (the kept seed) for every other method
-        run = pipe.run(request.with_seed(explanation.seed))
-        for name in methods[1:]:
-            views[name] = get_method(name)(pipe).attribute(run)
-            views[name].attempts = explanation.attempts
     with _writing(out):
         data = save_explanation(explanation, out)
         if html:

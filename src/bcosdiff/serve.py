@@ -174,12 +174,13 @@ class ViewerServer(ThreadingHTTPServer):
 
     def _explain(self, job: Job) -> str:
         from .explain.html import explanation_html
+        from .service import default_method
 
         r = job.request
         job.progress = f"loading {r.get('model') or self.pipe.name}"
         pipe = self.pipeline(r.get("model"))
         prompts = [r["prompt"]] + ([r["compare"]] if r["compare"] else [])
-        bcos = pipe.unet.config.kind == "bcos"
+        method = default_method(pipe)
         views = []
         for k, prompt in enumerate(prompts):
             job.progress = f"prompt {k + 1} of {len(prompts)}: starting"
@@ -192,8 +193,8 @@ class ViewerServer(ThreadingHTTPServer):
                 steps=r["steps"],
                 seed=r["seed"],
                 guidance=r["guidance"],
-                regenerate=r["regenerate"] if bcos else 0,
-                method="bcos" if bcos else "xattn",
+                regenerate=r["regenerate"] if method == "bcos" else 0,
+                method=method,
                 progress=progress,
             )
             views.append(explanation_html(exp, element_id=f"view-{uuid.uuid4().hex[:8]}"))

@@ -46,6 +46,21 @@ def steering_vector(direction: Tensor, strength: float, scale: float) -> Tensor:
     return unit * (strength * scale)
 
 
+def check_steering(unet: nn.Module, steering: Steering) -> nn.Module:
+    """The module at ``steering.site``; a ValueError names a site the U-Net lacks or a
+    vector of the wrong width."""
+    known = sites(unet)
+    if steering.site not in known:
+        raise ValueError(f"unknown site {steering.site!r}; the U-Net has {list(known)}")
+    module = known[steering.site]
+    if steering.vector.shape[0] != module.proj_out.out_features:
+        raise ValueError(
+            f"site {steering.site} has {module.proj_out.out_features} channels, the "
+            f"steering vector {steering.vector.shape[0]}"
+        )
+    return module
+
+
 @contextmanager
 def apply_steering(
     unet: nn.Module, steering: Steering | None, rows: Tensor | None = None
@@ -56,15 +71,7 @@ def apply_steering(
     if steering is None or steering.is_zero:
         yield
         return
-    known = sites(unet)
-    if steering.site not in known:
-        raise ValueError(f"unknown site {steering.site!r}; the U-Net has {list(known)}")
-    module = known[steering.site]
-    if steering.vector.shape[0] != module.proj_out.out_features:
-        raise ValueError(
-            f"site {steering.site} has {module.proj_out.out_features} channels, the "
-            f"steering vector {steering.vector.shape[0]}"
-        )
+    module = check_steering(unet, steering)
 
     def add(_module: nn.Module, _inputs: tuple, output: Tensor) -> Tensor:
         vector = steering.vector.to(output)[None, :, None, None]
