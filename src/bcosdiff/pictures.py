@@ -4,7 +4,9 @@
   nearest (what a PNG holds);
 * :func:`to_image` — a ``(3, H, W)`` tensor or an ``(H, W, 3|4)`` array in ``[0, 1]`` -> a
   PIL image (RGB or RGBA), through :func:`to_pixels`' rounding;
-* :func:`to_tensor` — a PIL image -> ``(3, H, W)`` float tensor in ``[0, 1]``.
+* :func:`to_tensor` — a PIL image -> ``(3, H, W)`` float tensor in ``[0, 1]``;
+* :func:`border_colour` and :func:`departure` — an image's background colour (read from its
+  border) and each pixel's distance from it.
 
 Decoding a diffusion sample into RGB is :func:`bcosdiff.diffusion.decode_image`.
 """
@@ -16,7 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["to_image", "to_pixels", "to_tensor"]
+__all__ = ["border_colour", "departure", "to_image", "to_pixels", "to_tensor"]
 
 
 def to_pixels(rgb: Tensor | np.ndarray) -> np.ndarray:
@@ -37,3 +39,16 @@ def to_tensor(image: Image.Image) -> Tensor:
     """``(3, H, W)`` float in ``[0, 1]`` of an RGB PIL image."""
     array = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     return torch.from_numpy(array).permute(2, 0, 1) / 255.0
+
+
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """Per-channel median of the outermost ring of pixels of ``(H, W, 3)``: the background
+    colour, as long as objects cover less than half of the border (a model may tint it)."""
+    ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    return np.median(ring.astype(np.float64), axis=0)
+
+
+def departure(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` in ``[0, 1]``: each pixel's largest channel difference from the
+    :func:`border_colour` of a uint8 image."""
+    return np.abs(image.astype(np.float64) - border_colour(image)).max(-1) / 255.0

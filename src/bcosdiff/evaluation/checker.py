@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.shapes import COLOURS, SHAPES, ShapesDataset
+from ..pictures import border_colour
 
 __all__ = [
     "DetectedObject",
@@ -65,13 +66,6 @@ def _nearest_colour(rgb: np.ndarray) -> str:
     names = list(COLOURS)
     palette = np.asarray([COLOURS[n] for n in names], dtype=np.float64)
     return names[int(np.argmin(((palette - rgb) ** 2).sum(axis=1)))]
-
-
-def border_colour(image: np.ndarray) -> np.ndarray:
-    """Per-channel median of the outermost ring of pixels: the background colour, as long as
-    objects cover less than half of the border."""
-    ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
-    return np.median(ring.astype(np.float64), axis=0)
 
 
 def find_objects(

@@ -34,6 +34,7 @@ from scipy import ndimage
 from torch import Tensor, nn
 
 from ..data.emoji_scenes import EmojiConcept, EmojiScenes, emoji_phrase
+from ..pictures import border_colour, departure
 
 __all__ = [
     "CANONICAL_SCALE",
@@ -212,12 +213,6 @@ class EmojiGallery:
         ]
 
 
-def background_colour(image: np.ndarray) -> np.ndarray:
-    """The per-channel median of the border pixels (a model may tint the background)."""
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    return np.median(border.astype(np.float64), axis=0)
-
-
 def emoji_regions(
     image: np.ndarray,
     threshold: float = FOREGROUND_THRESHOLD,
@@ -229,8 +224,7 @@ def emoji_regions(
     8-connected foreground components, with components whose bounding boxes overlap joined
     into one (an emoji's separate pieces); objects under ``min_share`` of the canvas are
     noise."""
-    departure = np.abs(image.astype(np.float64) - background_colour(image)).max(-1) / 255.0
-    foreground = departure > threshold
+    foreground = departure(image) > threshold
     labels, _ = ndimage.label(foreground, structure=np.ones((3, 3), bool))
     parts = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
@@ -267,7 +261,7 @@ def cut_out(image: np.ndarray, box: tuple[int, int, int, int], scale: float = CA
     scaled to ``scale`` of the canvas and centred (``(H, W, 3)`` uint8)."""
     top, left, bottom, right = box
     size = image.shape[0]
-    background = tuple(int(round(v)) for v in background_colour(image))
+    background = tuple(int(round(v)) for v in border_colour(image))
     side = max(bottom - top, right - left)
     square = Image.new("RGB", (side, side), background)
     square.paste(

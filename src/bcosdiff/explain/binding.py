@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..pictures import departure
 from .phrases import Phrase
 
 __all__ = ["BindingFinding", "DrawnObject", "drawn_objects", "find_misbound", "word_objects"]
@@ -51,12 +52,6 @@ class BindingFinding:
         return f'"{self.word}" drew {other}, not the {self.noun}'
 
 
-def _foreground(image: np.ndarray, threshold: float) -> np.ndarray:
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]).astype(float)
-    departure = np.abs(image.astype(float) - np.median(border, axis=0)).max(-1) / 255.0
-    return departure > threshold
-
-
 def drawn_objects(
     image: np.ndarray,
     maps: np.ndarray,
@@ -67,7 +62,7 @@ def drawn_objects(
 ) -> list[DrawnObject]:
     """Objects of ``image`` (``(H, W, 3)`` uint8) given the words' maps (``(words, H, W)``)
     and the word indices of the phrases' nouns (see the module docstring)."""
-    foreground = _foreground(image, threshold)
+    foreground = departure(image) > threshold
     labels, count = ndimage.label(foreground, structure=np.ones((3, 3), bool))
     least = min_share * foreground.size
     positive = np.clip(maps[nouns], 0, None) if nouns else np.zeros((0, *foreground.shape))

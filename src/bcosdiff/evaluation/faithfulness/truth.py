@@ -133,7 +133,8 @@ class EmojiTruth:
         )
 
     def read(self, image: np.ndarray, prompt: TruthPrompt) -> list[FoundObject | None]:
-        from ..emoji import FOREGROUND_THRESHOLD, background_colour, cut_out, emoji_regions
+        from ...pictures import departure
+        from ..emoji import FOREGROUND_THRESHOLD, cut_out, emoji_regions
 
         asked = [self.index[c.key] for c in prompt.sample.concepts]
         boxes = emoji_regions(image, limit=len(asked) + 1)
@@ -141,7 +142,7 @@ class EmojiTruth:
             return [None] * len(asked)
         crops = np.stack([cut_out(image, box) for box in boxes])
         rankings = self.gallery.retrieve(torch.from_numpy(crops).permute(0, 3, 1, 2), cut_outs=True)
-        departure = np.abs(image.astype(np.float64) - background_colour(image)).max(-1) / 255.0
+        distance = departure(image)
         ranks = [[r.rank_of(c) for c in asked] for r in rankings]  # [box][asked]
         worst = len(self.gallery.concepts)
         options = [*range(len(boxes)), *[None] * len(asked)]
@@ -156,7 +157,7 @@ class EmojiTruth:
                 continue
             top, left, bottom, right = boxes[box]
             mask = np.zeros(image.shape[:2], bool)
-            region = departure[top:bottom, left:right] > FOREGROUND_THRESHOLD
+            region = distance[top:bottom, left:right] > FOREGROUND_THRESHOLD
             mask[top:bottom, left:right] = region
             shown = ranks[box][k] < self.top
             words = {j: shown for j in prompt.key_words if prompt.word_objects[j] == k}
