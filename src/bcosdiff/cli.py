@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -139,7 +140,7 @@ def generate(
     from .request import RunRequest
     from .service import read_steering, steering_for
 
-    RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
+    base = RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # checked first
     for target in (out, progression):
         if target is not None:
             _image_format(target)  # before the model loads
@@ -147,11 +148,8 @@ def generate(
         raise BcosdiffError("--progression and --regenerate cannot be combined")
     steering_request = read_steering(dictionary, steer)
     pipe = load_pipeline(model, device)
-    request = RunRequest(
-        prompt=prompt,
-        steps=steps,
-        seed=seed,
-        guidance=guidance,
+    request = replace(
+        base,
         schedule=_schedule(pipe, schedule, steps, shift),
         steering=steering_for(pipe, steering_request),
     )
@@ -222,16 +220,13 @@ def explain(
     from .service import explain_methods, read_steering, steering_for
 
     methods = list(dict.fromkeys(method or ["bcos"]))
-    RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # before loading
+    base = RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # checked first
     for name in methods:
         get_method(name)  # an unknown name fails before the model loads
     steering_request = read_steering(dictionary, steer)
     pipe = load_pipeline(model, device)
-    request = RunRequest(
-        prompt=prompt,
-        steps=steps,
-        seed=seed,
-        guidance=guidance,
+    request = replace(
+        base,
         schedule=_schedule(pipe, schedule, steps, shift),
         steering=steering_for(pipe, steering_request),
     )
