@@ -55,7 +55,6 @@ def main() -> None:
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for guidance in args.guidance:
-        pipe.guidance = guidance
         start = time.perf_counter()
         one = score(pipe, checker, singles, args.steps, args.batch, guidance)
         two = score(pipe, checker, pairs, args.steps, args.batch, guidance)
@@ -68,13 +67,21 @@ def main() -> None:
                 prompts=args.specificity_prompts,
                 two_object_share=1.0,
                 steps=args.steps,
+                guidance=guidance,
                 deletion=False,
                 insertion=False,
             )
             value = result.metrics.get("token_specificity")
             if value is not None:
                 specificity = f"{value:.3f} ({result.counts['specificity_images']} images)"
-        fd = frechet_distance(pipe, "shapes", args.fd_count, args.steps, batch=args.batch)
+        fd = frechet_distance(
+            pipe,
+            data="shapes",
+            count=args.fd_count,
+            steps=args.steps,
+            guidance=guidance,
+            batch=args.batch,
+        )
         print(
             f"| {guidance:g} | {one['colour']:.1%} | {one['shape']:.1%} | {one['both']:.1%} "
             f"| {two['both']:.1%} | {specificity} | {fd.value:.1f} | {per_image:.3f} |",

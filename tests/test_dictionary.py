@@ -16,6 +16,7 @@ from bcosdiff.dictionary import (
     sites,
     train_sae,
 )
+from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import create_model_directory
 
 
@@ -150,7 +151,12 @@ def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
     pipe, steer = _steering_pipe(tmp_path)
     steering = steer(3.0)
     exp = pipe.explain(
-        "a red circle", steps=3, seed=1, sources=True, steering=steering, guidance=guidance
+        "a red circle",
+        steps=3,
+        seed=1,
+        options=BcosOptions(sources=True),
+        steering=steering,
+        guidance=guidance,
     )
     assert set(exp.sources) == {"prompt", "x_T", "time", "mean", "steering"}
     assert exp.to_dict()["steering"]["site"] == "middle.0.attn"

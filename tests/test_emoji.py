@@ -351,7 +351,7 @@ def test_emoji_truth_scores_an_oracle_and_an_anti_oracle(gallery):
     class Pipe:  # "generates" the real scene of each prompt
         name, sample_size = "real scenes", 24
 
-        def run(self, prompt, steps, seed):
+        def run(self, prompt, steps, seed, guidance=None):
             image = truth.prompt(seed).sample.image
             return SimpleNamespace(prompt=prompt, seed=seed, image_array=lambda: image)
 

@@ -26,7 +26,7 @@ class _ScriptedModel:
 
     name = "scripted"
 
-    def explain(self, caption, steps, seed, heatmaps):
+    def explain(self, caption, steps, seed, options):
         words = [Word(w, [i], len(w) / 100) for i, w in enumerate(caption.split())]
         return type("E", (), {"words": words})()
 
@@ -87,10 +87,10 @@ class _FakePipe:
     name = "fake"
     sample_size = 32
 
-    def sample_batch(self, prompts, steps, seeds):
+    def sample_batch(self, prompts, steps, seeds, guidance=None):
         return [len(p) for p in prompts]
 
-    def run(self, prompt, steps, seed):
+    def run(self, prompt, steps, seed, guidance=None):
         """The dataset image stands in for the generated one."""
         from types import SimpleNamespace
 
@@ -98,7 +98,9 @@ class _FakePipe:
 
         dataset = ShapesDataset(size=32, seed=0, two_object_prob=0.5, templates=HELD_OUT_TEMPLATES)
         image = dataset.sample(seed).image
-        return SimpleNamespace(prompt=prompt, seed=seed, image_array=lambda: image)
+        return SimpleNamespace(
+            prompt=prompt, seed=seed, steps=steps, guidance=1.0, image_array=lambda: image
+        )
 
     def images(self, samples):
         from PIL import Image
@@ -225,7 +227,7 @@ class _CopyPipe:
         self.dataset = ShapesDataset(size=32, seed=0)
         self.negative = negative
 
-    def sample_batch(self, prompts, steps, seeds):
+    def sample_batch(self, prompts, steps, seeds, guidance=None):
         return seeds
 
     def images(self, seeds):
@@ -252,7 +254,7 @@ def test_shards_of_several_processes_cover_every_index_once():
     seen = []
 
     class Recording(_CopyPipe):
-        def sample_batch(self, prompts, steps, seeds):
+        def sample_batch(self, prompts, steps, seeds, guidance=None):
             seen.extend(seeds)
             return seeds
 

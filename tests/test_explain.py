@@ -76,6 +76,49 @@ def test_replay_and_autodiff_agree(process):
         torch.testing.assert_close(getattr(replay, name), getattr(autodiff, name), msg=name)
 
 
+@pytest.mark.parametrize("method", ["replay", "jvp"])
+def test_the_completeness_residual_is_float_rounding(method):
+    """The token rows against the prompt computed as one whole, and the sources against the
+    sample: independent computations that agree to float64 rounding."""
+    process = PROCESSES[0]
+    unet, context, mask, x_T = _setup(process)
+    result = explain_run(
+        unet, process, 4, context, x_T, mask, method=method, token_chunk=2, decompose_sources=True
+    )
+    scale = float(result.sample.abs().max())
+    assert 0 <= result.completeness_residual < 1e-10 * scale
+    whole = (result.contributions.sum(0) - result.reconstruction).abs().max()
+    assert float(whole) <= result.completeness_residual
+
+
+def test_the_completeness_residual_catches_a_replay_that_is_not_linear(monkeypatch):
+    """If the layers recomputed their dynamic factors per row (each token row through its own,
+    nonlinear map), the token rows would no longer add up to the prompt's row."""
+    from contextlib import contextmanager
+
+    from bcosdiff.explain import linear_map
+
+    process = PROCESSES[0]
+    unet, context, mask, x_T = _setup(process)
+    honest = explain_run(unet, process, 4, context, x_T, mask)
+    real = linear_map.linear_replay
+
+    @contextmanager
+    def leaky(model):
+        with real(model):
+            for module in model.modules():
+                if hasattr(module, "shared_factors"):
+                    module.shared_factors = False
+            yield model
+
+    monkeypatch.setattr(linear_map, "linear_replay", leaky)
+    broken = explain_run(unet, process, 4, context, x_T, mask)
+    scale = float(honest.sample.abs().max())
+    assert honest.completeness_residual < 1e-10 * scale
+    assert broken.completeness_residual > 1e-4 * scale
+    torch.testing.assert_close(broken.sample, honest.sample)  # the real run is unchanged
+
+
 def test_relevance_heatmaps_and_reconstruction_agree():
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from bcosdiff.data.shapes import BACKGROUND, ShapesDataset, caption_words
 from bcosdiff.evaluation.flags import calibrate_flag_ratio, threshold_at_quantile
+from bcosdiff.explain import SCORES_ONLY
 from bcosdiff.explain.tokens import Word, flag_words, peer_ratios
 
 
@@ -47,7 +48,7 @@ class _OracleModel:
     def __init__(self, seed):
         self.dataset = ShapesDataset(size=32, seed=seed, two_object_prob=0.0)
 
-    def explain(self, caption, steps, seed, heatmaps):
+    def explain(self, caption, steps, seed, options):
         sample = self.dataset.sample(seed)
         assert sample.caption == caption
         image = sample.image if seed % 2 == 0 else np.full_like(sample.image, BACKGROUND)
@@ -83,12 +84,12 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
     pipe.flag_ratio = 1e9  # flags every content word that has peers: no seed can pass
-    exp = pipe.explain("a red circle", steps=2, seed=3, heatmaps=False, regenerate=2)
+    exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, _ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
     assert exp.seed == 3  # ties keep the earliest attempt
     assert exp.to_dict()["attempts"][1] == {"seed": 4, "flagged_tokens": ["red", "circle"]}
     pipe.flag_ratio = 0.0
-    exp = pipe.explain("a red circle", steps=2, seed=3, heatmaps=False, regenerate=2)
+    exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, _ in exp.attempts] == [3] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
     assert exp.image.tobytes() == reference.tobytes()
@@ -114,7 +115,7 @@ def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path
         expected = float(colour_change(contribution, exp.reconstruction).sum())
         assert word.colour_change == pytest.approx(expected, rel=1e-5)
     pipe.flag_signal, pipe.flag_ratio = "colour_change", 1e9
-    lean = pipe.explain("a red circle", steps=2, seed=1, heatmaps=False)
+    lean = pipe.explain("a red circle", steps=2, seed=1, options=SCORES_ONLY)
     assert lean.contribution_maps is None and lean.flagged_tokens == ["red", "circle"]
     assert lean.to_dict()["flag_signal"] == "colour_change"
     assert [w.colour_change for w in lean.words] == [w.colour_change for w in exp.words]

@@ -16,7 +16,7 @@ from bcosdiff.diffusion import (
     guided_prediction,
 )
 from bcosdiff.errors import BcosdiffError, ModelLoadError
-from bcosdiff.explain import RunSources, explain_run, run_trajectory
+from bcosdiff.explain import BcosOptions, RunSources, explain_run, run_trajectory
 from bcosdiff.networks import UNet
 from bcosdiff.pipeline import Pipeline, create_model_directory
 
@@ -151,25 +151,29 @@ def test_model_directory_records_its_default_guidance(guided_pipe, tmp_path):
 
 
 def test_guided_explanation_is_the_generated_image_and_its_sources_add_up(guided_pipe):
-    exp = guided_pipe.explain("a red circle", steps=3, seed=2, sources=True)
+    exp = guided_pipe.explain("a red circle", steps=3, seed=2, options=BcosOptions(sources=True))
     assert exp.guidance == 3.0 and exp.to_dict()["guidance"] == 3.0
     assert exp.image.tobytes() == guided_pipe.generate("a red circle", steps=3, seed=2).tobytes()
     assert set(exp.sources) == {"prompt", "x_T", "time", "mean"}
     total = sum(exp.sources.values())
     assert ((total - exp.sample).norm() / exp.sample.norm()).item() < 1e-4
     torch.testing.assert_close(exp.sources["prompt"], exp.reconstruction)
-    with pytest.raises(BcosdiffError, match="sources"):
-        guided_pipe.explain("a red circle", steps=3, method="xattn", sources=True)
+    assert exp.completeness_residual < 1e-4 * float(exp.sample.abs().max())
+    with pytest.raises(BcosdiffError, match="takes CrossAttentionOptions, not BcosOptions"):
+        guided_pipe.explain(
+            "a red circle", steps=3, method="xattn", options=BcosOptions(sources=True)
+        )
 
 
 @pytest.mark.parametrize("method", ["xattn", "dfrise", "dfcam", "gradxinput"])
 def test_posthoc_methods_run_under_guidance(guided_pipe, method):
-    from bcosdiff.explain import get_method
+    from bcosdiff.explain import RiseOptions, get_method
 
     run = guided_pipe.run("a red circle", steps=3, seed=2)
     assert run.guidance == 3.0
     factory = get_method(method)
-    explainer = factory(guided_pipe) if method != "dfrise" else factory(guided_pipe, masks=8)
+    options = RiseOptions(masks=8) if method == "dfrise" else None
+    explainer = factory(guided_pipe, options)
     exp = explainer.attribute(run)
     assert exp.guidance == 3.0
     assert exp.image.tobytes() == guided_pipe.generate("a red circle", steps=3, seed=2).tobytes()

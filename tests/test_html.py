@@ -6,6 +6,7 @@ import pytest
 from conftest import TINY_UNET
 
 from bcosdiff.cli import main
+from bcosdiff.explain import BcosOptions
 from bcosdiff.explain.html import explanation_html, explanation_page
 from bcosdiff.pipeline import create_model_directory
 
@@ -17,7 +18,9 @@ def pipe(tmp_path_factory):
 
 
 def test_the_view_has_a_map_per_word_and_needs_no_network(pipe):
-    exp = pipe.explain("a red circle and a shark", steps=2, seed=0, flag_ratio=10.0)
+    exp = pipe.explain(
+        "a red circle and a shark", steps=2, seed=0, options=BcosOptions(flag_ratio=10.0)
+    )
     page = explanation_page(exp)
     words = re.findall(r'class="word( flagged)?" data-word="([^"]+)" data-map="([^"]*)"', page)
     assert [w for _, w, _ in words] == [w.text for w in exp.words]

@@ -11,7 +11,15 @@ from torch.func import jvp
 from bcosdiff.bcos import explicit_attention, observe_attention
 from bcosdiff.cli import main
 from bcosdiff.errors import BcosdiffError
-from bcosdiff.explain import METHODS, DFCam, DFRise, get_method
+from bcosdiff.explain import (
+    METHODS,
+    CamOptions,
+    CrossAttentionOptions,
+    DFCam,
+    DFRise,
+    RiseOptions,
+    get_method,
+)
 from bcosdiff.explain.rise import random_masks, structure_similarity
 from bcosdiff.explain.xattn import cross_attention_maps
 from bcosdiff.pipeline import create_model_directory, load_pipeline
@@ -40,17 +48,22 @@ def test_every_method_explains_the_same_generated_image(pipes, kind):
     assert np.array_equal(image, np.asarray(pipe.generate(PROMPT, steps=4, seed=3)))
     assert len(run.states) == 4
     assert run.progression().shape == (4, pipe.process.channels, 8, 8)
-    cheap = {"dfrise": dict(masks=20, batch=10)}
+    cheap = {"dfrise": RiseOptions(masks=20, batch=10)}
     for name, factory in METHODS.items():
         if name.startswith("bcos") and kind == "vanilla":
             with pytest.raises(BcosdiffError, match="post-hoc methods work on any model"):
                 factory(pipe)
             continue
-        exp = factory(pipe, **cheap.get(name, {})).attribute(run)
+        exp = factory(pipe, cheap.get(name)).attribute(run)
         assert np.array_equal(np.asarray(exp.image), image), name
         maps = exp.word_heatmaps()
         assert maps.shape == (len(exp.words), 8, 8) and torch.isfinite(maps).all(), name
         assert exp.to_dict()["method"] == exp.method
+        residual = exp.to_dict()["completeness_residual"]
+        if name.startswith("bcos") or name == "gradxinput":  # whole-run, additive
+            assert 0 <= residual < 1e-4 * float(exp.sample.abs().max()), name
+        else:
+            assert residual is None, name
         if exp.relevance is not None:
             assert abs(sum(exp.relevance) - 1) < 1e-4 or pipe.text.config.mode != "subword"
             assert min(exp.relevance) >= 0, name
@@ -66,10 +79,13 @@ def test_every_method_explains_the_same_generated_image(pipes, kind):
 def test_words_keeps_only_the_named_words(pipes):
     pipe = pipes["vanilla"]
     run = pipe.run(PROMPT, steps=3, seed=0)
-    exp = get_method("xattn")(pipe).attribute(run, words=["Red", "square"])
+    xattn = get_method("xattn")(pipe)
+    exp = xattn.attribute(run, CrossAttentionOptions(words=["Red", "square"]))
     assert [w.text for w in exp.words] == ["red", "square"]
     with pytest.raises(BcosdiffError, match="not in the prompt"):
-        get_method("xattn")(pipe).attribute(run, words=["shark"])
+        xattn.attribute(run, CrossAttentionOptions(words=["shark"]))
+    with pytest.raises(BcosdiffError, match="takes CrossAttentionOptions, not RiseOptions"):
+        xattn.attribute(run, RiseOptions(masks=4))
 
 
 def test_pipeline_explain_dispatches_on_the_method(pipes):
@@ -78,7 +94,7 @@ def test_pipeline_explain_dispatches_on_the_method(pipes):
     assert exp.method == "xattn" and exp.token_maps is not None and exp.flagged_tokens == []
     with pytest.raises(BcosdiffError, match="unknown method"):
         pipe.explain(PROMPT, steps=3, method="lime")
-    with pytest.raises(BcosdiffError, match="regenerate needs the B-cos method"):
+    with pytest.raises(BcosdiffError, match="regenerate needs a method that flags words"):
         pipe.explain(PROMPT, steps=3, method="xattn", regenerate=2)
 
 
@@ -201,7 +217,7 @@ def test_df_rise_calls_the_model_once_per_mask_and_finds_the_planted_region(pipe
     toy.rows = 0
     real, pipe.unet = pipe.unet, toy
     try:
-        saliency = DFRise(pipe, batch=100, grid=grid, seed=1).saliency(run)  # N = 500
+        saliency = DFRise(pipe, RiseOptions(batch=100, grid=grid, seed=1)).saliency(run)  # N = 500
     finally:
         pipe.unet = real
     assert toy.rows == 500
@@ -268,4 +284,4 @@ def test_df_cam_highlights_the_only_channel_and_region_that_matter(pipes):
     y, x = np.unravel_index(int(cam.argmax()), cam.shape)
     assert y >= 4 and x >= 4
     with pytest.raises(ValueError, match="unknown block"):
-        DFCam(pipe, blocks=["sideways.3"])
+        DFCam(pipe, CamOptions(blocks=["sideways.3"])).block_maps(run)

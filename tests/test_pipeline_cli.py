@@ -10,6 +10,7 @@ from PIL import Image
 
 from bcosdiff.cli import main
 from bcosdiff.errors import BcosdiffError
+from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
 from bcosdiff.variants import VARIANTS
 
@@ -276,7 +277,9 @@ def test_generate_and_explain_on_cuda(model_dir):
     a = cpu.sample("a red circle", steps=3, seed=1)
     b = gpu.sample("a red circle", steps=3, seed=1)
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
-    exp = gpu.explain("a red circle", steps=3, seed=1, sources=True, guidance=2.0)
+    exp = gpu.explain(
+        "a red circle", steps=3, seed=1, options=BcosOptions(sources=True), guidance=2.0
+    )
     total = sum(exp.sources.values())
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
     for method in ("xattn", "dfcam", "gradxinput"):

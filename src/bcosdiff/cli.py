@@ -154,7 +154,9 @@ def generate(
         steering=steering_for(pipe, steering_request),
     )
     if regenerate:  # sampled (and explained) until no content word is flagged
-        explanation = pipe.explain(request, heatmaps=False, regenerate=regenerate)
+        from .explain.methods import SCORES_ONLY
+
+        explanation = pipe.explain(request, options=SCORES_ONLY, regenerate=regenerate)
         _report_attempts(explanation)
         image = explanation.image
     else:
@@ -548,7 +550,7 @@ def eval_faithfulness(
     if prompts < 1 or steps < 1 or not 0 <= two_object_share <= 1:
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
     pipe = load_pipeline(model, device)
-    pipe.guidance = pipe.guidance_scale(guidance)  # every run and method follows the pipeline
+    guidance = pipe.guidance_scale(guidance)
     truth = None if data == "shapes" else _emoji_truth(Path(data), seed, two_object_share)
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
@@ -560,6 +562,7 @@ def eval_faithfulness(
             two_object_share=two_object_share,
             steps=steps,
             seed=seed,
+            guidance=guidance,
             deletion=deletion,
             insertion=insertion,
             progress=bar,
@@ -571,7 +574,7 @@ def eval_faithfulness(
         "model": pipe.name,
         "data": data,
         "steps": steps,
-        "guidance": pipe.guidance,
+        "guidance": guidance,
         "seed": seed,
         "two_object_share": two_object_share,
         "results": [r.to_dict() for r in results],
@@ -623,28 +626,33 @@ def eval_fid(
 ) -> None:
     """FID (or the labelled shapes Fréchet distance) of generated vs real images."""
     import json
-    import os
 
     from tqdm import tqdm
 
+    from .distributed import process_shard
     from .evaluation.fid import frechet_distance
     from .pipeline import load_pipeline
 
     if count < 2 or steps < 1 or batch < 1:
         raise BcosdiffError("need count >= 2, steps >= 1 and batch >= 1")
-    rank, world = 0, int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:  # launched by accelerate launch / torchrun: one shard per process
-        import torch
-        from accelerate import PartialState
-
-        # cpu=True makes Accelerate set up gloo for several CPU processes, as in training.
-        rank = PartialState(cpu=not torch.cuda.is_available()).process_index
+    rank, world = process_shard()  # one shard per process under accelerate launch / torchrun
     pipe = load_pipeline(model, device)
-    pipe.guidance = pipe.guidance_scale(guidance)
+    guidance = pipe.guidance_scale(guidance)
     bar = (lambda items: tqdm(items, desc="batches", unit="batch")) if progress else None
     try:
         result = frechet_distance(
-            pipe, data, count, steps, seed, batch, inception_weights, bar, rank, world, reference
+            pipe,
+            data=data,
+            count=count,
+            steps=steps,
+            seed=seed,
+            guidance=guidance,
+            batch=batch,
+            inception_weights=inception_weights,
+            progress=bar,
+            rank=rank,
+            world=world,
+            reference=reference,
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
@@ -652,7 +660,7 @@ def eval_fid(
         return
     line = (
         f"{result.metric}: {result.value:.4f} ({result.count} generated vs {result.count} real "
-        f"images, {steps} steps, guidance {pipe.guidance:g}, "
+        f"images, {steps} steps, guidance {guidance:g}, "
         f"features: {result.feature_extractor})"
     )
     if result.real_vs_real is not None:
@@ -660,7 +668,7 @@ def eval_fid(
     if out is not None:
         with _writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
-            data = {"model": pipe.name, "guidance": pipe.guidance, **result.to_dict()}
+            data = {"model": pipe.name, "guidance": guidance, **result.to_dict()}
             out.write_text(json.dumps(data, indent=2) + "\n")
     typer.echo(line)
 

@@ -23,7 +23,7 @@ from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .pictures import to_image
-from .request import MAX_SEED, RunRequest
+from .request import RunRequest, shorten
 from .text import Conditioning, TextConfig, TextEncoder
 from .variants import get_variant
 
@@ -109,7 +109,7 @@ class Pipeline:
         for prompt, cut in zip(prompts, cond.truncated, strict=True):
             if cut:
                 warnings.warn(
-                    f"prompt {_shorten(prompt)!r} is longer than the text model's "
+                    f"prompt {shorten(prompt)!r} is longer than the text model's "
                     f"{self.text.config.max_length} tokens and was truncated",
                     stacklevel=3,
                 )
@@ -277,13 +277,11 @@ class Pipeline:
         self,
         prompt: str | RunRequest,
         *,
-        heatmaps: bool = True,
-        flag_ratio: float | None = None,
-        regenerate: int = 0,
         method: str = "bcos",
-        sources: bool = False,
+        options=None,
+        regenerate: int = 0,
         progress: Callable[[int, int], None] | None = None,
-        **options,
+        **request_options,
     ):
         """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
 
@@ -291,60 +289,25 @@ class Pipeline:
         :meth:`request` (steps, seed, eta, guidance, schedule, steering). ``method`` names an
         attribution method (:data:`bcosdiff.explain.METHODS`): the B-cos explanation
         ``"bcos"`` (default; B-cos models only) or a post-hoc method (``"xattn"``,
-        ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model). ``flag_ratio`` overrides the
-        model's calibrated failure-detection threshold (which applies to the model's
-        ``flag_signal``, see :mod:`bcosdiff.explain.tokens`). ``regenerate=N`` (B-cos only:
-        only it flags words) retries with seeds ``seed + 1 … seed + N`` while some content
-        word is flagged and returns the first attempt that flags none, else the attempt with
-        the fewest flagged words; ``exp.attempts`` lists every ``(seed, flagged words)``
-        tried. ``sources=True`` (B-cos only) also fills ``exp.sources``: the contribution of
-        each source of the run (prompt, x_T, time, μ), which add up to ``exp.sample``; a
-        steering vector is one more source. ``progress(done, total)`` is called after each
-        sampling step. With ``eta > 0`` fresh noise enters between steps; the explanation
-        then covers only part of the computation and says so (``complete`` is False, with a
-        warning).
+        ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model); ``options`` are that
+        method's options (``Method.Options``, e.g. :class:`~bcosdiff.explain.BcosOptions`
+        with ``sources=True``, ``keep_maps=False`` or ``flag_ratio=``). ``regenerate=N``
+        (methods that flag words: B-cos) retries with seeds ``seed + 1 … seed + N`` while
+        some content word is flagged (:func:`bcosdiff.service.explain_request`).
+        ``progress(done, total)`` is called after each step. With ``eta > 0`` fresh noise
+        enters between steps; the explanation then covers only part of the computation and
+        says so (``complete`` is False, with a warning).
         """
-        from .explain.registry import get_method, is_bcos_method
+        from .service import explain_request
 
-        factory = get_method(method)
-        bcos = is_bcos_method(method)
-        if regenerate < 0:
-            raise BcosdiffError(f"regenerate must be at least 0, got {regenerate}")
-        if regenerate and not bcos:
-            raise BcosdiffError("regenerate needs the B-cos method: only it flags words")
-        if sources and not bcos:
-            raise BcosdiffError("sources needs the B-cos method: only its sources add up")
-        request = self.request(prompt, **options)
-        if bool(self.text.tokenize([request.prompt])["special_tokens_mask"].all()):
-            raise BcosdiffError(
-                f"the prompt {_shorten(request.prompt)!r} has no tokens to explain: the "
-                "tokenizer keeps none of its characters"
-            )
-        if request.seed + regenerate > MAX_SEED:
-            raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
-        explainer = factory(self)
-        if request.eta > 0:
-            warnings.warn(
-                "eta > 0 injects noise between steps that no source explains: the "
-                "explanation is incomplete",
-                stacklevel=2,
-            )
-        if not bcos:
-            return explainer.attribute(self.run(request, progress=progress))
-        best = None
-        attempts = []
-        for attempt_seed in range(request.seed, request.seed + regenerate + 1):
-            run = self.prepare_run(request.with_seed(attempt_seed))
-            exp = explainer.attribute(
-                run, flag_ratio=flag_ratio, keep_maps=heatmaps, sources=sources, progress=progress
-            )
-            attempts.append((attempt_seed, list(exp.flagged_tokens)))
-            if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
-                best = exp
-            if not exp.flagged_tokens:
-                break
-        best.attempts = attempts
-        return best
+        return explain_request(
+            self,
+            self.request(prompt, **request_options),
+            method=method,
+            options=options,
+            regenerate=regenerate,
+            progress=progress,
+        )
 
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
         """PIL images of encoded samples."""
@@ -367,10 +330,6 @@ def _recorder(states: list, progress, total: int):
             progress(state.index + 1, total)
 
     return record
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def create_model_directory(

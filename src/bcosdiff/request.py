@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .diffusion import DDIMSchedule, check_guidance
 from .errors import BcosdiffError
 
-__all__ = ["MAX_SEED", "RunRequest", "check_generation_args"]
+__all__ = ["MAX_SEED", "RunRequest", "check_generation_args", "shorten"]
 
 MAX_SEED = 2**63 - 1
 
@@ -32,6 +32,11 @@ def check_generation_args(prompt: str, steps: int, seed: int, max_steps: int | N
         raise BcosdiffError(f"steps must be {bound}, got {steps}")
     if not 0 <= seed <= MAX_SEED:
         raise BcosdiffError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+
+
+def shorten(prompt: str, limit: int = 40) -> str:
+    """``prompt`` cut to ``limit`` characters (an ellipsis marks the cut), for messages."""
+    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, kw_only=True)

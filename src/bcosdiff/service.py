@@ -1,16 +1,24 @@
 """What the command line, the viewer and the evaluation share: choosing a method for a
-model, checking a steering request against it, and explaining one run with several methods
-(the first one may regenerate until no content word is flagged)."""
+model, checking a steering request against it, explaining one request (regenerating until no
+content word is flagged) and explaining one run with several methods."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import BcosdiffError
-from .request import RunRequest
+from .request import MAX_SEED, RunRequest, shorten
 
-__all__ = ["default_method", "explain_methods", "read_steering", "steering_for"]
+__all__ = [
+    "check_explainable",
+    "default_method",
+    "explain_methods",
+    "explain_request",
+    "read_steering",
+    "steering_for",
+]
 
 
 def default_method(pipe) -> str:
@@ -51,26 +59,102 @@ def steering_for(pipe, steering_request):
     return steering
 
 
+def check_explainable(pipe, request: RunRequest, regenerate: int = 0) -> None:
+    """Reject what no method can explain (a prompt without tokens, seeds past the last one);
+    warn that ``eta > 0`` leaves part of the run unexplained."""
+    if regenerate < 0:
+        raise BcosdiffError(f"regenerate must be at least 0, got {regenerate}")
+    if bool(pipe.text.tokenize([request.prompt])["special_tokens_mask"].all()):
+        raise BcosdiffError(
+            f"the prompt {shorten(request.prompt)!r} has no tokens to explain: the tokenizer "
+            "keeps none of its characters"
+        )
+    if request.seed + regenerate > MAX_SEED:
+        raise BcosdiffError(f"seed + regenerate must not exceed {MAX_SEED}")
+    if request.eta > 0:
+        warnings.warn(
+            "eta > 0 injects noise between steps that no source explains: the explanation is "
+            "incomplete",
+            stacklevel=4,
+        )
+
+
+def explain_request(
+    pipe,
+    request: RunRequest,
+    *,
+    method: str = "bcos",
+    options=None,
+    regenerate: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """The :class:`~bcosdiff.explain.Explanation` of ``request`` by ``method`` with
+    ``options`` (that method's options class; default its defaults).
+
+    Regenerate policy: with ``regenerate=N`` (only for methods that flag words) the seeds
+    ``seed, seed + 1 … seed + N`` are tried in turn until one flags no content word; the
+    first such attempt is returned, else the attempt with the fewest flagged words (the
+    earliest among equals). ``exp.attempts`` lists every ``(seed, flagged words)`` tried.
+    Methods that read the sampled states get a sampled run; the others (B-cos) replay the run
+    from its inputs, so each attempt is sampled once either way."""
+    from .explain.registry import get_method
+
+    explainer = get_method(method)(pipe, options)
+    if regenerate and not explainer.flags_words:
+        raise BcosdiffError(f"regenerate needs a method that flags words; {method!r} flags none")
+    check_explainable(pipe, request, regenerate)
+    options = explainer.with_progress(explainer.options, progress)
+    best, attempts = None, []
+    for seed in range(request.seed, request.seed + regenerate + 1):
+        attempt = request.with_seed(seed)
+        if explainer.needs_sample:
+            run = pipe.run(attempt, progress=progress)
+        else:
+            run = pipe.prepare_run(attempt)
+        exp = explainer.attribute(run, options)
+        attempts.append((seed, list(exp.flagged_tokens)))
+        if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
+            best = exp
+        if not exp.flagged_tokens:
+            break
+    best.attempts = attempts
+    return best
+
+
 def explain_methods(
     pipe,
     request: RunRequest,
     methods: Sequence[str],
     *,
     regenerate: int = 0,
-    heatmaps: bool = True,
+    options: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """``{method: Explanation}`` of one image: the first method explains (and, with
-    ``regenerate``, reseeds) the run; the others explain the run of the seed it kept."""
+    """``{method: Explanation}`` of one image, sampled once: the first method chooses the seed
+    (with ``regenerate``, :func:`explain_request`); every other method explains the sampled
+    run of the seed it kept. ``options`` maps method names to their options."""
     from .explain.registry import get_method
 
-    first = pipe.explain(
-        request, regenerate=regenerate, method=methods[0], heatmaps=heatmaps, progress=progress
-    )
-    views = {methods[0]: first}
-    if len(methods) > 1:
-        run = pipe.run(request.with_seed(first.seed))
-        for name in methods[1:]:
-            views[name] = get_method(name)(pipe).attribute(run)
+    options = options or {}
+    explainers = {name: get_method(name)(pipe, options.get(name)) for name in methods}
+    if regenerate:
+        first = explain_request(
+            pipe,
+            request,
+            method=methods[0],
+            options=options.get(methods[0]),
+            regenerate=regenerate,
+            progress=progress,
+        )
+        if len(methods) == 1:
+            return {methods[0]: first}
+        request = request.with_seed(first.seed)
+    else:
+        check_explainable(pipe, request)
+    run = pipe.run(request, progress=progress)
+    views = {}
+    for name, explainer in explainers.items():
+        views[name] = first if regenerate and name == methods[0] else explainer.attribute(run)
+        if regenerate:
             views[name].attempts = first.attempts
     return views

@@ -60,10 +60,12 @@ def _real_source(data: str, size: int, seed: int):
 
 def frechet_distance(
     pipe,
+    *,
     data: str = "shapes",
     count: int = 1000,
     steps: int = 25,
     seed: int = 0,
+    guidance: float | None = None,
     batch: int = 32,
     inception_weights: str | Path | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
@@ -75,7 +77,9 @@ def frechet_distance(
 
     With ``reference`` the same distance between real images ``0…count-1`` and
     ``count…2·count-1`` is computed too. It is no floor for the model: generated images share
-    the captions of real images ``0…count-1``, the second real set has other captions."""
+    the captions of real images ``0…count-1``, the second real set has other captions.
+    Images are sampled at ``guidance`` (default: the model's scale); process ``rank`` of
+    ``world`` does every ``world``-th image."""
     if inception_weights is not None:
         from .inception import load_inception
 
@@ -100,7 +104,8 @@ def frechet_distance(
     for chunk in progress(chunks) if progress else chunks:
         real, captions = zip(*(get(i) for i in chunk), strict=True)
         fid.update(torch.stack(real), real=True)
-        samples = pipe.sample_batch(list(captions), steps, [seed + i for i in chunk])
+        seeds = [seed + i for i in chunk]
+        samples = pipe.sample_batch(list(captions), steps, seeds, guidance=guidance)
         fake = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in pipe.images(samples)]
         fid.update(torch.stack(fake), real=False)
     value = float(fid.compute())

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..explain.methods import SCORES_ONLY
 from ..explain.tokens import check_flag_signal, peer_ratios
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
@@ -81,7 +82,7 @@ def calibrate_flag_ratio(
     missed: list[float] = []
     for index in range(captions):
         prompt = truth.prompt(index)
-        exp = pipe.explain(prompt.caption, steps=steps, seed=index, heatmaps=False)
+        exp = pipe.explain(prompt.caption, steps=steps, seed=index, options=SCORES_ONLY)
         found = truth.read(np.asarray(exp.image), prompt)
         positions = align([w.text for w in exp.words], prompt.words)
         where = {id(w): t for w, t in zip(exp.words, positions, strict=True)}

@@ -1,6 +1,6 @@
 """Will an explanation fit in memory? An estimate made before any work starts.
 
-The linear replay pushes ``1 + tokens (+ sources)`` rows through the U-Net at once and keeps
+The linear replay pushes ``2 + tokens (+ sources)`` rows through the U-Net at once and keeps
 no graph, so its peak is about one U-Net forward pass at that batch size, whatever the number
 of steps; under guidance the two branches run one after the other. Gradient × input holds a
 forward-mode pass over a chunk of 16 tokens (primal and tangent), one step's activations for
@@ -92,7 +92,7 @@ def check_explanation_memory(
         # and the inputs every step keeps for its recomputation.
         need = 2 * min(tokens, 16) * row.live + row.total + 2 * steps * row.live
     else:
-        need = (1 + tokens + (4 if sources else 0)) * row.live
+        need = (2 + tokens + (4 if sources else 0)) * row.live
     need = int(need * SAFETY)
     device = next(unet.parameters()).device
     free = available_bytes(device)

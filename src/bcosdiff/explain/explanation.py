@@ -49,9 +49,13 @@ class Explanation:
     readout: str = DEFAULT_READOUT  # how heatmaps read the contribution maps
     guidance: float = 1.0  # the run's classifier-free guidance scale
     # Contribution (C, H, W) of each source of the run: prompt, x_T, time, mean. They add up
-    # to ``sample``; filled on request (``Pipeline.explain(sources=True)``, B-cos only).
+    # to ``sample``; filled on request (``BcosOptions(sources=True)``).
     sources: dict[str, Tensor] = field(default_factory=dict)
     steering: dict | None = None  # {"site", "norm"} of a steering vector added to the run
+    # Largest |Σ parts − whole| (whole-run methods): the token contributions against the
+    # prompt's contribution computed as one whole, and, with sources, the sources against the
+    # sample. Float rounding for B-cos; None for methods without an additive decomposition.
+    completeness_residual: float | None = None
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -166,6 +170,7 @@ class Explanation:
             ],
             "flag_signal": self.flag_signal,
             "complete": self.complete,
+            "completeness_residual": self.completeness_residual,
             "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
             **({"steering": self.steering} if self.steering else {}),
         }
@@ -259,6 +264,7 @@ def build_explanation(
         flagged_tokens=flagged,
         words=words,
         complete=run.complete,
+        completeness_residual=run.completeness_residual,
         attempts=[(seed, flagged)],
         token_positions=groups,
         flag_signal=flag_signal,

@@ -14,15 +14,17 @@ activations (row 0), the branch that sees the prompt.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
 from .explanation import Explanation, build_attribution
-from .methods import AttributionMethod
+from .methods import AttributionMethod, AttributionOptions
 from .run import GeneratedRun
 
-__all__ = ["DFCam", "unet_blocks"]
+__all__ = ["CamOptions", "DFCam", "unet_blocks"]
 
 
 def unet_blocks(unet: nn.Module) -> dict[str, nn.Module]:
@@ -39,25 +41,41 @@ def _normalise(m: Tensor) -> Tensor:
     return (m - low) / (high - low) if high > low else m * 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class CamOptions(AttributionOptions):
+    """DF-CAM settings: run step ``step`` (index; default three quarters of the way) and the
+    ``blocks`` whose maps are summed (names from :func:`unet_blocks`; default all)."""
+
+    step: int | None = None
+    blocks: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.blocks is not None:
+            object.__setattr__(self, "blocks", tuple(self.blocks))
+
+
 class DFCam(AttributionMethod):
-    """DF-CAM saliency of step ``step`` (default: three quarters of the way) over
-    ``blocks`` (names from :func:`unet_blocks`; default all)."""
+    """DF-CAM saliency of one step of the run (:class:`CamOptions`)."""
 
     name = "dfcam"
+    Options = CamOptions
 
-    def __init__(self, pipe, step: int | None = None, blocks: list[str] | None = None):
-        super().__init__(pipe)
-        known = unet_blocks(pipe.unet)
-        unknown = [b for b in blocks or [] if b not in known]
+    def _blocks(self, options: CamOptions) -> dict[str, nn.Module]:
+        known = unet_blocks(self.pipe.unet)
+        if options.blocks is None:
+            return known
+        unknown = [b for b in options.blocks if b not in known]
         if unknown:
             raise ValueError(f"unknown block(s) {unknown}; known: {list(known)}")
-        self.step = step
-        self.blocks = list(known) if blocks is None else list(blocks)
+        return {name: known[name] for name in options.blocks}
 
-    def block_maps(self, run: GeneratedRun) -> dict[str, Tensor]:
+    def block_maps(self, run: GeneratedRun, options: CamOptions | None = None) -> dict[str, Tensor]:
         """``{block: (H, W) map in [0, 1]}`` at the chosen step."""
+        options = self.options if options is None else self.check_options(options)
+        blocks = self._blocks(options)
         unet = self.pipe.unet
-        state = run.states[run.step_index(self.step)]
+        state = run.states[run.step_index(options.step)]
         device = run.x_T.device
 
         def summed_output(x: Tensor) -> Tensor:
@@ -66,20 +84,19 @@ class DFCam(AttributionMethod):
         x_t = state.x_t.to(device).detach()
         size = x_t.shape[-2:]
         maps = {}
-        known = unet_blocks(unet)
         with torch.enable_grad():
-            for name in self.blocks:
-                cam = LayerGradCam(summed_output, known[name])
+            for name, block in blocks.items():
+                cam = LayerGradCam(summed_output, block)
                 attribution = cam.attribute(x_t, relu_attributions=True)
                 up = LayerAttribution.interpolate(attribution, tuple(size), "bilinear")
                 maps[name] = _normalise(up[0, 0].detach()).cpu()
         return maps
 
-    def saliency(self, run: GeneratedRun) -> Tensor:
+    def saliency(self, run: GeneratedRun, options: CamOptions | None = None) -> Tensor:
         """``(H, W)``: the sum of the block maps, min–max normalised."""
-        return _normalise(torch.stack(list(self.block_maps(run).values())).sum(0))
+        return _normalise(torch.stack(list(self.block_maps(run, options).values())).sum(0))
 
-    def _attribute(self, run: GeneratedRun) -> Explanation:
+    def _attribute(self, run: GeneratedRun, options: CamOptions) -> Explanation:
         return build_attribution(
-            run, self.masked, self.pipe.name, self.name, saliency=self.saliency(run)
+            run, self.masked, self.pipe.name, self.name, saliency=self.saliency(run, options)
         )

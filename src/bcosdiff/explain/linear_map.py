@@ -48,6 +48,10 @@ class RunExplanation:
     contributions: Tensor | None  # (L, C, H, W) W_i x_i per channel and pixel, or None
     sources: dict[str, Tensor] = field(default_factory=dict)  # contribution of each source
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
+    # Largest |Σ parts − whole| over channels and pixels: the token contributions against the
+    # prompt's contribution computed as one whole and, with sources, the sources against the
+    # sample; None when the token maps were not computed.
+    completeness_residual: float | None = None
 
     @property
     def mass_maps(self) -> Tensor | None:
@@ -167,6 +171,11 @@ def explain_run(
                 tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
                 with torch.no_grad():
                     parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
+    gaps = []  # the token maps against the prompt's JVP; the sources against the sample
+    if maps is not None:
+        gaps.append(float((maps.sum(0) - reconstruction[0]).abs().max()))
+    if parts:
+        gaps.append(float((sum(parts.values()) - sample[0].detach().cpu()).abs().max()))
     total = totals.abs().sum()
     relevance = totals.abs() / total if total > 0 else torch.zeros_like(totals)
     return RunExplanation(
@@ -177,6 +186,7 @@ def explain_run(
         contributions=None if maps is None else maps.detach().cpu(),
         sources=parts,
         complete=eta == 0,
+        completeness_residual=max(gaps) if gaps else None,
     )
 
 
@@ -203,13 +213,16 @@ def _explain_by_replay(
     else:
         valid = torch.nonzero(context_mask[0].to(device))[:, 0]
     count = len(valid)
-    # Rows: the real run, one row per attended token, then (optionally) x_T, time, μ.
+    # Rows: the real run, one row per attended token, the whole prompt alone (computed apart
+    # from the token rows, so that their sum is checked against it), then (optionally) x_T,
+    # time, μ and the steering vector, each alone.
     token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
     token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
     steered = steering is not None and not steering.is_zero
     extra = (4 if steered else 3) if decompose_sources else 0
-    rows = 1 + count + extra
-    ctx = torch.cat([context, token_ctx, context.new_zeros(extra, *context.shape[1:])])
+    prompt_row = 1 + count
+    rows = prompt_row + 1 + extra
+    ctx = torch.cat([context, token_ctx, context, context.new_zeros(extra, *context.shape[1:])])
     x = x_T.new_zeros(rows, *x_T.shape[1:])
     x[0] = x_T[0]
     features = sources.time_features.new_zeros(
@@ -220,12 +233,12 @@ def _explain_by_replay(
     mean[0] = process.mean
     steering_rows = torch.zeros(rows, dtype=torch.bool, device=x_T.device)
     steering_rows[0] = True  # the steering vector enters the real run, never token rows
-    if decompose_sources:  # one row per remaining source, each alone
-        x[1 + count] = x_T[0]
-        features[:, 2 + count] = sources.time_features
-        mean[3 + count] = process.mean
+    if decompose_sources:
+        x[prompt_row + 1] = x_T[0]
+        features[:, prompt_row + 2] = sources.time_features
+        mean[prompt_row + 3] = process.mean
         if steered:
-            steering_rows[4 + count] = True
+            steering_rows[prompt_row + 4] = True
     noise = None
     if eta > 0:  # fresh noise is a bias of the real run only
         noise = []
@@ -250,7 +263,9 @@ def _explain_by_replay(
             steering_rows=steering_rows,
             callback=_progress_callback(progress, len(as_schedule(process, steps))),
         )
-    per_token = out[1 : 1 + count]
+    per_token = out[1:prompt_row]
+    prompt = out[prompt_row]
+    residual = float((per_token.sum(0) - prompt).abs().max())
     totals = context.new_zeros(length)
     totals[valid] = per_token.sum(dim=(1, 2, 3))
     maps = None
@@ -261,21 +276,23 @@ def _explain_by_replay(
     parts = {}
     if decompose_sources:
         parts = {
-            "prompt": per_token.sum(0),
-            "x_T": out[1 + count],
-            "time": out[2 + count],
-            "mean": out[3 + count],
+            "prompt": prompt,
+            "x_T": out[prompt_row + 1],
+            "time": out[prompt_row + 2],
+            "mean": out[prompt_row + 3],
         }
         if steered:
-            parts["steering"] = out[4 + count]
+            parts["steering"] = out[prompt_row + 4]
+        residual = max(residual, float((sum(parts.values()) - out[0]).abs().max()))
     return RunExplanation(
         sample=out[0].cpu(),
-        reconstruction=per_token.sum(0).cpu(),
+        reconstruction=prompt.cpu(),
         token_contributions=totals.cpu(),
         relevance=(totals.abs() / total if total > 0 else totals * 0).cpu(),
         contributions=None if maps is None else maps.cpu(),
         sources={k: v.cpu() for k, v in parts.items()},
         complete=eta == 0,
+        completeness_residual=residual,
     )
 
 

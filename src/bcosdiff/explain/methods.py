@@ -1,20 +1,28 @@
 """One attribution API for every explanation method (captum's convention).
 
-``Method(pipe).attribute(run, words=None) -> Explanation`` explains one generated run
-(:class:`~bcosdiff.explain.run.GeneratedRun`, from :meth:`~bcosdiff.pipeline.Pipeline.run`);
+``Method(pipe, options).attribute(run, options=None) -> Explanation`` explains one generated
+run (:class:`~bcosdiff.explain.run.GeneratedRun`, from :meth:`~bcosdiff.pipeline.Pipeline.run`);
 every method returns the same :class:`~bcosdiff.explain.explanation.Explanation` shape, so the
-figures, the JSON and the faithfulness benchmark treat them alike. ``words`` keeps only the
-named prompt words in ``exp.words`` (their maps are computed all the same).
+figures, the JSON and the faithfulness benchmark treat them alike. Each method has one
+frozen, keyword-only options class (``Method.Options``); what every method accepts lives in
+:class:`AttributionOptions` (``words`` keeps only the named prompt words in ``exp.words``).
+Options given to the constructor are the method's defaults; options given to ``attribute``
+replace them for that call.
 
-==============  ============================================  ==========  ===============
-name            what it attributes                             model       maps
-==============  ============================================  ==========  ===============
-``bcos``        the whole run, exactly: ``W_i x_i`` per token  B-cos only  per token
-``gradxinput``  the whole run, linearised: ``J_i x_i``         any         per token
-``xattn``       cross-attention probabilities (DAAM)           any         per token
-``dfrise``      one step: random masks on ``x_t`` (DF-RISE)    any         one per image
-``dfcam``       one step: Grad-CAM of U-Net blocks (DF-CAM)    any         one per image
-==============  ============================================  ==========  ===============
+==============  ============================================  ==========  ======================
+name            what it attributes                             model       options
+==============  ============================================  ==========  ======================
+``bcos``        the whole run, exactly: ``W_i x_i`` per token  B-cos only  :class:`BcosOptions`
+``gradxinput``  the whole run, linearised: ``J_i x_i``         any         :class:`WholeRunOptions`
+``xattn``       cross-attention probabilities (DAAM)           any         ``CrossAttentionOptions``
+``dfrise``      one step: random masks on ``x_t`` (DF-RISE)    any         ``RiseOptions``
+``dfcam``       one step: Grad-CAM of U-Net blocks (DF-CAM)    any         ``CamOptions``
+==============  ============================================  ==========  ======================
+
+Whole-run methods report ``exp.completeness_residual``: the largest gap, over channels and
+pixels, between the sum of the token contributions and the prompt's contribution computed
+as one whole (and, with ``sources``, between the sum of the sources and the sample), as
+captum's convergence delta reports how far attributions are from adding up.
 
 ``docs/explanations.md`` describes each method, and ``docs/results.md`` ranks them. The
 names are listed in :mod:`bcosdiff.explain.registry`.
@@ -22,7 +30,9 @@ names are listed in :mod:`bcosdiff.explain.registry`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..bcos import explanation_mode, explicit_attention
@@ -33,17 +43,74 @@ from .linear_map import explain_run
 from .readouts import DEFAULT_READOUT, get_readout
 from .run import GeneratedRun
 
-__all__ = ["AttributionMethod", "BcosAttribution", "GradientInput"]
+__all__ = [
+    "AttributionMethod",
+    "AttributionOptions",
+    "BcosAttribution",
+    "BcosOptions",
+    "GradientInput",
+    "SCORES_ONLY",
+    "WholeRunOptions",
+    "keep_words",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionOptions:
+    """What every method accepts. ``words``: report only these prompt words in ``exp.words``
+    (case-insensitive; their maps are computed all the same)."""
+
+    words: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.words is not None:
+            if isinstance(self.words, str):
+                raise TypeError("words is a sequence of words, not one string")
+            object.__setattr__(self, "words", tuple(self.words))
+
+
+@dataclass(frozen=True, kw_only=True)
+class WholeRunOptions(AttributionOptions):
+    """Options of the methods that explain the whole run. ``keep_maps=False`` drops the
+    contribution maps once the words' scores are known (cheaper to keep many);
+    ``progress(done, total)`` is called after each replayed step."""
+
+    keep_maps: bool = True
+    progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BcosOptions(WholeRunOptions):
+    """Options of the B-cos explanation. ``readout`` names how heatmaps read the contribution
+    maps (:data:`~bcosdiff.explain.readouts.READOUTS`); ``flag_ratio`` overrides the model's
+    calibrated failure-detection threshold; ``sources=True`` fills ``exp.sources`` (prompt,
+    x_T, time, μ and any steering vector; they add up to ``exp.sample``)."""
+
+    readout: str = DEFAULT_READOUT
+    flag_ratio: float | None = None
+    sources: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        get_readout(self.readout)
+        if self.flag_ratio is not None and not self.flag_ratio >= 0:
+            raise ValueError(f"flag_ratio must be at least 0, got {self.flag_ratio}")
+
+
+SCORES_ONLY = BcosOptions(keep_maps=False)
+"""B-cos options for scoring many prompts: the words' scores and flags, no maps kept."""
 
 
 class AttributionMethod:
-    """Base class: subclasses set ``name`` and implement :meth:`_attribute`."""
+    """Base class: subclasses set ``name`` and ``Options`` and implement :meth:`_attribute`."""
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[AttributionOptions]] = AttributionOptions
     bcos_only: ClassVar[bool] = False  # needs a B-cos U-Net (explanation mode)
     needs_sample: ClassVar[bool] = True  # reads the stored states of a sampled run
+    flags_words: ClassVar[bool] = False  # judges which content words the image shows
 
-    def __init__(self, pipe):
+    def __init__(self, pipe, options: AttributionOptions | None = None):
         if self.bcos_only and pipe.unet.config.kind != "bcos":
             from .registry import posthoc_methods  # the registry lists this module's classes
 
@@ -53,13 +120,34 @@ class AttributionMethod:
                 f"methods work on any model ({', '.join(posthoc_methods())})"
             )
         self.pipe = pipe
+        self.options = self.Options() if options is None else self.check_options(options)
 
-    def attribute(self, run: GeneratedRun, words: Sequence[str] | None = None) -> Explanation:
+    @classmethod
+    def check_options(cls, options: AttributionOptions) -> AttributionOptions:
+        """``options`` if they are this method's kind, else a clear error."""
+        if not isinstance(options, cls.Options):
+            raise BcosdiffError(
+                f"{cls.name!r} takes {cls.Options.__name__}, not {type(options).__name__}"
+            )
+        return options
+
+    def attribute(self, run: GeneratedRun, options: AttributionOptions | None = None):
+        """The :class:`~bcosdiff.explain.explanation.Explanation` of ``run`` with ``options``
+        (default: those given to the constructor)."""
+        options = self.options if options is None else self.check_options(options)
         if self.needs_sample and not run.sampled:
             raise ValueError(f"{self.name!r} needs a sampled run (Pipeline.run)")
-        return keep_words(_with_steering(self._attribute(run), run), words)
+        exp = self._attribute(run, options)
+        exp.method = self.name
+        return keep_words(_with_steering(exp, run), options.words)
 
-    def _attribute(self, run: GeneratedRun) -> Explanation:
+    def with_progress(self, options: AttributionOptions, progress) -> AttributionOptions:
+        """``options`` reporting ``progress`` where the method replays the run itself."""
+        if progress is None or not isinstance(options, WholeRunOptions):
+            return options
+        return dataclasses.replace(options, progress=progress)
+
+    def _attribute(self, run: GeneratedRun, options: AttributionOptions) -> Explanation:
         raise NotImplementedError
 
     @property
@@ -70,11 +158,11 @@ class AttributionMethod:
     def _explain_whole_run(
         self,
         run: GeneratedRun,
+        options: WholeRunOptions,
+        *,
         linearise: bool,
         flag_ratio: float,
-        keep_maps: bool = True,
         sources: bool = False,
-        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
         """The whole-run explanation of ``run``: the B-cos replay (``linearise``) or the
         JVP/VJP path outside explanation mode (gradient × input); ``sources`` adds each
@@ -98,7 +186,7 @@ class AttributionMethod:
             guidance=run.guidance,
             decompose_sources=sources,
             steering=run.steering,
-            progress=progress,
+            progress=options.progress,
         )
         if run.sample is not None:
             # Both paths recompute the sample with other kernels than the generating call: the
@@ -121,7 +209,7 @@ class AttributionMethod:
             pipe.name,
             flag_ratio,
             pipe.flag_signal if linearise else "relevance",
-            keep_maps=keep_maps,
+            keep_maps=options.keep_maps,
             guidance=run.guidance,
         )
 
@@ -149,35 +237,22 @@ def keep_words(exp: Explanation, words: Sequence[str] | None) -> Explanation:
 class BcosAttribution(AttributionMethod):
     """The B-cos explanation of the whole run: the run replayed through its own dynamic
     linear map, one batch row per token (:func:`~bcosdiff.explain.explain_run`). Token maps
-    are read out with ``readout`` (:data:`~bcosdiff.explain.readouts.READOUTS`). Needs only
-    the run's inputs: the replay recomputes the sample (to float rounding; the explanation
-    reports the generated image itself)."""
+    are read out with ``options.readout``. Needs only the run's inputs: the replay recomputes
+    the sample (to float rounding; the explanation reports the generated image itself)."""
 
     name = "bcos"
+    Options = BcosOptions
     bcos_only = True
     needs_sample = False
+    flags_words = True
 
-    def __init__(self, pipe, readout: str = DEFAULT_READOUT):
-        super().__init__(pipe)
-        get_readout(readout)
-        self.readout = readout
-
-    def attribute(
-        self,
-        run: GeneratedRun,
-        words: Sequence[str] | None = None,
-        flag_ratio: float | None = None,
-        keep_maps: bool = True,
-        sources: bool = False,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> Explanation:
-        """``flag_ratio`` overrides the model's calibrated threshold; ``keep_maps=False``
-        drops the contribution maps once the words' scores are known; ``sources=True``
-        fills ``exp.sources`` (prompt, x_T, time, μ; they add up to ``exp.sample``)."""
-        ratio = self.pipe.flag_ratio if flag_ratio is None else flag_ratio
-        exp = self._explain_whole_run(run, True, ratio, keep_maps, sources, progress)
-        exp.readout = self.readout
-        return keep_words(_with_steering(exp, run), words)
+    def _attribute(self, run: GeneratedRun, options: BcosOptions) -> Explanation:
+        ratio = self.pipe.flag_ratio if options.flag_ratio is None else options.flag_ratio
+        exp = self._explain_whole_run(
+            run, options, linearise=True, flag_ratio=ratio, sources=options.sources
+        )
+        exp.readout = options.readout
+        return exp
 
 
 class GradientInput(AttributionMethod):
@@ -185,14 +260,15 @@ class GradientInput(AttributionMethod):
     computation as the B-cos JVP/VJP path with explanation mode off, so the run's true
     Jacobian ``J`` takes the place of ``W``. Relevance ``|Σ_{h,w,c} J_i x_i|`` comes from one
     VJP of the summed output; per-token maps ``J_i x_i`` from batched JVPs, read out like the
-    B-cos maps. Unlike ``W(x)·x``, ``J(x)·x`` does not add up to the output."""
+    B-cos maps. Unlike ``W(x)·x``, ``J(x)·x`` does not add up to the output (its
+    completeness residual compares the token maps with the JVP of the whole prompt, which
+    linearity makes equal)."""
 
     name = "gradxinput"
+    Options = WholeRunOptions
 
-    def _attribute(self, run: GeneratedRun) -> Explanation:
+    def _attribute(self, run: GeneratedRun, options: WholeRunOptions) -> Explanation:
         # Forward-mode AD needs the explicit attention path (the fused kernel has no rule).
         with explicit_attention(self.pipe.unet), explanation_mode(self.pipe.unet, active=False):
             # The flagging rule is calibrated on B-cos scores only: nothing is flagged.
-            exp = self._explain_whole_run(run, linearise=False, flag_ratio=0.0)
-        exp.method = self.name
-        return exp
+            return self._explain_whole_run(run, options, linearise=False, flag_ratio=0.0)

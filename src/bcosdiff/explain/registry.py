@@ -8,21 +8,47 @@ own (tests use it for oracles).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 
 from ..errors import BcosdiffError
 from .gradcam import DFCam
-from .methods import AttributionMethod, BcosAttribution, GradientInput
+from .methods import (
+    AttributionMethod,
+    AttributionOptions,
+    BcosAttribution,
+    BcosOptions,
+    GradientInput,
+)
 from .readouts import DEFAULT_READOUT, READOUTS
 from .rise import DFRise
 from .xattn import CrossAttentionMaps
 
-__all__ = ["METHODS", "get_method", "is_bcos_method", "posthoc_methods", "register_method"]
+__all__ = [
+    "METHODS",
+    "Preset",
+    "get_method",
+    "is_bcos_method",
+    "posthoc_methods",
+    "register_method",
+]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A method class with other default options: ``Preset(cls, defaults)(pipe, options)``
+    builds ``cls(pipe, options or defaults)``."""
+
+    method: type[AttributionMethod]
+    defaults: AttributionOptions
+
+    def __call__(self, pipe, options: AttributionOptions | None = None) -> AttributionMethod:
+        return self.method(pipe, self.defaults if options is None else options)
+
 
 METHODS: dict[str, Callable[..., AttributionMethod]] = {
     "bcos": BcosAttribution,
     **{
-        f"bcos-{readout}": partial(BcosAttribution, readout=readout)
+        f"bcos-{readout}": Preset(BcosAttribution, BcosOptions(readout=readout))
         for readout in READOUTS
         if readout != DEFAULT_READOUT
     },
@@ -31,12 +57,13 @@ METHODS: dict[str, Callable[..., AttributionMethod]] = {
     "dfrise": DFRise,
     "dfcam": DFCam,
 }
-"""Method name -> ``factory(pipe)``. The ``bcos-*`` entries are B-cos with another read-out."""
+"""Method name -> ``factory(pipe, options=None)``: a method class or a :class:`Preset`. The
+``bcos-*`` entries are B-cos whose default options read the maps out another way."""
 
 
 def register_method(name: str, factory: Callable[..., AttributionMethod]) -> None:
-    """Make ``factory(pipe)`` available by ``name`` (``Pipeline.explain(method=…)``, the CLI
-    and ``eval faithfulness``)."""
+    """Make ``factory(pipe, options=None)`` available by ``name``
+    (``Pipeline.explain(method=…)``, the CLI and ``eval faithfulness``)."""
     METHODS[name] = factory
 
 
@@ -48,7 +75,7 @@ def get_method(name: str) -> Callable[..., AttributionMethod]:
 
 def is_bcos_method(name: str) -> bool:
     factory = get_method(name)
-    target = factory.func if isinstance(factory, partial) else factory
+    target = factory.method if isinstance(factory, Preset) else factory
     return isinstance(target, type) and issubclass(target, BcosAttribution)
 
 

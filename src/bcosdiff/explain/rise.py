@@ -39,16 +39,24 @@ alone.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .explanation import Explanation, build_attribution
-from .methods import AttributionMethod
+from .methods import AttributionMethod, AttributionOptions
 from .run import GeneratedRun
 
-__all__ = ["COMPARISONS", "DFRise", "gaussian_window", "random_masks", "structure_similarity"]
+__all__ = [
+    "COMPARISONS",
+    "DFRise",
+    "RiseOptions",
+    "gaussian_window",
+    "random_masks",
+    "structure_similarity",
+]
 
 COMPARISONS = ("stepped", "prediction")
 
@@ -104,74 +112,81 @@ def random_masks(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class RiseOptions(AttributionOptions):
+    """DF-RISE settings: ``masks`` random masks keeping each pixel (or grid cell, with
+    ``grid``) with probability ``keep``, at run step ``step`` (index; default three quarters
+    of the way, as the authors visualise step 15 of 20), compared by ``compare``, ``batch``
+    masks per U-Net call, drawn from ``seed``; ``centre`` takes out the average similarity
+    and the keep counts (module docstring)."""
+
+    masks: int = 500
+    keep: float = 0.5
+    grid: int | None = None
+    step: int | None = None
+    compare: str = "prediction"
+    batch: int = 50
+    seed: int = 0
+    centre: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.masks < 1 or not 0 < self.keep < 1 or self.batch < 1:
+            raise ValueError("need masks >= 1, 0 < keep < 1 and batch >= 1")
+        if self.compare not in COMPARISONS:
+            raise ValueError(f"unknown comparison {self.compare!r}; expected one of {COMPARISONS}")
+        if self.grid is not None and self.grid < 1:
+            raise ValueError("grid must be at least 1")
+
+
 class DFRise(AttributionMethod):
-    """DF-RISE saliency of step ``step`` (index into the run; default: three quarters of
-    the way, as the authors visualise step 15 of 20) from ``masks`` random masks."""
+    """DF-RISE saliency of one step of the run (:class:`RiseOptions`)."""
 
     name = "dfrise"
+    Options = RiseOptions
 
-    def __init__(
-        self,
-        pipe,
-        masks: int = 500,
-        keep: float = 0.5,
-        grid: int | None = None,
-        step: int | None = None,
-        compare: str = "prediction",
-        batch: int = 50,
-        seed: int = 0,
-        centre: bool = True,
-    ):
-        super().__init__(pipe)
-        if masks < 1 or not 0 < keep < 1 or batch < 1:
-            raise ValueError("need masks >= 1, 0 < keep < 1 and batch >= 1")
-        if compare not in COMPARISONS:
-            raise ValueError(f"unknown comparison {compare!r}; expected one of {COMPARISONS}")
-        if grid is not None and grid < 1:
-            raise ValueError("grid must be at least 1")
-        self.masks, self.keep, self.grid = masks, keep, grid
-        self.step, self.compare, self.batch, self.seed = step, compare, batch, seed
-        self.centre = centre
-
-    def saliency(self, run: GeneratedRun) -> Tensor:
+    def saliency(self, run: GeneratedRun, options: RiseOptions | None = None) -> Tensor:
         """``(H, W)`` DF-RISE saliency in [0, 1]."""
+        o = self.options if options is None else self.check_options(options)
         pipe, process = self.pipe, self.pipe.process
-        index = run.step_index(self.step)
+        index = run.step_index(o.step)
         state = run.states[index]
         device = run.x_T.device
         x_t = state.x_t.to(device)
-        reference = self._compared(run, index, x_t, state.prediction.to(device))
+        reference = self._compared(run, index, x_t, state.prediction.to(device), o.compare)
         size = x_t.shape[-1]
-        g = torch.Generator().manual_seed(self.seed)
+        g = torch.Generator().manual_seed(o.seed)
         total = torch.zeros(size, size, device=device)  # Σ M ⊙ s
         kept = torch.zeros(size, size, device=device)  # Σ M
         similar = torch.zeros(size, size, device=device)  # Σ s
         with torch.no_grad():
-            for first in range(0, self.masks, self.batch):
-                count = min(self.batch, self.masks - first)
-                mask = random_masks(count, size, self.keep, self.grid, g).to(device)
+            for first in range(0, o.masks, o.batch):
+                count = min(o.batch, o.masks - first)
+                mask = random_masks(count, size, o.keep, o.grid, g).to(device)
                 masked = process.mean + (x_t - process.mean) * mask
                 prediction = run.predict(pipe.unet, masked, state.t)
-                perturbed = self._compared(run, index, masked, prediction)
+                perturbed = self._compared(run, index, masked, prediction, o.compare)
                 similarity = structure_similarity(perturbed, reference.expand_as(perturbed))
                 total += (mask[:, 0] * similarity).sum(0)
                 kept += mask[:, 0].sum(0)
                 similar += similarity.sum(0)
-        if self.centre:
-            total = total / kept.clamp(min=1e-6) - similar / self.masks
+        if o.centre:
+            total = total / kept.clamp(min=1e-6) - similar / o.masks
         total = total.clamp(min=0)
         low, high = total.min(), total.max()
         return ((total - low) / (high - low) if high > low else total * 0).cpu()
 
-    def _compared(self, run: GeneratedRun, index: int, x_t: Tensor, prediction: Tensor):
-        if self.compare == "prediction":
+    def _compared(
+        self, run: GeneratedRun, index: int, x_t: Tensor, prediction: Tensor, compare: str
+    ) -> Tensor:
+        if compare == "prediction":
             return prediction
         process = self.pipe.process
         z = process.standardise(x_t)
         z_pred = process.standardised_prediction(prediction)
         return process.unstandardise(run.schedule.step(index, z, z_pred))
 
-    def _attribute(self, run: GeneratedRun) -> Explanation:
+    def _attribute(self, run: GeneratedRun, options: RiseOptions) -> Explanation:
         return build_attribution(
-            run, self.masked, self.pipe.name, self.name, saliency=self.saliency(run)
+            run, self.masked, self.pipe.name, self.name, saliency=self.saliency(run, options)
         )

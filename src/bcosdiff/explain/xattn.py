@@ -15,6 +15,7 @@ are those of the generated run, and its output is unchanged.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +24,10 @@ from torch import Tensor
 from ..bcos import observe_attention
 from ..dictionary.steering import apply_steering
 from .explanation import Explanation, build_attribution
-from .methods import AttributionMethod
+from .methods import AttributionMethod, AttributionOptions
 from .run import GeneratedRun
 
-__all__ = ["CrossAttentionMaps", "cross_attention_maps"]
+__all__ = ["CrossAttentionMaps", "CrossAttentionOptions", "cross_attention_maps"]
 
 
 def cross_attention_maps(pipe, run: GeneratedRun, batch: int = 32) -> tuple[Tensor, int]:
@@ -62,17 +63,26 @@ def cross_attention_maps(pipe, run: GeneratedRun, batch: int = 32) -> tuple[Tens
     return total / max(count, 1), count
 
 
+@dataclass(frozen=True, kw_only=True)
+class CrossAttentionOptions(AttributionOptions):
+    """Cross-attention settings: ``batch`` stored steps per observing U-Net call."""
+
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch < 1:
+            raise ValueError("batch must be at least 1")
+
+
 class CrossAttentionMaps(AttributionMethod):
     """DAAM-style token maps from the run's cross-attention probabilities."""
 
     name = "xattn"
+    Options = CrossAttentionOptions
 
-    def __init__(self, pipe, batch: int = 32):
-        super().__init__(pipe)
-        self.batch = batch
-
-    def _attribute(self, run: GeneratedRun) -> Explanation:
-        maps, _ = cross_attention_maps(self.pipe, run, self.batch)
+    def _attribute(self, run: GeneratedRun, options: CrossAttentionOptions) -> Explanation:
+        maps, _ = cross_attention_maps(self.pipe, run, options.batch)
         scores = maps.sum(dim=(1, 2))
         return build_attribution(
             run, self.masked, self.pipe.name, self.name, scores=scores, maps=maps

@@ -30,13 +30,16 @@ def evaluate_faithfulness(
     two_object_share: float = 0.5,
     steps: int = 25,
     seed: int = 0,
+    guidance: float | None = None,
     deletion: bool = True,
     insertion: bool = True,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> list[FaithfulnessResult]:
     """Score each method on the same ``prompts`` generated images (prompt ``k`` sampled with
     seed ``k``). ``truth`` is the ground truth (:mod:`.truth`; default: held-out shapes
-    prompts of data seed ``seed`` with ``two_object_share`` two-object prompts)."""
+    prompts of data seed ``seed`` with ``two_object_share`` two-object prompts). Every image,
+    and every image regenerated for the deletion test, is sampled at ``guidance`` (default:
+    the model's scale)."""
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -49,7 +52,7 @@ def evaluate_faithfulness(
     for index in progress(indices) if progress else indices:
         prompt = truth.prompt(index)
         start = time.perf_counter()
-        run = pipe.run(prompt.caption, steps=steps, seed=index)
+        run = pipe.run(prompt.caption, steps=steps, seed=index, guidance=guidance)
         generation = time.perf_counter() - start
         image = run.image_array()
         found = truth.read(image, prompt)
@@ -66,7 +69,7 @@ def evaluate_faithfulness(
             tally.add("time_ratio", elapsed / max(generation, 1e-9))
             score_image(tally, attribution, prompt, found)
             if deletion and attribution.relevance is not None:
-                _deletion(tally, attribution, prompt.caption, pipe, steps, index, changes)
+                _deletion(tally, attribution, prompt.caption, pipe, run, changes)
             if insertion and attribution.saliency is not None:
                 from ..insertion import insertion_deletion
 
@@ -106,9 +109,11 @@ def without_word(caption: str, word: str, occurrence: int) -> str:
     return " ".join((caption[: m.start()] + caption[m.end() :]).split())
 
 
-def _deletion(tally: Tally, attribution: Attribution, caption: str, pipe, steps, seed, cache):
-    """Remove each content word, regenerate with the same seed, compare the pixel change
-    with the word's relevance (Spearman's ρ per prompt, and the pairs for the pooled ρ)."""
+def _deletion(tally: Tally, attribution: Attribution, caption: str, pipe, run, cache):
+    """Remove each content word, regenerate with the run's seed, steps and guidance, compare
+    the pixel change with the word's relevance (Spearman's ρ per prompt, and the pairs for the
+    pooled ρ)."""
+    seed = run.seed
     seen: dict[str, int] = {}
     edited, relevance = [], []
     for word, score in zip(attribution.words, attribution.relevance, strict=True):
@@ -123,7 +128,8 @@ def _deletion(tally: Tally, attribution: Attribution, caption: str, pipe, steps,
     todo = sorted({e for e in edited if (e, seed) not in cache})
     if todo:
         base = attribution.image.astype(np.float64) / 255.0
-        images = pipe.images(pipe.sample_batch(todo, steps, [seed] * len(todo)))
+        samples = pipe.sample_batch(todo, run.steps, [seed] * len(todo), guidance=run.guidance)
+        images = pipe.images(samples)
         for prompt, image in zip(todo, images, strict=True):
             cache[prompt, seed] = float(np.abs(np.asarray(image, np.float64) / 255.0 - base).mean())
     change = [cache[e, seed] for e in edited]
