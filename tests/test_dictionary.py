@@ -92,10 +92,10 @@ def test_capture_streams_updates_per_step_and_position(tmp_path):
     site = names[0]
     written = capture_activations(
         pipe,
-        ["a red circle", "a blue square"],
-        [0, 1],
-        tmp_path / "acts",
-        [site],
+        prompts=["a red circle", "a blue square"],
+        seeds=[0, 1],
+        out=tmp_path / "acts",
+        names=[site],
         steps=3,
         shard_rows=100,
         guidance=2.0,

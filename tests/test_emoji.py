@@ -106,7 +106,7 @@ def test_concept_keys_drop_the_variation_selector():
 
 def test_import_rasterises_svg_and_keeps_the_concepts_every_set_draws(tmp_path, tarballs):
     out = tmp_path / "emoji"
-    counts = import_emoji(out, ["fluent", "noto"], tarballs, size=16)
+    counts = import_emoji(out, sets=["fluent", "noto"], tarballs=tarballs, size=16)
     assert counts == {"fluent": 3, "noto": 3}  # no apple in noto, no skin-tone variant
     rows = _rows(out)
     assert sorted({r["name"] for r in rows}) == ["cat face", "rocket", "thumbs up"]
@@ -131,15 +131,18 @@ def test_import_rasterises_svg_and_keeps_the_concepts_every_set_draws(tmp_path, 
 
 
 def test_import_of_every_concept_and_bad_input(tmp_path, tarballs):
-    counts = import_emoji(tmp_path / "all", ["fluent", "noto"], tarballs, 16, common_only=False)
+    counts = import_emoji(
+        tmp_path / "all", sets=["fluent", "noto"], tarballs=tarballs, size=16, common_only=False
+    )
     assert counts == {"fluent": 4, "noto": 3}
     with pytest.raises(BcosdiffError, match="unknown emoji"):
-        import_emoji(tmp_path / "x", ["wingdings"], tarballs)
+        import_emoji(tmp_path / "x", sets=["wingdings"], tarballs=tarballs)
     with pytest.raises(BcosdiffError, match="tarball not found"):
-        import_emoji(tmp_path / "x", ["fluent"], {**tarballs, "fluent": tmp_path / "missing.tgz"})
+        missing = {**tarballs, "fluent": tmp_path / "missing.tgz"}
+        import_emoji(tmp_path / "x", sets=["fluent"], tarballs=missing)
     broken = _tar(tmp_path / "broken.tgz", {"package/icons.json": b"{not json"})
     with pytest.raises(BcosdiffError, match="not valid JSON"):
-        import_emoji(tmp_path / "x", ["fluent"], {**tarballs, "fluent": broken})
+        import_emoji(tmp_path / "x", sets=["fluent"], tarballs={**tarballs, "fluent": broken})
 
 
 def test_npm_missing_is_one_clear_error(tmp_path, monkeypatch):
@@ -164,7 +167,9 @@ def test_png_sets_import_with_names_from_emojilib(tmp_path, tarballs):
             "package/img/twitter/64/../../evil.png": buffer.getvalue(),
         },
     )
-    counts = import_emoji(tmp_path / "png", ["twitter"], {**tarballs, "twitter": twitter})
+    counts = import_emoji(
+        tmp_path / "png", sets=["twitter"], tarballs={**tarballs, "twitter": twitter}
+    )
     assert counts == {"twitter": 1}
     (row,) = _rows(tmp_path / "png")
     assert row["name"] == "cat face" and row["licence"].startswith("CC-BY-4.0")
@@ -174,7 +179,7 @@ def test_png_sets_import_with_names_from_emojilib(tmp_path, tarballs):
 @pytest.fixture
 def scenes_root(tmp_path, tarballs):
     root = tmp_path / "emoji"
-    import_emoji(root, ["fluent", "noto"], tarballs, size=32)
+    import_emoji(root, sets=["fluent", "noto"], tarballs=tarballs, size=32)
     return root
 
 
@@ -246,7 +251,7 @@ def gallery(tmp_path_factory):
     from bcosdiff.evaluation.emoji import EmojiGallery, train_emoji_features
 
     root = tmp_path_factory.mktemp("emoji")
-    import_emoji(root / "emoji", ["fluent", "noto"], make_tarballs(root), size=32)
+    import_emoji(root / "emoji", sets=["fluent", "noto"], tarballs=make_tarballs(root), size=32)
     scenes = EmojiScenes(root / "emoji", size=24, categories=None, seed=1)
     net = train_emoji_features(scenes, steps=40, batch=16)
     return EmojiGallery(net, scenes)

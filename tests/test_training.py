@@ -58,7 +58,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert pipe.sample("a red circle", steps=2, seed=0).shape == (1, 6, 8, 8)
     for weights in ("model", "ema"):
         exported = Pipeline.from_directory(
-            export_checkpoint(tmp_path / "split", tmp_path / weights, weights)
+            export_checkpoint(tmp_path / "split", tmp_path / weights, weights=weights)
         )
         for key, value in exported.unet.state_dict().items():
             assert torch.equal(value, b[weights][key]), key
@@ -72,18 +72,18 @@ def test_model_card_records_the_command_steps_and_loss(tmp_path):
     )
     train(config, progress=False, command="bcosdiff train tiny.yaml")
     card = (
-        export_checkpoint(tmp_path / "run", tmp_path / "m", "model") / "MODEL_CARD.md"
+        export_checkpoint(tmp_path / "run", tmp_path / "m", weights="model") / "MODEL_CARD.md"
     ).read_text()
     assert "- command: `bcosdiff train tiny.yaml`" in card
     assert "after 4 steps" in card and "final training loss" in card and "wall time" in card
     # The default guidance comes from the training config unless the export sets it.
     assert read_config(tmp_path / "m")["sampling"]["guidance"] == config.guidance
-    chosen = export_checkpoint(tmp_path / "run", tmp_path / "g", "ema", guidance=2.5)
+    chosen = export_checkpoint(tmp_path / "run", tmp_path / "g", weights="ema", guidance=2.5)
     assert read_config(chosen)["sampling"]["guidance"] == 2.5
     assert read_config(chosen)["training"]["config"]["guidance"] == config.guidance
     assert "default scale 2.5" in (chosen / "MODEL_CARD.md").read_text()
     with pytest.raises(BcosdiffError, match="guidance"):
-        export_checkpoint(tmp_path / "run", tmp_path / "h", "ema", guidance=-1)
+        export_checkpoint(tmp_path / "run", tmp_path / "h", weights="ema", guidance=-1)
     assert not (tmp_path / "h").exists()
 
 
@@ -301,7 +301,7 @@ def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch)
 
     _run(tmp_path / "run", 2)
     out = tmp_path / "model"
-    export_checkpoint(tmp_path / "run", out, "model")
+    export_checkpoint(tmp_path / "run", out, weights="model")
     before = read_weights(out / "unet.safetensors")
 
     real_write = export_module._write_model
@@ -313,7 +313,7 @@ def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch)
 
     monkeypatch.setattr(export_module, "_write_model", dies_after_the_weights)
     with pytest.raises(KeyboardInterrupt):
-        export_checkpoint(tmp_path / "run", out, "ema")
+        export_checkpoint(tmp_path / "run", out, weights="ema")
     after = read_weights(out / "unet.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)  # the old model, untouched
     Pipeline.from_directory(out)  # still loads
@@ -322,7 +322,7 @@ def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
     with pytest.raises(BcosdiffError, match="not a model directory"):
-        export_checkpoint(tmp_path / "run", tmp_path / "notes", "ema")
+        export_checkpoint(tmp_path / "run", tmp_path / "notes", weights="ema")
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
 
 

@@ -333,7 +333,13 @@ def export(
     """Export a training checkpoint as a model directory."""
     from .training import export_checkpoint
 
-    typer.echo(str(export_checkpoint(run_dir, out, weights, checkpoint, guidance)))
+    typer.echo(
+        str(
+            export_checkpoint(
+                run_dir, out, weights=weights, checkpoint=checkpoint, guidance=guidance
+            )
+        )
+    )
 
 
 @data_app.command("shapes")
@@ -349,7 +355,7 @@ def data_shapes(
 
     if count < 1 or size < 8:
         raise BcosdiffError("count must be >= 1 and size >= 8")
-    export_shapes(out, count, size, seed, two_object_prob)
+    export_shapes(out, count=count, size=size, seed=seed, two_object_prob=two_object_prob)
     typer.echo(f"{count} images in {out}")
 
 
@@ -383,7 +389,13 @@ def data_emoji(
         if not sep:
             raise BcosdiffError(f"--tarball takes NAME=PATH, got {item!r}")
         given[name] = Path(path)
-    counts = import_emoji(out, sets or DEFAULT_SETS, given, size, common_only=not all_concepts)
+    counts = import_emoji(
+        out,
+        sets=sets or DEFAULT_SETS,
+        tarballs=given,
+        size=size,
+        common_only=not all_concepts,
+    )
     for name, n in counts.items():
         typer.echo(f"{name}: {n} images")
 
@@ -456,10 +468,18 @@ def eval_flags(
     pipe = load_pipeline(directory)
     truth = None
     if data != "shapes":
-        truth = _emoji_truth(Path(data), seed, 0.0, held_out=False)
+        from .evaluation.faithfulness import EmojiTruth
+
+        truth = EmojiTruth.from_import(Path(data), seed, 0.0, held_out=False)
     try:
         calibration = calibrate_flag_ratio(
-            pipe, captions, steps, seed, quantile, signal, truth=truth
+            pipe,
+            captions=captions,
+            steps=steps,
+            seed=seed,
+            quantile=quantile,
+            signal=signal,
+            truth=truth,
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
@@ -505,7 +525,7 @@ def eval_relevance(
     texts = load_captions(data, captions, seed)
     pipe = load_pipeline(model, device)
     bar = (lambda items: tqdm(items, desc="explaining", unit="caption")) if progress else None
-    table = relevance_table(pipe, texts, steps, seed, bar)
+    table = relevance_table(pipe, texts, steps=steps, seed=seed, progress=bar)
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
         table.write_csv(out / "relevance.csv")
@@ -551,7 +571,11 @@ def eval_faithfulness(
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= two-object-share <= 1")
     pipe = load_pipeline(model, device)
     guidance = pipe.guidance_scale(guidance)
-    truth = None if data == "shapes" else _emoji_truth(Path(data), seed, two_object_share)
+    truth = None
+    if data != "shapes":
+        from .evaluation.faithfulness import EmojiTruth
+
+        truth = EmojiTruth.from_import(Path(data), seed, two_object_share)
     bar = (lambda items: tqdm(items, desc="prompts", unit="prompt")) if progress else None
     try:
         results = evaluate_faithfulness(
@@ -584,19 +608,6 @@ def eval_faithfulness(
         (out / "faithfulness.json").write_text(json.dumps(record, indent=2) + "\n")
         (out / "faithfulness.md").write_text(text, encoding="utf-8")
     typer.echo(text, nl=False)
-
-
-def _emoji_truth(root: Path, seed: int, two_object_share: float, held_out: bool = True):
-    """Emoji scene ground truth: the import at ``root`` and the bundled feature extractor."""
-    from .data.emoji_scenes import EmojiScenes
-    from .evaluation.emoji import EmojiGallery, load_emoji_features
-    from .evaluation.faithfulness import EmojiTruth
-
-    net = load_emoji_features()
-    scenes = EmojiScenes(root)
-    if [c.key for c in scenes.concepts] != net.concept_keys:
-        raise BcosdiffError(f"{root} holds other emoji than the feature extractor was trained on")
-    return EmojiTruth(EmojiGallery(net, scenes), seed, two_object_share, held_out=held_out)
 
 
 @eval_app.command("fid")
@@ -727,13 +738,13 @@ def sae_capture(
     with _writing(out):
         written = capture_activations(
             pipe,
-            captions,
-            list(range(prompts)),
-            out,
-            names,
-            steps,
-            shard_rows,
-            guidance,
+            prompts=captions,
+            seeds=list(range(prompts)),
+            out=out,
+            names=names,
+            steps=steps,
+            shard_rows=shard_rows,
+            guidance=guidance,
             progress=bar,
         )
     for name, paths in written.items():
@@ -770,7 +781,17 @@ def sae_train(
         shards = ActivationShards(activations)
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
-    stored, metrics = learn_dictionary(shards, kind, features, k, steps, batch, lr, threshold, seed)
+    stored, metrics = learn_dictionary(
+        shards,
+        kind,
+        features=features,
+        k=k,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        threshold=threshold,
+        seed=seed,
+    )
     report = {
         "kind": kind,
         "site": stored.site,
@@ -795,29 +816,24 @@ def sae_interpret(
     min_rows: Annotated[
         int, typer.Option(help="Score only features active on at least this many positions.")
     ] = 100,
+    seed: Annotated[
+        int | None, typer.Option(help="Data seed of the held-out images [default: 123].")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("interpretation"),
     device: DeviceOption = None,
 ) -> None:
     """Match every feature to the shapes attribute it tracks best (AUROC vs ground truth)."""
     import json
 
-    from .data.shapes import ShapesDataset
-    from .dictionary.figures import feature_card, top_features
-    from .dictionary.interpret import dataset_activations, interpret_features
     from .dictionary.store import load_dictionary
-    from .dictionary.workflow import reading_summary
+    from .dictionary.workflow import interpret_dictionary, write_feature_cards
     from .pipeline import load_pipeline
 
     if images < 2 or cards < 0:
         raise BcosdiffError("need images >= 2 and cards >= 0")
     stored = load_dictionary(dictionary)
     pipe = load_pipeline(model, device)
-    seed = 123
-    activations, masks, owners = dataset_activations(pipe, stored.site, images, seed=seed)
-    readings = interpret_features(stored.encode, activations, masks, min_rows=min_rows)
-    summary = reading_summary(readings, stored.features)
-    side = int(round((activations.shape[0] / images / 3) ** 0.5))
-    dataset = ShapesDataset(size=pipe.sample_size, seed=seed, two_object_prob=0.5)
+    found = interpret_dictionary(pipe, stored, images=images, min_rows=min_rows, seed=seed)
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
         data = {
@@ -825,29 +841,13 @@ def sae_interpret(
             "kind": stored.kind,
             "site": stored.site,
             "images": images,
-            "summary": summary,
-            "features": [r.__dict__ for r in readings],
+            "seed": found.seed,
+            "summary": found.summary,
+            "features": [r.__dict__ for r in found.readings],
         }
         (out / "interpretation.json").write_text(json.dumps(data, indent=2) + "\n")
-        import torch
-
-        with torch.no_grad():
-            for reading in top_features(readings, cards):
-                codes = torch.cat(
-                    [
-                        stored.encode(x)[:, reading.feature : reading.feature + 1]
-                        for x in activations.split(8192)
-                    ]
-                )
-                feature_card(
-                    out / f"feature-{reading.feature:05d}.png",
-                    codes,
-                    owners,
-                    dataset,
-                    reading,
-                    side,
-                )
-    typer.echo(json.dumps(summary, indent=2))
+        write_feature_cards(found, stored, out, cards, pipe.sample_size)
+    typer.echo(json.dumps(found.summary, indent=2))
 
 
 @contextmanager

@@ -234,14 +234,14 @@ class Pipeline:
                 for _ in range(len(schedule))
             ]
         return GeneratedRun(
-            request.prompt,
-            request.seed,
-            schedule,
-            cond,
-            x_T,
-            self.process.encoding,
-            request.eta,
-            noise,
+            prompt=request.prompt,
+            seed=request.seed,
+            schedule=schedule,
+            conditioning=cond,
+            x_T=x_T,
+            encoding=self.process.encoding,
+            eta=request.eta,
+            step_noise=noise,
             guidance=self.guidance_scale(request.guidance),
             steering=request.steering,
         )

@@ -271,6 +271,7 @@ def _png_drawings(spec: EmojiSet, tarball: Path) -> dict[str, _Drawing]:
 
 def import_emoji(
     out: Path,
+    *,
     sets: list[str] | tuple[str, ...] = DEFAULT_SETS,
     tarballs: dict[str, Path] | None = None,
     size: int = 64,

@@ -12,7 +12,7 @@ from .shapes import ShapesDataset
 __all__ = ["export_shapes"]
 
 
-def export_shapes(out: Path, count: int, size: int, seed: int, two_object_prob: float) -> None:
+def export_shapes(out: Path, *, count: int, size: int, seed: int, two_object_prob: float) -> None:
     """``out/images/N.png``, ``out/masks/N_K.png`` (object K) and ``out/metadata.jsonl``."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,7 @@ LABELS = ("prompt", "seed", "step", "position")
 @torch.no_grad()
 def capture_activations(
     pipe,
+    *,
     prompts: Sequence[str],
     seeds: Sequence[int],
     out: str | Path,

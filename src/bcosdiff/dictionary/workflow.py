@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 
 import torch
 
@@ -18,12 +20,26 @@ from .sae import TopKSAE, train_sae
 from .steering import Steering, steering_vector
 from .store import KINDS, Neurons, StoredDictionary
 
-__all__ = ["learn_dictionary", "parse_steer", "reading_summary", "steering_from"]
+__all__ = [
+    "HELD_OUT_SEED",
+    "Interpretation",
+    "interpret_dictionary",
+    "learn_dictionary",
+    "parse_steer",
+    "reading_summary",
+    "steering_from",
+    "write_feature_cards",
+]
+
+HELD_OUT_SEED = 123
+"""Data seed of the shapes images a dictionary is interpreted on (training captures use
+other seeds), so that interpretations of one dictionary are comparable."""
 
 
 def learn_dictionary(
     shards: ActivationShards,
     kind: str,
+    *,
     features: int = 256,
     k: int = 8,
     steps: int = 2000,
@@ -107,3 +123,65 @@ def steering_from(stored: StoredDictionary, feature: int, strength: float) -> St
         raise BcosdiffError(f"steering strength must be a finite number, got {strength}")
     vector = steering_vector(stored.direction(feature).float(), strength, stored.update_norm)
     return Steering(stored.site, vector)
+
+
+@dataclass
+class Interpretation:
+    """What :func:`interpret_dictionary` measured: each scored feature's best attribute, their
+    summary, and the activations the feature cards are drawn from."""
+
+    readings: list[FeatureReading]
+    summary: dict
+    activations: torch.Tensor  # (rows, C) at the dictionary's site
+    owners: torch.Tensor  # (rows,) image index of each row
+    images: int
+    seed: int
+
+    @property
+    def side(self) -> int:
+        """Side of the site's square grid (rows = images × 3 time steps × side²)."""
+        return int(round((self.activations.shape[0] / self.images / 3) ** 0.5))
+
+
+def interpret_dictionary(
+    pipe,
+    stored: StoredDictionary,
+    *,
+    images: int = 200,
+    min_rows: int = 100,
+    seed: int | None = None,
+) -> Interpretation:
+    """Match every feature of ``stored`` to the shapes attribute it tracks best (AUROC against
+    the ground-truth masks) on ``images`` held-out images of data seed ``seed`` (default
+    :data:`HELD_OUT_SEED`)."""
+    from .interpret import dataset_activations, interpret_features
+
+    seed = HELD_OUT_SEED if seed is None else seed
+    if images < 2:
+        raise BcosdiffError("need at least 2 images")
+    activations, masks, owners = dataset_activations(pipe, stored.site, images, seed=seed)
+    readings = interpret_features(stored.encode, activations, masks, min_rows=min_rows)
+    summary = reading_summary(readings, stored.features)
+    return Interpretation(readings, summary, activations, owners, images, seed)
+
+
+@torch.no_grad()
+def write_feature_cards(
+    interpretation: Interpretation, stored: StoredDictionary, out: Path, cards: int, size: int
+) -> list[Path]:
+    """PNG cards of the ``cards`` best-interpreted features (``feature-NNNNN.png`` in
+    ``out``): each feature's most-activating images of the interpreted set (``size`` px)."""
+    from ..data.shapes import ShapesDataset
+    from .figures import feature_card, top_features
+
+    dataset = ShapesDataset(size=size, seed=interpretation.seed, two_object_prob=0.5)
+    written = []
+    for reading in top_features(interpretation.readings, cards):
+        f = reading.feature
+        codes = torch.cat(
+            [stored.encode(x)[:, f : f + 1] for x in interpretation.activations.split(8192)]
+        )
+        path = Path(out) / f"feature-{f:05d}.png"
+        feature_card(path, codes, interpretation.owners, dataset, reading, interpretation.side)
+        written.append(path)
+    return written

@@ -64,12 +64,12 @@ def threshold_at_quantile(ratios: list[float], quantile: float) -> float:
 
 def calibrate_flag_ratio(
     pipe,
+    *,
     captions: int = 100,
     steps: int = 25,
     seed: int = 0,
     quantile: float = 0.01,
     signal: str = "relevance",
-    *,
     truth=None,
 ) -> FlagCalibration:
     """Calibrate τ for ``pipe`` (a B-cos model) and the word score ``signal``

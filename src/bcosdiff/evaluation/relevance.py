@@ -82,6 +82,7 @@ class RelevanceTable:
 def relevance_table(
     pipe,
     captions: Iterable[str],
+    *,
     steps: int = 25,
     seed: int = 0,
     progress: Callable[[Iterable], Iterable] | None = None,

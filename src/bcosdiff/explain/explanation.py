@@ -217,6 +217,7 @@ def _image(rgb: Tensor) -> Image.Image:
 
 def build_explanation(
     run: RunExplanation,
+    *,
     cond: Conditioning,
     encoding: str,
     masked: bool,

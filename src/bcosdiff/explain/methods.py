@@ -170,7 +170,9 @@ class AttributionMethod:
         pipe = self.pipe
         context, mask = run.context()
         method = "bcos" if linearise else "gradxinput"
-        check_explanation_memory(pipe.unet, context.shape[1], run.steps, method, sources)
+        check_explanation_memory(
+            pipe.unet, tokens=context.shape[1], steps=run.steps, method=method, sources=sources
+        )
         result = explain_run(
             pipe.unet,
             pipe.process,
@@ -200,15 +202,15 @@ class AttributionMethod:
             result.sample = run.sample[0].detach().cpu()  # the very image that was generated
         return build_explanation(
             result,
-            run.conditioning,
-            pipe.process.encoding,
-            self.masked,
-            run.prompt,
-            run.seed,
-            run.steps,
-            pipe.name,
-            flag_ratio,
-            pipe.flag_signal if linearise else "relevance",
+            cond=run.conditioning,
+            encoding=pipe.process.encoding,
+            masked=self.masked,
+            prompt=run.prompt,
+            seed=run.seed,
+            steps=run.steps,
+            model=pipe.name,
+            flag_ratio=flag_ratio,
+            flag_signal=pipe.flag_signal if linearise else "relevance",
             keep_maps=options.keep_maps,
             guidance=run.guidance,
         )

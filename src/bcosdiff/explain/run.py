@@ -17,7 +17,7 @@ from ..text import Conditioning
 __all__ = ["GeneratedRun"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GeneratedRun:
     """A sampling run of a pipeline (batch of one), made by
     :meth:`~bcosdiff.pipeline.Pipeline.run`.

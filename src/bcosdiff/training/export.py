@@ -25,6 +25,7 @@ __all__ = ["export_checkpoint"]
 def export_checkpoint(
     run_dir: str | Path,
     out: str | Path,
+    *,
     weights: str = "ema",
     checkpoint: str | None = None,
     guidance: float | None = None,

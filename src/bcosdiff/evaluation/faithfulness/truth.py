@@ -125,6 +125,23 @@ class EmojiTruth:
             **({"templates": HELD_OUT_EMOJI_TEMPLATES} if held_out else {}),
         )
 
+    @classmethod
+    def from_import(
+        cls, root, seed: int = 0, two_object_share: float = 0.5, held_out: bool = True
+    ) -> EmojiTruth:
+        """Ground truth from the emoji import at ``root`` (``bcosdiff data emoji``), read by
+        the bundled feature extractor; an import of other emoji is refused."""
+        from ...errors import BcosdiffError
+        from ..emoji import EmojiGallery, load_emoji_features
+
+        net = load_emoji_features()
+        scenes = EmojiScenes(root)
+        if [c.key for c in scenes.concepts] != net.concept_keys:
+            raise BcosdiffError(
+                f"{root} holds other emoji than the feature extractor was trained on"
+            )
+        return cls(EmojiGallery(net, scenes), seed, two_object_share, held_out=held_out)
+
     def prompt(self, index: int) -> TruthPrompt:
         sample = self.scenes.sample(index)
         keys = [j for j, k in enumerate(sample.word_objects) if k is not None]
