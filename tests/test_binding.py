@@ -32,10 +32,11 @@ def test_a_word_on_another_phrases_object_is_misbound_and_a_bound_one_is_not():
     phrases = parse_phrases(words)
     # "red" painted the square's object, not the circle's: a binding error.
     wrong = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
-    findings, objects = find_misbound(image, words, wrong, phrases)
+    findings, objects, placed = find_misbound(image, words, wrong, phrases)
     assert [o.name for o in objects] == ["circle", "square"]
     assert [(f.word, f.noun, f.drew) for f in findings] == [("red", "circle", "square")]
-    assert findings[0].share == 1.0
+    assert findings[0].share == 1.0 and placed[words.index("red")].stray == 1.0
+    assert placed[words.index("circle")].stray == 0.0  # a noun is at home on its object
     assert findings[0].sentence() == '"red" drew the square, not the circle'
     right_maps = _maps(words, {"circle": left, "red": left, "square": right, "blue": right})
     assert find_misbound(image, words, right_maps, phrases)[0] == []
@@ -59,20 +60,15 @@ def test_touching_objects_are_split_where_different_nouns_dominate():
     assert len(drawn_objects(image, maps, nouns)) == 1
 
 
-def test_findings_reach_the_json_and_the_html_view():
-
+def _toy_explanation(maps, image, words, seed=0):
     import torch
     from PIL import Image
 
     from bcosdiff.explain.explanation import Explanation
-    from bcosdiff.explain.html import explanation_html
     from bcosdiff.explain.tokens import Word
 
-    image, left, right = _scene()
-    words = caption_words("a red circle and a blue square")
-    maps = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
-    exp = Explanation(
-        prompt="a red circle and a blue square", seed=0, steps=1, model="toy", tokens=words,
+    return Explanation(
+        prompt=" ".join(words), seed=seed, steps=1, model="toy", tokens=words,
         relevance=[1 / len(words)] * len(words), contribution_maps=None, reconstruction=None,
         normalized_reconstruction=None, reconstruction_mse=None, image=Image.fromarray(image),
         sample=torch.zeros(6, 16, 16), flagged_tokens=[],
@@ -80,6 +76,52 @@ def test_findings_reach_the_json_and_the_html_view():
         token_positions=[[k] for k in range(len(words))], method="toy",
         token_maps=torch.from_numpy(maps).float(),
     )  # fmt: skip
+
+
+def test_regenerate_retries_until_no_word_is_misbound(tmp_path):
+    """A scripted method whose maps misbind "red" for seeds 3 and 4 and bind it for 5."""
+    from conftest import TINY_UNET
+
+    from bcosdiff.explain.methods import AttributionMethod
+    from bcosdiff.explain.registry import METHODS, register_method
+    from bcosdiff.pipeline import create_model_directory
+
+    image, left, right = _scene()
+    words = caption_words("a red circle and a blue square")
+
+    class Scripted(AttributionMethod):
+        name, flags_words, needs_sample = "scripted", True, False
+
+        def _attribute(self, run, options):
+            red = right if run.seed < 5 else left
+            maps = _maps(words, {"circle": left, "red": red, "square": right, "blue": right})
+            return _toy_explanation(maps, image, words, seed=run.seed)
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    register_method("scripted", Scripted)
+    try:
+        exp = pipe.explain(" ".join(words), steps=1, seed=3, method="scripted", regenerate=5)
+        assert exp.attempts == [(3, [], ["red"]), (4, [], ["red"]), (5, [], [])]
+        assert exp.seed == 5 and exp.misbound_words == []
+        stuck = pipe.explain(" ".join(words), steps=1, seed=1, method="scripted", regenerate=2)
+        assert [s for s, *_ in stuck.attempts] == [1, 2, 3] and stuck.seed == 1
+        assert stuck.misbound_words == ["red"]
+        pipe.stray_limit = 1.0  # a word can stray no further than all of its map
+        assert pipe.explain(" ".join(words), steps=1, seed=3, method="scripted").attempts == [
+            (3, [], [])
+        ]
+    finally:
+        METHODS.pop("scripted")
+
+
+def test_findings_reach_the_json_and_the_html_view():
+
+    from bcosdiff.explain.html import explanation_html
+
+    image, left, right = _scene()
+    words = caption_words("a red circle and a blue square")
+    maps = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
+    exp = _toy_explanation(maps, image, words)
     assert exp.misbound_words == ["red"]
     (entry,) = exp.to_dict()["misbound_words"]
     assert entry["word"] == "red" and entry["drew"] == "square" and entry["noun"] == "circle"

@@ -84,13 +84,15 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
     pipe.flag_ratio = 1e9  # flags every content word that has peers: no seed can pass
+    pipe.stray_limit = 1.0  # and no word is misbound (regenerate on binding: test_binding)
     exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
-    assert [s for s, _ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
+    assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
     assert exp.seed == 3  # ties keep the earliest attempt
-    assert exp.to_dict()["attempts"][1] == {"seed": 4, "flagged_tokens": ["red", "circle"]}
-    pipe.flag_ratio = 0.0
+    assert exp.to_dict()["attempts"][1]["flagged_tokens"] == ["red", "circle"]
+    assert exp.to_dict()["attempts"][1]["seed"] == 4
+    pipe.flag_ratio = 0.0  # nothing flagged
     exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
-    assert [s for s, _ in exp.attempts] == [3] and exp.flagged_tokens == []
+    assert exp.attempts == [(3, [], [])] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
     assert exp.image.tobytes() == reference.tobytes()
 

@@ -218,13 +218,19 @@ def test_regenerate_reports_the_seeds_it_tried(model_dir, tmp_path, capsys):
         == 0
     )
     assert out.is_file() and "no seed in 0..1" in capsys.readouterr().err
-    # The default threshold flags nothing in a one-attempt run: the first seed is kept.
+    # The default threshold flags nothing in a one-attempt run, and with a stray limit of 1
+    # nothing is misbound: the first seed is kept.
+    calm = tmp_path / "calm"
+    calm.mkdir()
+    for name in ("config.json", "unet.safetensors"):
+        (calm / name).write_bytes((model_dir / name).read_bytes())
+    update_config(calm, explain={"stray_limit": 1.0})
     assert (
         main(
             [
                 *argv,
                 "--model",
-                str(model_dir),
+                str(calm),
                 "--regenerate",
                 "3",
                 "--out",
@@ -235,7 +241,7 @@ def test_regenerate_reports_the_seeds_it_tried(model_dir, tmp_path, capsys):
         == 0
     )
     data = json.loads(capsys.readouterr().out)
-    if not data["flagged_tokens"]:
+    if not data["flagged_tokens"] and not data["misbound_words"]:
         assert [a["seed"] for a in data["attempts"]] == [5]
 
 

@@ -171,16 +171,22 @@ def generate(
 
 
 def _report_attempts(explanation) -> None:
-    """One line on stderr: which seed shows every content word, or that none did."""
-    tried = [seed for seed, _ in explanation.attempts]
-    if not explanation.flagged_tokens:
+    """One line on stderr: which seed shows every content word on its own object, or that
+    none did."""
+    tried = [seed for seed, *_ in explanation.attempts]
+    if not explanation.flagged_tokens and not explanation.misbound_words:
         if len(tried) > 1:
-            _note(f"seed {explanation.seed} shows every content word (attempt {len(tried)})")
+            _note(
+                f"seed {explanation.seed} shows every content word on its object "
+                f"(attempt {len(tried)})"
+            )
         return
-    flagged = ", ".join(dict.fromkeys(explanation.flagged_tokens))
+    found = [f"flagged: {', '.join(dict.fromkeys(explanation.flagged_tokens))}"]
+    found += [f"misbound: {', '.join(dict.fromkeys(explanation.misbound_words))}"]
+    found = [f for f in found if not f.endswith(": ")]
     _note(
-        f"no seed in {tried[0]}..{tried[-1]} shows every content word; kept seed "
-        f"{explanation.seed}, flagged: {flagged}",
+        f"no seed in {tried[0]}..{tried[-1]} shows every content word on its object; kept "
+        f"seed {explanation.seed}, {'; '.join(found)}",
         "warning",
     )
 

@@ -19,6 +19,7 @@ from .diffusion import (
     guided_prediction,
 )
 from .errors import BcosdiffError, ModelLoadError
+from .explain.binding import DEFAULT_STRAY_LIMIT
 from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
@@ -47,6 +48,7 @@ class Pipeline:
         flag_ratio: float = DEFAULT_FLAG_RATIO,
         flag_signal: str = "relevance",
         guidance: float = 1.0,
+        stray_limit: float = DEFAULT_STRAY_LIMIT,
     ):
         check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
@@ -61,6 +63,7 @@ class Pipeline:
         self.name = name
         self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
         self.flag_signal = flag_signal  # the word score it applies to
+        self.stray_limit = stray_limit  # binding diagnostics (explain.binding)
         self.guidance = check_guidance(guidance)
 
     @classmethod
@@ -84,6 +87,9 @@ class Pipeline:
         flag_signal = explain.get("flag_signal", "relevance")
         if flag_signal not in FLAG_SIGNALS:
             raise ModelLoadError(f"bad 'explain.flag_signal' in {directory / 'config.json'}")
+        stray_limit = explain.get("stray_limit", DEFAULT_STRAY_LIMIT)
+        if not isinstance(stray_limit, int | float) or not 0 <= stray_limit <= 1:
+            raise ModelLoadError(f"bad 'explain.stray_limit' in {directory / 'config.json'}")
         sampling = config.get("sampling", {})
         guidance = sampling.get("guidance", 1.0) if isinstance(sampling, dict) else None
         if not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
@@ -92,10 +98,11 @@ class Pipeline:
             load_unet(directory),
             process,
             TextEncoder(text_config),
-            directory.name,
-            float(flag_ratio),
-            flag_signal,
-            float(guidance),
+            name=directory.name,
+            flag_ratio=float(flag_ratio),
+            flag_signal=flag_signal,
+            guidance=float(guidance),
+            stray_limit=float(stray_limit),
         )
 
     @property

@@ -92,9 +92,11 @@ def explain_request(
     ``options`` (that method's options class; default its defaults).
 
     Regenerate policy: with ``regenerate=N`` (only for methods that flag words) the seeds
-    ``seed, seed + 1 … seed + N`` are tried in turn until one flags no content word; the
-    first such attempt is returned, else the attempt with the fewest flagged words (the
-    earliest among equals). ``exp.attempts`` lists every ``(seed, flagged words)`` tried.
+    ``seed, seed + 1 … seed + N`` are tried in turn until one has no finding: no flagged
+    content word (:func:`~bcosdiff.explain.tokens.flag_words`) and no misbound word
+    (:mod:`bcosdiff.explain.binding`). The first such attempt is returned, else the attempt
+    with the fewest findings (the earliest among equals). ``exp.attempts`` lists every
+    ``(seed, flagged words, misbound words)`` tried.
     Methods that read the sampled states get a sampled run; the others (B-cos) replay the run
     from its inputs, so each attempt is sampled once either way."""
     from .explain.registry import get_method
@@ -112,13 +114,17 @@ def explain_request(
         else:
             run = pipe.prepare_run(attempt)
         exp = explainer.attribute(run, options)
-        attempts.append((seed, list(exp.flagged_tokens)))
-        if best is None or len(exp.flagged_tokens) < len(best.flagged_tokens):
+        attempts.append(exp.attempts[0])
+        if best is None or _findings(exp) < _findings(best):
             best = exp
-        if not exp.flagged_tokens:
+        if not _findings(exp):
             break
     best.attempts = attempts
     return best
+
+
+def _findings(exp) -> int:
+    return len(exp.flagged_tokens) + len(exp.misbound_words)
 
 
 def explain_methods(

@@ -11,13 +11,15 @@ detector for the data at hand:
 3. a component on which two phrases' nouns each dominate a large part (each noun's map is
    the largest there on at least ``split_share`` of the component's pixels) is **split**
    between them by which noun dominates each pixel: two objects drawn touching;
-4. each content word goes to the object that holds the largest share of its positive map
-   (its **object**), provided that share is at least ``min_mass``; otherwise it drew no
-   object.
+4. a phrase's **home** is the object holding the largest share of its noun's positive map;
+5. a word's **stray share** is the share of its positive map on drawn objects that lies on
+   objects other than its phrase's home (1 when none of its map lies on an object).
 
-A word is **misbound** when its phrase's noun went to one object and the word to another
-("red" drew the square asked for blue). Nouns themselves and words whose noun drew nothing
-cannot be misbound: absent words are the flagging rule's business
+A word is **misbound** when its stray share exceeds ``stray_limit`` and another object holds
+part of its map ("red" drew the square asked for blue; "circle" drew the square as well as
+its own object). The limit is calibrated per model against ground truth
+(``bcosdiff eval binding``, :mod:`bcosdiff.evaluation.binding`) and stored in the model's
+``config.json``; absent words are the flagging rule's business
 (:func:`~bcosdiff.explain.tokens.flag_words`).
 """
 
@@ -31,7 +33,15 @@ from scipy import ndimage
 from ..pictures import departure
 from .phrases import Phrase
 
-__all__ = ["BindingFinding", "DrawnObject", "drawn_objects", "find_misbound", "word_objects"]
+__all__ = [
+    "DEFAULT_STRAY_LIMIT",
+    "BindingFinding",
+    "DrawnObject",
+    "WordPlacement",
+    "drawn_objects",
+    "find_misbound",
+    "place_words",
+]
 
 
 @dataclass
@@ -40,16 +50,32 @@ class DrawnObject:
     name: str = ""  # the noun whose map lies mostly on it ("" when none does)
 
 
+DEFAULT_STRAY_LIMIT = 0.5
+"""Stray share above which a word is misbound, for models without a calibration: more of its
+map on other objects than on its own."""
+
+
 @dataclass(frozen=True)
 class BindingFinding:
     word: str
     noun: str  # the noun of the word's phrase
-    drew: str  # the name of the object the word's map lies on ("" when it has none)
-    share: float  # share of the word's positive map on that object
+    drew: str  # the name of the other object with most of the word's map ("" when unnamed)
+    share: float  # the word's stray share (module docstring)
 
     def sentence(self) -> str:
         other = f"the {self.drew}" if self.drew else "an object of no asked noun"
+        if self.word == self.noun:
+            return f'"{self.word}" also drew {other}'
         return f'"{self.word}" drew {other}, not the {self.noun}'
+
+
+@dataclass(frozen=True)
+class WordPlacement:
+    """Where one word of a phrase drew (module docstring)."""
+
+    home: int  # the drawn object of the phrase's noun
+    other: int | None  # the other object with the largest share of the word's map
+    stray: float  # share of the word's on-object map away from home (1 with none on objects)
 
 
 def drawn_objects(
@@ -84,18 +110,27 @@ def drawn_objects(
     return objects
 
 
-def word_objects(maps: np.ndarray, objects: list[DrawnObject], min_mass: float = 0.3):
-    """Per word: ``(object index or None, share of its positive map on that object)``."""
-    result = []
-    for heat in np.clip(maps, 0, None):
-        total = float(heat.sum())
-        if total <= 0 or not objects:
-            result.append((None, 0.0))
-            continue
-        shares = [float(heat[o.mask].sum()) / total for o in objects]
-        best = int(np.argmax(shares))
-        result.append((best, shares[best]) if shares[best] >= min_mass else (None, shares[best]))
-    return result
+def place_words(
+    maps: np.ndarray, objects: list[DrawnObject], phrases: list[Phrase]
+) -> dict[int, WordPlacement]:
+    """``{word index: placement}`` for every word of a phrase whose noun drew an object."""
+    positive = np.clip(maps, 0, None)
+    if not objects:
+        return {}
+    shares = np.array([[float(heat[o.mask].sum()) for o in objects] for heat in positive])
+    placed = {}
+    for phrase in phrases:
+        if shares[phrase.noun].sum() <= 0:
+            continue  # the noun drew no object: nothing to bind to
+        home = int(np.argmax(shares[phrase.noun]))
+        for i in phrase.words:
+            on_objects = float(shares[i].sum())
+            away = shares[i].copy()
+            away[home] = 0.0
+            other = int(np.argmax(away)) if away.max() > 0 else None
+            stray = 1.0 - shares[i, home] / on_objects if on_objects > 0 else 1.0
+            placed[i] = WordPlacement(home, other, float(stray))
+    return placed
 
 
 def find_misbound(
@@ -103,26 +138,23 @@ def find_misbound(
     words: list[str],
     maps: np.ndarray,
     phrases: list[Phrase],
-    min_mass: float = 0.3,
+    stray_limit: float = DEFAULT_STRAY_LIMIT,
     **object_options,
-) -> tuple[list[BindingFinding], list[DrawnObject]]:
-    """The misbound words of one explanation (module docstring) and the drawn objects."""
+) -> tuple[list[BindingFinding], list[DrawnObject], dict[int, WordPlacement]]:
+    """The misbound words of one explanation (module docstring), the drawn objects, and every
+    phrase word's placement."""
     nouns = [p.noun for p in phrases]
     objects = drawn_objects(image, maps, nouns, **object_options)
-    placed = word_objects(maps, objects, min_mass)
-    for phrase in phrases:  # name each object after the noun that lies on it
-        k, _ = placed[phrase.noun]
-        if k is not None and not objects[k].name:
-            objects[k].name = words[phrase.noun]
+    placed = place_words(maps, objects, phrases)
+    for phrase in phrases:  # name each object after the noun whose home it is
+        if phrase.noun in placed and not objects[placed[phrase.noun].home].name:
+            objects[placed[phrase.noun].home].name = words[phrase.noun]
     findings = []
     for phrase in phrases:
-        noun_object, _ = placed[phrase.noun]
-        if noun_object is None:
-            continue
-        for j in phrase.attributes:
-            k, share = placed[j]
-            if k is not None and k != noun_object:
-                findings.append(
-                    BindingFinding(words[j], words[phrase.noun], objects[k].name, share)
-                )
-    return findings, objects
+        for i in phrase.words:
+            where = placed.get(i)
+            if where is None or where.other is None or not where.stray > stray_limit:
+                continue
+            drew = objects[where.other].name
+            findings.append(BindingFinding(words[i], words[phrase.noun], drew, where.stray))
+    return findings, objects, placed

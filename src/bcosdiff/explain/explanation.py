@@ -13,6 +13,7 @@ from torch import Tensor
 from ..diffusion import decode_image
 from ..pictures import to_image
 from ..text import Conditioning
+from .binding import DEFAULT_STRAY_LIMIT
 from .linear_map import RunExplanation, normalized_reconstruction
 from .readouts import DEFAULT_READOUT, colour_change, get_readout
 from .run import GeneratedRun
@@ -40,7 +41,8 @@ class Explanation:
     flagged_tokens: list[str]  # content words judged not reflected in the image
     words: list[Word] = field(default_factory=list)
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
-    attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (seed, flagged)
+    # (seed, flagged words, misbound words) of every seed tried (Pipeline.explain regenerate)
+    attempts: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
     token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
     flag_signal: str = "relevance"  # the word score the flagging rule compared
     method: str = "bcos"  # the attribution method (bcosdiff.explain.methods)
@@ -56,6 +58,7 @@ class Explanation:
     # prompt's contribution computed as one whole, and, with sources, the sources against the
     # sample. Float rounding for B-cos; None for methods without an additive decomposition.
     completeness_residual: float | None = None
+    stray_limit: float = DEFAULT_STRAY_LIMIT  # binding: the model's calibrated limit
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -108,24 +111,27 @@ class Explanation:
 
     @cached_property
     def binding(self):
-        """``(findings, drawn objects)`` of the binding diagnostics
-        (:func:`~bcosdiff.explain.binding.find_misbound`) on the words' maps; no findings for
-        explanations without one map per word."""
+        """``(findings, drawn objects, placements)`` of the binding diagnostics
+        (:func:`~bcosdiff.explain.binding.find_misbound`) on the words' maps, with the
+        model's calibrated ``stray_limit``; no findings for explanations without one map per
+        word. Whole-run methods compute it before dropping their maps (``keep_maps=False``)."""
         from .binding import find_misbound
         from .phrases import parse_phrases
 
         if self.saliency is not None or (
             self.contribution_maps is None and self.token_maps is None
         ):
-            return [], []
+            return [], [], {}
         texts = [w.text for w in self.words]
         maps = self.word_heatmaps().numpy()
-        return find_misbound(np.asarray(self.image), texts, maps, parse_phrases(texts))
+        return find_misbound(
+            np.asarray(self.image), texts, maps, parse_phrases(texts), self.stray_limit
+        )
 
     @property
     def misbound_words(self) -> list[str]:
-        """Words whose map lies mainly on another object than their phrase's noun's
-        (``binding[0]`` has the object each went to, in words)."""
+        """Words whose map lies more than ``stray_limit`` on other objects than their phrase's
+        noun's (``binding[0]`` has the object each went to, in words)."""
         return [finding.word for finding in self.binding[0]]
 
     def _repr_html_(self) -> str:
@@ -171,7 +177,9 @@ class Explanation:
             "flag_signal": self.flag_signal,
             "complete": self.complete,
             "completeness_residual": self.completeness_residual,
-            "attempts": [{"seed": s, "flagged_tokens": f} for s, f in self.attempts],
+            "attempts": [
+                {"seed": s, "flagged_tokens": f, "misbound_words": m} for s, f, m in self.attempts
+            ],
             **({"steering": self.steering} if self.steering else {}),
         }
 
@@ -266,7 +274,7 @@ def build_explanation(
         words=words,
         complete=run.complete,
         completeness_residual=run.completeness_residual,
-        attempts=[(seed, flagged)],
+        attempts=[(seed, flagged, [])],
         token_positions=groups,
         flag_signal=flag_signal,
         guidance=guidance,
@@ -311,7 +319,7 @@ def build_attribution(
         flagged_tokens=[],
         words=_words(cond, groups, labels, relevance),
         complete=run.eta == 0,
-        attempts=[(run.seed, [])],
+        attempts=[(run.seed, [], [])],
         token_positions=groups,
         method=method,
         token_maps=None if token_maps is None else token_maps.detach().cpu(),

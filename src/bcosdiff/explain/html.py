@@ -191,12 +191,13 @@ def explanation_html(
     attempts = ""
     if len(first.attempts) > 1:
         rows = "".join(
-            f"<tr><td>{seed}</td><td>{esc(', '.join(flags)) or 'none'}</td></tr>"
-            for seed, flags in first.attempts
+            f"<tr><td>{seed}</td><td>{esc(', '.join(flags)) or 'none'}</td>"
+            f"<td>{esc(', '.join(misbound)) or 'none'}</td></tr>"
+            for seed, flags, misbound in first.attempts
         )
         attempts = (
             "<h3>seeds tried (--regenerate)</h3><table><tr><th>seed</th>"
-            f"<th>flagged words</th></tr>{rows}</table>"
+            f"<th>flagged words</th><th>misbound words</th></tr>{rows}</table>"
         )
     panels = "".join(_panel(exp, name) for name, exp in explanations.items())
     script = _SCRIPT % {"id": element_id}

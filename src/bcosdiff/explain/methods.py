@@ -139,6 +139,11 @@ class AttributionMethod:
             raise ValueError(f"{self.name!r} needs a sampled run (Pipeline.run)")
         exp = self._attribute(run, options)
         exp.method = self.name
+        exp.stray_limit = self.pipe.stray_limit
+        # The binding diagnostics run here, while every word and map is there.
+        exp.attempts = [(exp.seed, list(exp.flagged_tokens), list(exp.misbound_words))]
+        if isinstance(options, WholeRunOptions) and not options.keep_maps:
+            exp.contribution_maps = None
         return keep_words(_with_steering(exp, run), options.words)
 
     def with_progress(self, options: AttributionOptions, progress) -> AttributionOptions:
@@ -211,7 +216,7 @@ class AttributionMethod:
             model=pipe.name,
             flag_ratio=flag_ratio,
             flag_signal=pipe.flag_signal if linearise else "relevance",
-            keep_maps=options.keep_maps,
+            keep_maps=True,  # dropped after the binding diagnostics (attribute)
             guidance=run.guidance,
         )
 
