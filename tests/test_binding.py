@@ -1,6 +1,7 @@
 """Binding diagnostics on toy explanations whose maps are known."""
 
 import numpy as np
+import pytest
 
 from bcosdiff.data.shapes import caption_words
 from bcosdiff.explain.binding import drawn_objects, find_misbound
@@ -128,3 +129,92 @@ def test_findings_reach_the_json_and_the_html_view():
     assert entry["finding"] == '"red" drew the square, not the circle'
     page = explanation_html(exp)
     assert "bound to another object" in page and "red&quot; drew the square" in page
+
+
+def _record(prompt, *objects, finding=None):
+    from bcosdiff.evaluation.binding import ObjectRecord, PromptRecord
+
+    made = tuple(ObjectRecord(missed=m, flagged=f, stray=s, weakest=1.0) for m, f, s in objects)
+    if finding is None:
+        finding = any(o.flagged or o.stray > 0.5 for o in made)
+    return PromptRecord(prompt, prompt, made, finding)
+
+
+def test_the_stray_limit_is_the_best_rule_within_the_false_positive_budget():
+    from bcosdiff.evaluation.binding import binding_rates, calibrate_stray_limit
+
+    # Missed objects stray 0.9 / 0.7 / 0.3 (one flagged); drawn ones 0.1 … 0.6.
+    records = [
+        _record(0, (True, False, 0.9), (False, False, 0.1)),
+        _record(1, (True, False, 0.7), (False, False, 0.2)),
+        _record(2, (True, True, 0.3), (False, False, 0.6)),
+        _record(3, (False, False, 0.4), (False, False, 0.15)),
+    ]
+    # With no false positive allowed the limit must sit at 0.6 (the drawn maximum): TPR 1.
+    assert calibrate_stray_limit(records, max_fpr=0.0) == 0.6
+    rates = binding_rates(records, 0.6)
+    assert rates["either"] == {"tpr": 1.0, "fpr": 0.0}
+    assert rates["flagged"] == {"tpr": 1 / 3, "fpr": 0.0}
+    assert rates["misbound"] == {"tpr": 2 / 3, "fpr": 0.0}
+    assert rates["auroc_stray"] == pytest.approx(1 - 2 / 15)  # 0.3 below 0.4 and 0.6
+    # Objects all missed (or all drawn) cannot calibrate anything.
+    with pytest.raises(ValueError, match="both missed and drawn"):
+        calibrate_stray_limit([_record(0, (True, False, 0.5))])
+
+
+def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
+    from bcosdiff.evaluation import binding
+
+    # Prompt 0: seed 0 is wrong with a finding, seed 1 right and clean.
+    # Prompt 1: right but with a finding on every seed (the first attempt is kept).
+    later = {
+        (0, 1): _record(0, (False, False, 0.1), (False, False, 0.1)),
+        **{(1, 1 + k): _record(1, (True, True, 0.9), (False, False, 0.1)) for k in range(1, 6)},
+    }
+
+    def scripted(pipe, truth, prompt, seed, **_):
+        return later[prompt, seed]
+
+    monkeypatch.setattr(binding, "explain_and_check", scripted)
+    first = [
+        _record(0, (True, False, 0.9), (False, False, 0.1)),
+        _record(1, (False, False, 0.9), (False, False, 0.1)),
+    ]
+    first[1] = binding.PromptRecord(1, 1, first[1].objects, True)
+    result = binding.regeneration_success(None, None, first, budgets=(3, 5))
+    assert result["first_seed"] == 0.5  # prompt 1's first seed is right
+    assert result["regenerate_3"] == 1.0 and result["regenerate_5"] == 1.0
+    assert result["images_per_prompt_3"] == (2 + 4) / 2
+    assert result["images_per_prompt_5"] == (2 + 6) / 2
+
+
+def test_eval_binding_calibrates_measures_and_writes_the_limit(tmp_path, monkeypatch, capsys):
+    import json
+
+    from conftest import TINY_UNET
+
+    from bcosdiff.cli import main
+    from bcosdiff.evaluation import binding
+    from bcosdiff.modeldir import read_config, update_config_section
+    from bcosdiff.pipeline import create_model_directory
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    update_config_section(model, "explain", flag_ratio=0.05)
+
+    def scripted(pipe, truth, prompt, seed, **_):  # even seeds miss an object that strays
+        missed = seed % 2 == 0
+        return _record(prompt, (missed, False, 0.8 if missed else 0.2), (False, False, 0.1))
+
+    monkeypatch.setattr(binding, "explain_and_check", scripted)
+    out = tmp_path / "report"
+    argv = ["eval", "binding", "-m", str(model), "--prompts", "4", "--calibration-prompts", "4"]
+    argv += ["--steps", "1", "--out", str(out), "--no-progress", "--write"]
+    assert main(argv) == 0
+    report = json.loads((out / "binding.json").read_text())
+    assert report["calibration"]["stray_limit"] == 0.2  # the drawn objects' largest stray
+    assert report["test"]["either"] == {"tpr": 1.0, "fpr": 0.0}
+    assert "regeneration" in report and "| --regenerate 5 |" in capsys.readouterr().out
+    explain = read_config(model)["explain"]
+    assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 0.05  # both kept
+    assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limit

@@ -465,7 +465,7 @@ def eval_flags(
     import json
 
     from .evaluation.flags import calibrate_flag_ratio
-    from .modeldir import update_config
+    from .modeldir import update_config_section
     from .pipeline import load_pipeline, resolve_model
 
     if captions < 1 or steps < 1 or not 0 <= quantile < 1:
@@ -492,17 +492,134 @@ def eval_flags(
     typer.echo(json.dumps(calibration.to_dict(), indent=2))
     if write:
         with _writing(directory):
-            update_config(
+            update_config_section(
                 directory,
-                explain={
-                    "flag_ratio": calibration.ratio,
-                    "flag_signal": signal,
-                    "calibration": calibration.to_dict(),
-                },
+                "explain",
+                flag_ratio=calibration.ratio,
+                flag_signal=signal,
+                calibration=calibration.to_dict(),
             )
         _note(
             f"flag_ratio {calibration.ratio:.4g} ({signal}) written to {directory / 'config.json'}"
         )
+
+
+@eval_app.command("binding")
+def eval_binding(
+    model: ModelOption = None,
+    method: Annotated[
+        str | None, typer.Option(help="Explanation method; default the model's own.")
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="Held-out two-object prompts measured.")] = 60,
+    seed: Annotated[int, typer.Option(help="Data seed of the measured prompts.")] = 1,
+    calibration_prompts: Annotated[
+        int, typer.Option(help="Two-object prompts the stray limit is chosen on.")
+    ] = 60,
+    calibration_seed: Annotated[int, typer.Option(help="Their data seed.")] = 0,
+    max_fpr: Annotated[
+        float, typer.Option(help="Highest false-positive rate allowed in calibration.")
+    ] = 0.15,
+    regenerate: Annotated[
+        list[int] | None,
+        typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
+    ] = None,
+    steps: StepsOption = 25,
+    guidance: GuidanceOption = None,
+    write: Annotated[
+        bool, typer.Option(help="Store the stray limit in the model's config.json.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-binding"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: DeviceOption = None,
+) -> None:
+    """Calibrate the binding diagnostics and measure how they catch missed objects."""
+    import json
+
+    from tqdm import tqdm
+
+    from .evaluation.binding import (
+        binding_markdown,
+        binding_prompts,
+        binding_rates,
+        calibrate_stray_limit,
+        explain_and_check,
+        regeneration_success,
+    )
+    from .modeldir import update_config_section
+    from .pipeline import load_pipeline, resolve_model
+    from .service import default_method
+
+    budgets = sorted(set(regenerate if regenerate is not None else [3, 5]) - {0})
+    if prompts < 1 or calibration_prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
+        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
+    if any(n < 0 for n in budgets):
+        raise BcosdiffError("--regenerate budgets must be at least 0")
+    directory = resolve_model(model)
+    pipe = load_pipeline(directory, device)
+    method = method or default_method(pipe)
+    if write and method != default_method(pipe):
+        raise BcosdiffError("--write stores the limit of the model's own method only")
+    guidance = pipe.guidance_scale(guidance)
+
+    def explained(truth_seed: int, count: int, label: str):
+        truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
+        items = tqdm(chosen, desc=label, unit="prompt") if progress else chosen
+        records = [
+            explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
+            for k in items
+        ]
+        return truth, records
+
+    _, calibration = explained(calibration_seed, calibration_prompts, "calibration")
+    try:
+        limit = calibrate_stray_limit(calibration, max_fpr)
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    pipe.stray_limit = limit  # the measured prompts are explained under the calibrated rule
+    truth, measured = explained(seed, prompts, "measured")
+    report = {
+        "model": pipe.name,
+        "method": method,
+        "steps": steps,
+        "guidance": guidance,
+        "prompts": prompts,
+        "seed": seed,
+        "calibration": {
+            "prompts": calibration_prompts,
+            "seed": calibration_seed,
+            "max_fpr": max_fpr,
+            "stray_limit": limit,
+            "rates": binding_rates(calibration, limit),
+        },
+        "test": binding_rates(measured, limit),
+    }
+    if budgets and method == default_method(pipe):
+        bar = (lambda items: tqdm(items, desc="regenerating", unit="prompt")) if progress else None
+        report["regeneration"] = regeneration_success(
+            pipe, truth, measured, budgets, steps=steps, guidance=guidance, progress=bar
+        )
+    text = binding_markdown(report)
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "binding.md").write_text(text, encoding="utf-8")
+        (out / "records.json").write_text(
+            json.dumps(
+                {
+                    "calibration": [r.to_dict() for r in calibration],
+                    "measured": [r.to_dict() for r in measured],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+    typer.echo(text, nl=False)
+    if write:
+        with _writing(directory):
+            update_config_section(
+                directory, "explain", stray_limit=limit, binding_calibration=report["calibration"]
+            )
+        _note(f"stray_limit {limit:.4g} written to {directory / 'config.json'}")
 
 
 @eval_app.command("relevance")

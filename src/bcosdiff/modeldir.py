@@ -30,6 +30,7 @@ __all__ = [
     "read_weights",
     "save_unet",
     "update_config",
+    "update_config_section",
     "write_weights",
 ]
 
@@ -95,6 +96,16 @@ def update_config(directory: Path, **sections: dict) -> None:
     data.update(sections)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def update_config_section(directory: Path, section: str, **values) -> None:
+    """Merge ``values`` into one section of the directory's ``config.json``, keeping the
+    section's other keys (two calibrations of one section do not erase each other)."""
+    data = read_config(directory) if (Path(directory) / CONFIG_NAME).exists() else {}
+    current = data.get(section, {})
+    update_config(
+        directory, **{section: {**(current if isinstance(current, dict) else {}), **values}}
+    )
 
 
 def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None):

@@ -1,0 +1,266 @@
+"""Does the explanation catch the objects a two-object image did not draw as asked?
+
+On held-out two-object shapes prompts with two distinct colours and two distinct shapes, the
+ground truth (:mod:`.faithfulness.truth`) says for every asked object whether it was drawn as
+asked (right colour and right shape) or *missed*. The explanation catches an object when a
+word of its phrase is flagged (:func:`~bcosdiff.explain.tokens.flag_words`, the model's
+calibrated rule) or misbound (:mod:`bcosdiff.explain.binding`: its stray share is above the
+model's ``stray_limit``). Two continuous scores per object give AUROCs without a threshold:
+
+* ``stray`` — the largest stray share of its phrase's words (high: a word drew another
+  object);
+* ``weakest`` — the lowest peer ratio of its phrase's words under the model's flag signal
+  (low: a word left little trace).
+
+Calibration (:func:`calibrate_stray_limit`) chooses the stray limit on prompts of one data
+seed: the limit with the highest true-positive rate of the combined rule (flagged or
+misbound) whose false-positive rate is at most ``max_fpr`` (ties: the lower false-positive
+rate, then the higher limit). The rates are then measured on prompts of another data seed,
+so no number is tuned on the prompts it is reported on.
+
+Regeneration (:func:`regeneration_success`) asks how often the image kept by
+``--regenerate N`` shows both objects as asked, against the first seed alone. Sampling
+``N + 1`` seeds without a detector and keeping any one of them succeeds as often as the first
+seed does, so the first seed's rate is also plain reseeding at equal cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..explain.phrases import parse_phrases
+from ..explain.tokens import peer_ratios
+from .faithfulness.metrics import auroc
+from .faithfulness.scoring import align
+from .faithfulness.truth import ShapesTruth
+
+__all__ = [
+    "ObjectRecord",
+    "PromptRecord",
+    "binding_prompts",
+    "binding_rates",
+    "calibrate_stray_limit",
+    "binding_markdown",
+    "explain_and_check",
+    "regeneration_success",
+]
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One asked object of one explained image."""
+
+    missed: bool  # not drawn as asked (wrong colour, wrong shape, or absent)
+    flagged: bool  # a word of its phrase is flagged
+    stray: float  # largest stray share of its phrase's words that went to another object
+    weakest: float  # lowest peer ratio of its phrase's words
+
+    def caught(self, stray_limit: float) -> bool:
+        return self.flagged or self.stray > stray_limit
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One explained image: its objects, whether both were drawn as asked, and whether the
+    explanation has a finding (a flagged or misbound word) under the model's limits."""
+
+    prompt: int
+    seed: int
+    objects: tuple[ObjectRecord, ...]
+    finding: bool
+
+    @property
+    def right(self) -> bool:
+        return not any(o.missed for o in self.objects)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def binding_prompts(size: int, seed: int, count: int) -> tuple[ShapesTruth, list[int]]:
+    """The ground truth of data seed ``seed`` and the indices of its first ``count`` prompts
+    with two objects of distinct colours and distinct shapes."""
+    truth = ShapesTruth(size, seed, two_object_share=1.0)
+    chosen, index = [], 0
+    while len(chosen) < count:
+        objects = truth.prompt(index).sample.objects
+        if len({o.colour for o in objects}) == len({o.shape for o in objects}) == 2 == len(objects):
+            chosen.append(index)
+        index += 1
+    return truth, chosen
+
+
+def explain_and_check(
+    pipe,
+    truth: ShapesTruth,
+    index: int,
+    seed: int,
+    *,
+    steps: int = 25,
+    guidance: float | None = None,
+    method: str = "bcos",
+) -> PromptRecord:
+    """Explain prompt ``index`` of ``truth`` sampled with ``seed``, and score its objects."""
+    prompt = truth.prompt(index)
+    exp = pipe.explain(prompt.caption, steps=steps, seed=seed, guidance=guidance, method=method)
+    found = truth.read(np.asarray(exp.image), prompt)
+    texts = [w.text for w in exp.words]
+    ratios = {}
+    if exp.relevance is not None:
+        by_word = {id(w): r for w, r in peer_ratios(exp.words, exp.flag_signal)}
+        ratios = {i: by_word[id(w)] for i, w in enumerate(exp.words) if id(w) in by_word}
+    _, _, placed = exp.binding
+    flagged = set(exp.flagged_tokens)
+    positions = align(texts, prompt.words)
+    objects = []
+    for phrase in parse_phrases(texts):
+        k = positions[phrase.noun]
+        asked = None if k is None else prompt.word_objects[k]
+        if asked is None:
+            continue
+        strays = [
+            placed[i].stray for i in phrase.words if i in placed and placed[i].other is not None
+        ]
+        objects.append(
+            ObjectRecord(
+                missed=found[asked] is None or not found[asked].shown,
+                flagged=any(texts[i] in flagged for i in phrase.words),
+                stray=max(strays, default=0.0),
+                weakest=min((ratios.get(i, math.inf) for i in phrase.words), default=math.inf),
+            )
+        )
+    finding = bool(exp.flagged_tokens or exp.misbound_words)
+    return PromptRecord(index, seed, tuple(objects), finding)
+
+
+def binding_rates(records: Iterable[PromptRecord], stray_limit: float) -> dict:
+    """Per asked object: true- and false-positive rates of the flag rule, of the binding rule
+    and of both (flagged or misbound), and the AUROC of each continuous score."""
+    objects = [o for r in records for o in r.objects]
+    missed = [o.missed for o in objects]
+
+    def rates(caught: list[bool]) -> dict:
+        pos = [c for c, m in zip(caught, missed, strict=True) if m]
+        neg = [c for c, m in zip(caught, missed, strict=True) if not m]
+        return {
+            "tpr": sum(pos) / len(pos) if pos else math.nan,
+            "fpr": sum(neg) / len(neg) if neg else math.nan,
+        }
+
+    return {
+        "objects": len(objects),
+        "missed": sum(missed),
+        "stray_limit": stray_limit,
+        "flagged": rates([o.flagged for o in objects]),
+        "misbound": rates([o.stray > stray_limit for o in objects]),
+        "either": rates([o.caught(stray_limit) for o in objects]),
+        "auroc_stray": auroc([o.stray for o in objects], missed, higher=True),
+        "auroc_weakest": auroc([o.weakest for o in objects], missed),
+    }
+
+
+def calibrate_stray_limit(records: Iterable[PromptRecord], max_fpr: float = 0.15) -> float:
+    """The stray limit of the module docstring, chosen on ``records``."""
+    objects = [o for r in records for o in r.objects]
+    missed = np.array([o.missed for o in objects])
+    if missed.all() or not missed.any():
+        raise ValueError("calibration needs both missed and drawn objects")
+    flagged = np.array([o.flagged for o in objects])
+    stray = np.array([o.stray for o in objects])
+    best = (-1.0, -1.0, 1.0)  # (tpr, -fpr, limit); a limit of 1 marks nothing misbound
+    for limit in np.unique(np.concatenate([stray, [1.0]])):
+        caught = flagged | (stray > limit)
+        tpr, fpr = caught[missed].mean(), caught[~missed].mean()
+        if fpr <= max_fpr and (tpr, -fpr, limit) > best:
+            best = (float(tpr), float(-fpr), float(limit))
+    return best[2]
+
+
+def regeneration_success(
+    pipe,
+    truth: ShapesTruth,
+    first: list[PromptRecord],
+    budgets: Iterable[int] = (3, 5),
+    *,
+    steps: int = 25,
+    guidance: float | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> dict:
+    """Share of prompts whose kept image shows both objects as asked: the first seed alone,
+    and ``--regenerate N`` for each budget (the policy of
+    :func:`bcosdiff.service.explain_request`: seeds ``s, s + 1, …`` until one has no
+    finding; else the first attempt with the fewest findings). ``first`` are the records of
+    the first seed; later seeds are explained only while the policy needs them. Also the mean
+    number of images sampled per prompt."""
+    budgets = sorted(budgets)
+    most = budgets[-1] if budgets else 0
+    kept = {n: 0 for n in budgets}
+    sampled = {n: 0 for n in budgets}
+    for record in progress(first) if progress else first:
+        attempts = [record]
+        while attempts[-1].finding and len(attempts) <= most:
+            seed = record.seed + len(attempts)
+            attempts.append(
+                explain_and_check(pipe, truth, record.prompt, seed, steps=steps, guidance=guidance)
+            )
+        for n in budgets:
+            tried = attempts[: n + 1]
+            clean = [a for a in tried if not a.finding]
+            chosen = clean[0] if clean else tried[0]  # all have findings: the first is kept
+            kept[n] += chosen.right
+            sampled[n] += len(tried) if not clean else tried.index(clean[0]) + 1
+    count = max(len(first), 1)
+    return {
+        "prompts": len(first),
+        "first_seed": sum(r.right for r in first) / count,
+        **{f"regenerate_{n}": kept[n] / count for n in budgets},
+        **{f"images_per_prompt_{n}": sampled[n] / count for n in budgets},
+    }
+
+
+def binding_markdown(report: dict) -> str:
+    """The report of ``bcosdiff eval binding`` as Markdown tables."""
+    rates = report["test"]
+    lines = [
+        f"{report['model']} ({report['method']}), {report['steps']} steps, guidance "
+        f"{report['guidance']:g}; stray limit {rates['stray_limit']:.3f} calibrated on "
+        f"{report['calibration']['prompts']} prompts (data seed "
+        f"{report['calibration']['seed']}, false-positive rate at most "
+        f"{report['calibration']['max_fpr']:g}); measured on {report['prompts']} other prompts "
+        f"(data seed {report['seed']}): {rates['objects']} asked objects, {rates['missed']} "
+        "not drawn as asked",
+        "",
+        "| rule | true-positive rate | false-positive rate |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, label in (
+        ("flagged", "a word flagged"),
+        ("misbound", "a word misbound"),
+        ("either", "flagged or misbound"),
+    ):
+        lines.append(f"| {label} | {rates[name]['tpr']:.3f} | {rates[name]['fpr']:.3f} |")
+    aurocs = [
+        f"{label} {value:.3f}"
+        for label, value in (("stray", rates["auroc_stray"]), ("weakest", rates["auroc_weakest"]))
+        if value is not None
+    ]
+    lines += ["", f"AUROC of the continuous scores: {', '.join(aurocs) or 'n/a'}"]
+    regen = report.get("regeneration")
+    if regen:
+        budgets = sorted(int(k.rsplit("_", 1)[1]) for k in regen if k.startswith("regenerate_"))
+        lines += [
+            "",
+            "| kept image | both objects as asked | images sampled per prompt |",
+            "| --- | ---: | ---: |",
+            f"| first seed (= plain reseeding at any budget) | {regen['first_seed']:.3f} | 1 |",
+        ]
+        for n in budgets:
+            lines.append(
+                f"| --regenerate {n} | {regen[f'regenerate_{n}']:.3f} | "
+                f"{regen[f'images_per_prompt_{n}']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
