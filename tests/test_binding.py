@@ -33,19 +33,24 @@ def test_a_word_on_another_phrases_object_is_misbound_and_a_bound_one_is_not():
     phrases = parse_phrases(words)
     # "red" painted the square's object, not the circle's: a binding error.
     wrong = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
-    findings, objects, placed = find_misbound(image, words, wrong, phrases)
+    paint = np.array([2.0 if w in ("red", "blue") else 1.0 for w in words])
+    findings, objects, placed = find_misbound(image, words, wrong, phrases, weights=paint)
     assert [o.name for o in objects] == ["circle", "square"]
     assert [(f.word, f.noun, f.drew) for f in findings] == [("red", "circle", "square")]
     assert findings[0].share == 1.0 and placed[words.index("red")].stray == 1.0
     assert placed[words.index("circle")].stray == 0.0  # a noun is at home on its object
+    assert findings[0].phrase_share == pytest.approx(2 / 3)  # red paints 2, circle 1
+    # With equal weights the phrase strays by one half: not more than the default limit.
+    assert find_misbound(image, words, wrong, phrases)[0] == []
+    assert len(find_misbound(image, words, wrong, phrases, stray_limit=0.4)[0]) == 1
     assert findings[0].sentence() == '"red" drew the square, not the circle'
     right_maps = _maps(words, {"circle": left, "red": left, "square": right, "blue": right})
-    assert find_misbound(image, words, right_maps, phrases)[0] == []
+    assert find_misbound(image, words, right_maps, phrases, weights=paint)[0] == []
     # A word whose map lies on no object (a background smear) is not misbound.
     smear = right_maps.copy()
     smear[words.index("red")] = 0.0
     smear[words.index("red"), 0, :] = 1.0
-    assert find_misbound(image, words, smear, phrases)[0] == []
+    assert find_misbound(image, words, smear, phrases, weights=paint)[0] == []
 
 
 def test_touching_objects_are_split_where_different_nouns_dominate():
@@ -62,18 +67,22 @@ def test_touching_objects_are_split_where_different_nouns_dominate():
 
 
 def _toy_explanation(maps, image, words, seed=0):
+    """Colour words paint twice as much as the others (as in B-cos explanations)."""
     import torch
     from PIL import Image
 
     from bcosdiff.explain.explanation import Explanation
     from bcosdiff.explain.tokens import Word
 
+    def paint(word):
+        return 2.0 if word in ("red", "blue") else 1.0
+
     return Explanation(
         prompt=" ".join(words), seed=seed, steps=1, model="toy", tokens=words,
         relevance=[1 / len(words)] * len(words), contribution_maps=None, reconstruction=None,
         normalized_reconstruction=None, reconstruction_mse=None, image=Image.fromarray(image),
         sample=torch.zeros(6, 16, 16), flagged_tokens=[],
-        words=[Word(w, [k], 1 / len(words)) for k, w in enumerate(words)],
+        words=[Word(w, [k], 1 / len(words), colour_change=paint(w)) for k, w in enumerate(words)],
         token_positions=[[k] for k in range(len(words))], method="toy",
         token_maps=torch.from_numpy(maps).float(),
     )  # fmt: skip
@@ -129,47 +138,56 @@ def test_findings_reach_the_json_and_the_html_view():
     assert entry["finding"] == '"red" drew the square, not the circle'
     page = explanation_html(exp)
     assert "bound to another object" in page and "red&quot; drew the square" in page
+    assert page.count('class="word misbound"') == 1 and 'data-word="red"' in page
 
 
-def _record(prompt, *objects, finding=None):
+def _record(prompt, *objects, seed=None):
+    """Objects as (missed, weakest peer ratio, stray share)."""
     from bcosdiff.evaluation.binding import ObjectRecord, PromptRecord
 
-    made = tuple(ObjectRecord(missed=m, flagged=f, stray=s, weakest=1.0) for m, f, s in objects)
-    if finding is None:
-        finding = any(o.flagged or o.stray > 0.5 for o in made)
-    return PromptRecord(prompt, prompt, made, finding)
+    made = tuple(ObjectRecord(missed=m, stray=s, weakest=w) for m, w, s in objects)
+    return PromptRecord(prompt, prompt if seed is None else seed, made)
 
 
-def test_the_stray_limit_is_the_best_rule_within_the_false_positive_budget():
-    from bcosdiff.evaluation.binding import binding_rates, calibrate_stray_limit
+def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
+    from bcosdiff.evaluation.binding import binding_rates, calibrate_binding
 
-    # Missed objects stray 0.9 / 0.7 / 0.3 (one flagged); drawn ones 0.1 … 0.6.
+    # Missed objects stray 0.9 / 0.7 / 0.3 (the last with a weak word, ratio 0.05); drawn
+    # ones stray 0.1 … 0.6, one with a word at ratio 0.2.
     records = [
-        _record(0, (True, False, 0.9), (False, False, 0.1)),
-        _record(1, (True, False, 0.7), (False, False, 0.2)),
-        _record(2, (True, True, 0.3), (False, False, 0.6)),
-        _record(3, (False, False, 0.4), (False, False, 0.15)),
+        _record(0, (True, 1.0, 0.9), (False, 1.0, 0.1)),
+        _record(1, (True, 1.0, 0.7), (False, 0.2, 0.2)),
+        _record(2, (True, 0.05, 0.3), (False, 1.0, 0.6)),
+        _record(3, (False, 1.0, 0.4), (False, 1.0, 0.15)),
     ]
-    # With no false positive allowed the limit must sit at 0.6 (the drawn maximum): TPR 1.
-    assert calibrate_stray_limit(records, max_fpr=0.0) == 0.6
-    rates = binding_rates(records, 0.6)
+    # With no false positive allowed: flag below just above 0.05 (not 0.2), stray above 0.6.
+    ratio, limit = calibrate_binding(records, max_fpr=0.0)
+    assert 0.05 < ratio < 0.2 and limit == 0.6
+    rates = binding_rates(records, ratio, limit)
     assert rates["either"] == {"tpr": 1.0, "fpr": 0.0}
     assert rates["flagged"] == {"tpr": 1 / 3, "fpr": 0.0}
     assert rates["misbound"] == {"tpr": 2 / 3, "fpr": 0.0}
     assert rates["auroc_stray"] == pytest.approx(1 - 2 / 15)  # 0.3 below 0.4 and 0.6
+    # Allowing one false positive in five lets the flag rule reach 0.2 or the limit 0.4:
+    # the tie on TPR and FPR goes to the lower flag ratio.
+    ratio, limit = calibrate_binding(records, max_fpr=0.2)
+    assert ratio < 0.2
     # Objects all missed (or all drawn) cannot calibrate anything.
     with pytest.raises(ValueError, match="both missed and drawn"):
-        calibrate_stray_limit([_record(0, (True, False, 0.5))])
+        calibrate_binding([_record(0, (True, 1.0, 0.5))])
 
 
 def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
     from bcosdiff.evaluation import binding
 
     # Prompt 0: seed 0 is wrong with a finding, seed 1 right and clean.
-    # Prompt 1: right but with a finding on every seed (the first attempt is kept).
+    # Prompt 1: right at seed 1 with one finding; later seeds wrong with two findings.
     later = {
-        (0, 1): _record(0, (False, False, 0.1), (False, False, 0.1)),
-        **{(1, 1 + k): _record(1, (True, True, 0.9), (False, False, 0.1)) for k in range(1, 6)},
+        (0, 1): _record(0, (False, 1.0, 0.1), (False, 1.0, 0.1), seed=1),
+        **{
+            (1, 1 + k): _record(1, (True, 0.01, 0.9), (True, 0.01, 0.1), seed=1 + k)
+            for k in range(1, 6)
+        },
     }
 
     def scripted(pipe, truth, prompt, seed, **_):
@@ -177,18 +195,19 @@ def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
 
     monkeypatch.setattr(binding, "explain_and_check", scripted)
     first = [
-        _record(0, (True, False, 0.9), (False, False, 0.1)),
-        _record(1, (False, False, 0.9), (False, False, 0.1)),
+        _record(0, (True, 1.0, 0.9), (False, 1.0, 0.1)),
+        _record(1, (False, 1.0, 0.9), (False, 1.0, 0.1)),
     ]
-    first[1] = binding.PromptRecord(1, 1, first[1].objects, True)
-    result = binding.regeneration_success(None, None, first, budgets=(3, 5))
+    result = binding.regeneration_success(
+        None, None, first, budgets=(3, 5), flag_ratio=0.1, stray_limit=0.5
+    )
     assert result["first_seed"] == 0.5  # prompt 1's first seed is right
-    assert result["regenerate_3"] == 1.0 and result["regenerate_5"] == 1.0
+    assert result["regenerate_3"] == 1.0 and result["regenerate_5"] == 1.0  # fewest findings
     assert result["images_per_prompt_3"] == (2 + 4) / 2
     assert result["images_per_prompt_5"] == (2 + 6) / 2
 
 
-def test_eval_binding_calibrates_measures_and_writes_the_limit(tmp_path, monkeypatch, capsys):
+def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkeypatch, capsys):
     import json
 
     from conftest import TINY_UNET
@@ -200,11 +219,11 @@ def test_eval_binding_calibrates_measures_and_writes_the_limit(tmp_path, monkeyp
 
     model = tmp_path / "m"
     create_model_directory(model, "bcos-x0", unet=TINY_UNET)
-    update_config_section(model, "explain", flag_ratio=0.05)
+    update_config_section(model, "explain", flag_signal="relevance", note="kept")
 
     def scripted(pipe, truth, prompt, seed, **_):  # even seeds miss an object that strays
         missed = seed % 2 == 0
-        return _record(prompt, (missed, False, 0.8 if missed else 0.2), (False, False, 0.1))
+        return _record(prompt, (missed, 1.0, 0.8 if missed else 0.2), (False, 1.0, 0.1), seed=seed)
 
     monkeypatch.setattr(binding, "explain_and_check", scripted)
     out = tmp_path / "report"
@@ -213,8 +232,11 @@ def test_eval_binding_calibrates_measures_and_writes_the_limit(tmp_path, monkeyp
     assert main(argv) == 0
     report = json.loads((out / "binding.json").read_text())
     assert report["calibration"]["stray_limit"] == 0.2  # the drawn objects' largest stray
+    assert report["calibration"]["flag_ratio"] == 0.0  # flagging adds nothing here
     assert report["test"]["either"] == {"tpr": 1.0, "fpr": 0.0}
-    assert "regeneration" in report and "| --regenerate 5 |" in capsys.readouterr().out
+    assert report["regeneration"]["regenerate_3"] == 1.0  # the next (odd) seed is right
+    assert "| --regenerate 5 |" in capsys.readouterr().out
     explain = read_config(model)["explain"]
-    assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 0.05  # both kept
-    assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limit
+    assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 0.0
+    assert explain["note"] == "kept" and explain["flag_ratio_source"] == "eval binding"
+    assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limits

@@ -496,6 +496,7 @@ def eval_flags(
                 directory,
                 "explain",
                 flag_ratio=calibration.ratio,
+                flag_ratio_source="eval flags",
                 flag_signal=signal,
                 calibration=calibration.to_dict(),
             )
@@ -532,7 +533,8 @@ def eval_binding(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOption = None,
 ) -> None:
-    """Calibrate the binding diagnostics and measure how they catch missed objects."""
+    """Calibrate the flag rule and the binding diagnostics together on two-object prompts,
+    and measure how they catch the objects not drawn as asked."""
     import json
 
     from tqdm import tqdm
@@ -541,7 +543,7 @@ def eval_binding(
         binding_markdown,
         binding_prompts,
         binding_rates,
-        calibrate_stray_limit,
+        calibrate_binding,
         explain_and_check,
         regeneration_success,
     )
@@ -572,10 +574,11 @@ def eval_binding(
 
     _, calibration = explained(calibration_seed, calibration_prompts, "calibration")
     try:
-        limit = calibrate_stray_limit(calibration, max_fpr)
+        ratio, limit = calibrate_binding(calibration, max_fpr)
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
-    pipe.stray_limit = limit  # the measured prompts are explained under the calibrated rule
+    # The measured prompts are explained under the calibrated rule.
+    pipe.flag_ratio, pipe.stray_limit = ratio, limit
     truth, measured = explained(seed, prompts, "measured")
     report = {
         "model": pipe.name,
@@ -588,15 +591,24 @@ def eval_binding(
             "prompts": calibration_prompts,
             "seed": calibration_seed,
             "max_fpr": max_fpr,
+            "flag_ratio": ratio,
             "stray_limit": limit,
-            "rates": binding_rates(calibration, limit),
+            "rates": binding_rates(calibration, ratio, limit),
         },
-        "test": binding_rates(measured, limit),
+        "test": binding_rates(measured, ratio, limit),
     }
     if budgets and method == default_method(pipe):
         bar = (lambda items: tqdm(items, desc="regenerating", unit="prompt")) if progress else None
         report["regeneration"] = regeneration_success(
-            pipe, truth, measured, budgets, steps=steps, guidance=guidance, progress=bar
+            pipe,
+            truth,
+            measured,
+            budgets,
+            flag_ratio=ratio,
+            stray_limit=limit,
+            steps=steps,
+            guidance=guidance,
+            progress=bar,
         )
     text = binding_markdown(report)
     with _writing(out):
@@ -617,9 +629,17 @@ def eval_binding(
     if write:
         with _writing(directory):
             update_config_section(
-                directory, "explain", stray_limit=limit, binding_calibration=report["calibration"]
+                directory,
+                "explain",
+                flag_ratio=ratio,
+                flag_ratio_source="eval binding",
+                stray_limit=limit,
+                binding_calibration=report["calibration"],
             )
-        _note(f"stray_limit {limit:.4g} written to {directory / 'config.json'}")
+        _note(
+            f"flag_ratio {ratio:.4g} and stray_limit {limit:.4g} written to "
+            f"{directory / 'config.json'}"
+        )
 
 
 @eval_app.command("relevance")

@@ -3,20 +3,22 @@
 On held-out two-object shapes prompts with two distinct colours and two distinct shapes, the
 ground truth (:mod:`.faithfulness.truth`) says for every asked object whether it was drawn as
 asked (right colour and right shape) or *missed*. The explanation catches an object when a
-word of its phrase is flagged (:func:`~bcosdiff.explain.tokens.flag_words`, the model's
-calibrated rule) or misbound (:mod:`bcosdiff.explain.binding`: its stray share is above the
-model's ``stray_limit``). Two continuous scores per object give AUROCs without a threshold:
+word of its phrase is flagged (:func:`~bcosdiff.explain.tokens.flag_words`: its peer ratio
+is below ``flag_ratio``) or misbound (:mod:`bcosdiff.explain.binding`: its phrase's stray
+share is above ``stray_limit``). Both are continuous scores per object, so each also gets an
+AUROC without a threshold:
 
-* ``stray`` — the largest stray share of its phrase's words (high: a word drew another
-  object);
+* ``stray`` — the phrase's stray share (high: the phrase painted another object);
 * ``weakest`` — the lowest peer ratio of its phrase's words under the model's flag signal
   (low: a word left little trace).
 
-Calibration (:func:`calibrate_stray_limit`) chooses the stray limit on prompts of one data
-seed: the limit with the highest true-positive rate of the combined rule (flagged or
+Calibration (:func:`calibrate_binding`) chooses both limits together on prompts of one data
+seed: the pair with the highest true-positive rate of the combined rule (flagged or
 misbound) whose false-positive rate is at most ``max_fpr`` (ties: the lower false-positive
-rate, then the higher limit). The rates are then measured on prompts of another data seed,
-so no number is tuned on the prompts it is reported on.
+rate, then the lower flag ratio, then the higher stray limit). The flag ratio is thereby
+recalibrated for prompts of several objects, where the single-object calibration of
+:mod:`.flags` flags too many words that are shown. The rates are then measured on prompts of
+another data seed, so no number is tuned on the prompts it is reported on.
 
 Regeneration (:func:`regeneration_success`) asks how often the image kept by
 ``--regenerate N`` shows both objects as asked, against the first seed alone. Sampling
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..explain.binding import phrase_stray
 from ..explain.phrases import parse_phrases
 from ..explain.tokens import peer_ratios
 from .faithfulness.metrics import auroc
@@ -43,7 +46,7 @@ __all__ = [
     "PromptRecord",
     "binding_prompts",
     "binding_rates",
-    "calibrate_stray_limit",
+    "calibrate_binding",
     "binding_markdown",
     "explain_and_check",
     "regeneration_success",
@@ -55,27 +58,31 @@ class ObjectRecord:
     """One asked object of one explained image."""
 
     missed: bool  # not drawn as asked (wrong colour, wrong shape, or absent)
-    flagged: bool  # a word of its phrase is flagged
-    stray: float  # largest stray share of its phrase's words that went to another object
+    stray: float  # its phrase's stray share
     weakest: float  # lowest peer ratio of its phrase's words
 
-    def caught(self, stray_limit: float) -> bool:
-        return self.flagged or self.stray > stray_limit
+    def caught(self, flag_ratio: float, stray_limit: float) -> bool:
+        return self.weakest < flag_ratio or self.stray > stray_limit
 
 
 @dataclass(frozen=True)
 class PromptRecord:
-    """One explained image: its objects, whether both were drawn as asked, and whether the
-    explanation has a finding (a flagged or misbound word) under the model's limits."""
+    """One explained image: its objects, and the lowest peer ratio of its content words in
+    no phrase (template words such as "poster", which the flag rule may flag too)."""
 
     prompt: int
     seed: int
     objects: tuple[ObjectRecord, ...]
-    finding: bool
+    rest_weakest: float = math.inf
 
     @property
     def right(self) -> bool:
         return not any(o.missed for o in self.objects)
+
+    def finding(self, flag_ratio: float, stray_limit: float) -> bool:
+        """Whether the explanation reports a flagged or misbound word under the limits."""
+        caught = any(o.caught(flag_ratio, stray_limit) for o in self.objects)
+        return caught or self.rest_weakest < flag_ratio
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,30 +121,27 @@ def explain_and_check(
         by_word = {id(w): r for w, r in peer_ratios(exp.words, exp.flag_signal)}
         ratios = {i: by_word[id(w)] for i, w in enumerate(exp.words) if id(w) in by_word}
     _, _, placed = exp.binding
-    flagged = set(exp.flagged_tokens)
+    weights = exp.painting_weights()
     positions = align(texts, prompt.words)
-    objects = []
+    objects, in_phrases = [], set()
     for phrase in parse_phrases(texts):
+        in_phrases.update(phrase.words)
         k = positions[phrase.noun]
         asked = None if k is None else prompt.word_objects[k]
         if asked is None:
             continue
-        strays = [
-            placed[i].stray for i in phrase.words if i in placed and placed[i].other is not None
-        ]
         objects.append(
             ObjectRecord(
                 missed=found[asked] is None or not found[asked].shown,
-                flagged=any(texts[i] in flagged for i in phrase.words),
-                stray=max(strays, default=0.0),
+                stray=phrase_stray(phrase, placed, weights)[0],
                 weakest=min((ratios.get(i, math.inf) for i in phrase.words), default=math.inf),
             )
         )
-    finding = bool(exp.flagged_tokens or exp.misbound_words)
-    return PromptRecord(index, seed, tuple(objects), finding)
+    rest = min((r for i, r in ratios.items() if i not in in_phrases), default=math.inf)
+    return PromptRecord(index, seed, tuple(objects), rest)
 
 
-def binding_rates(records: Iterable[PromptRecord], stray_limit: float) -> dict:
+def binding_rates(records: Iterable[PromptRecord], flag_ratio: float, stray_limit: float) -> dict:
     """Per asked object: true- and false-positive rates of the flag rule, of the binding rule
     and of both (flagged or misbound), and the AUROC of each continuous score."""
     objects = [o for r in records for o in r.objects]
@@ -154,30 +158,39 @@ def binding_rates(records: Iterable[PromptRecord], stray_limit: float) -> dict:
     return {
         "objects": len(objects),
         "missed": sum(missed),
+        "flag_ratio": flag_ratio,
         "stray_limit": stray_limit,
-        "flagged": rates([o.flagged for o in objects]),
+        "flagged": rates([o.weakest < flag_ratio for o in objects]),
         "misbound": rates([o.stray > stray_limit for o in objects]),
-        "either": rates([o.caught(stray_limit) for o in objects]),
+        "either": rates([o.caught(flag_ratio, stray_limit) for o in objects]),
         "auroc_stray": auroc([o.stray for o in objects], missed, higher=True),
         "auroc_weakest": auroc([o.weakest for o in objects], missed),
     }
 
 
-def calibrate_stray_limit(records: Iterable[PromptRecord], max_fpr: float = 0.15) -> float:
-    """The stray limit of the module docstring, chosen on ``records``."""
+def calibrate_binding(
+    records: Iterable[PromptRecord], max_fpr: float = 0.15
+) -> tuple[float, float]:
+    """``(flag_ratio, stray_limit)`` of the module docstring, chosen on ``records``."""
     objects = [o for r in records for o in r.objects]
     missed = np.array([o.missed for o in objects])
     if missed.all() or not missed.any():
         raise ValueError("calibration needs both missed and drawn objects")
-    flagged = np.array([o.flagged for o in objects])
+    weakest = np.array([o.weakest for o in objects])
     stray = np.array([o.stray for o in objects])
-    best = (-1.0, -1.0, 1.0)  # (tpr, -fpr, limit); a limit of 1 marks nothing misbound
-    for limit in np.unique(np.concatenate([stray, [1.0]])):
-        caught = flagged | (stray > limit)
-        tpr, fpr = caught[missed].mean(), caught[~missed].mean()
-        if fpr <= max_fpr and (tpr, -fpr, limit) > best:
-            best = (float(tpr), float(-fpr), float(limit))
-    return best[2]
+    finite = np.unique(weakest[np.isfinite(weakest)])
+    ratios = np.concatenate([[0.0], np.nextafter(finite, np.inf)])  # flag up to each value
+    limits = np.concatenate([np.unique(stray), [1.0]])  # misbound above each value
+    by_stray = stray[None, :] > limits[:, None]  # (limits, objects)
+    best = None
+    for ratio in ratios:
+        caught = by_stray | (weakest < ratio)[None, :]
+        tpr, fpr = caught[:, missed].mean(1), caught[:, ~missed].mean(1)
+        for j in np.flatnonzero(fpr <= max_fpr):
+            key = (tpr[j], -fpr[j], -ratio, limits[j])
+            if best is None or key > best:
+                best = key
+    return float(-best[2]), float(best[3])
 
 
 def regeneration_success(
@@ -186,6 +199,8 @@ def regeneration_success(
     first: list[PromptRecord],
     budgets: Iterable[int] = (3, 5),
     *,
+    flag_ratio: float,
+    stray_limit: float,
     steps: int = 25,
     guidance: float | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
@@ -193,24 +208,33 @@ def regeneration_success(
     """Share of prompts whose kept image shows both objects as asked: the first seed alone,
     and ``--regenerate N`` for each budget (the policy of
     :func:`bcosdiff.service.explain_request`: seeds ``s, s + 1, …`` until one has no
-    finding; else the first attempt with the fewest findings). ``first`` are the records of
-    the first seed; later seeds are explained only while the policy needs them. Also the mean
-    number of images sampled per prompt."""
+    finding under the limits; else the attempt with the fewest findings, counted here per
+    object, the earliest among equals). ``first`` are the records of the first seed; later
+    seeds are explained only while the policy needs them. Also the mean number of images
+    sampled per prompt."""
+
+    def finding(record: PromptRecord) -> bool:
+        return record.finding(flag_ratio, stray_limit)
+
+    def count(record: PromptRecord) -> int:
+        caught = sum(o.caught(flag_ratio, stray_limit) for o in record.objects)
+        return caught + (record.rest_weakest < flag_ratio)
+
     budgets = sorted(budgets)
     most = budgets[-1] if budgets else 0
     kept = {n: 0 for n in budgets}
     sampled = {n: 0 for n in budgets}
     for record in progress(first) if progress else first:
         attempts = [record]
-        while attempts[-1].finding and len(attempts) <= most:
+        while finding(attempts[-1]) and len(attempts) <= most:
             seed = record.seed + len(attempts)
             attempts.append(
                 explain_and_check(pipe, truth, record.prompt, seed, steps=steps, guidance=guidance)
             )
         for n in budgets:
             tried = attempts[: n + 1]
-            clean = [a for a in tried if not a.finding]
-            chosen = clean[0] if clean else tried[0]  # all have findings: the first is kept
+            clean = [a for a in tried if not finding(a)]
+            chosen = clean[0] if clean else min(tried, key=count)  # min keeps the earliest
             kept[n] += chosen.right
             sampled[n] += len(tried) if not clean else tried.index(clean[0]) + 1
     count = max(len(first), 1)
@@ -227,7 +251,8 @@ def binding_markdown(report: dict) -> str:
     rates = report["test"]
     lines = [
         f"{report['model']} ({report['method']}), {report['steps']} steps, guidance "
-        f"{report['guidance']:g}; stray limit {rates['stray_limit']:.3f} calibrated on "
+        f"{report['guidance']:g}; flag ratio {rates['flag_ratio']:.3g} and stray limit "
+        f"{rates['stray_limit']:.3f} calibrated on "
         f"{report['calibration']['prompts']} prompts (data seed "
         f"{report['calibration']['seed']}, false-positive rate at most "
         f"{report['calibration']['max_fpr']:g}); measured on {report['prompts']} other prompts "

@@ -13,13 +13,18 @@ detector for the data at hand:
    between them by which noun dominates each pixel: two objects drawn touching;
 4. a phrase's **home** is the object holding the largest share of its noun's positive map;
 5. a word's **stray share** is the share of its positive map on drawn objects that lies on
-   objects other than its phrase's home (1 when none of its map lies on an object).
+   objects other than its phrase's home (1 when none of its map lies on an object);
+6. a phrase's **stray share** is the mean of its words' stray shares weighted by how much
+   each word painted (its ``colour_change`` for B-cos explanations, else its relevance, else
+   equal weights): the share of the phrase's painting that went elsewhere. Size and position
+   words, which describe the scene more than the object and spread over both objects, weigh
+   little because they paint little.
 
-A word is **misbound** when its stray share exceeds ``stray_limit`` and another object holds
-part of its map ("red" drew the square asked for blue; "circle" drew the square as well as
-its own object). The limit is calibrated per model against ground truth
-(``bcosdiff eval binding``, :mod:`bcosdiff.evaluation.binding`) and stored in the model's
-``config.json``; absent words are the flagging rule's business
+A phrase whose stray share exceeds ``stray_limit`` has a **misbound** word: the word whose
+weighted stray share is the largest, with the other object that holds most of its map ("red"
+drew the square asked for blue; "square" also drew the circle). The limit is calibrated per
+model against ground truth (``bcosdiff eval binding``, :mod:`bcosdiff.evaluation.binding`)
+and stored in the model's ``config.json``; absent words are the flagging rule's business
 (:func:`~bcosdiff.explain.tokens.flag_words`).
 """
 
@@ -40,6 +45,7 @@ __all__ = [
     "WordPlacement",
     "drawn_objects",
     "find_misbound",
+    "phrase_stray",
     "place_words",
 ]
 
@@ -51,8 +57,8 @@ class DrawnObject:
 
 
 DEFAULT_STRAY_LIMIT = 0.5
-"""Stray share above which a word is misbound, for models without a calibration: more of its
-map on other objects than on its own."""
+"""Phrase stray share above which a word is misbound, for models without a calibration: more
+of the phrase's painting on other objects than on its own."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class BindingFinding:
     noun: str  # the noun of the word's phrase
     drew: str  # the name of the other object with most of the word's map ("" when unnamed)
     share: float  # the word's stray share (module docstring)
+    phrase_share: float  # its phrase's weighted stray share
 
     def sentence(self) -> str:
         other = f"the {self.drew}" if self.drew else "an object of no asked noun"
@@ -76,6 +83,7 @@ class WordPlacement:
     home: int  # the drawn object of the phrase's noun
     other: int | None  # the other object with the largest share of the word's map
     stray: float  # share of the word's on-object map away from home (1 with none on objects)
+    on_objects: bool  # whether any of the word's map lies on a drawn object
 
 
 def drawn_objects(
@@ -129,8 +137,24 @@ def place_words(
             away[home] = 0.0
             other = int(np.argmax(away)) if away.max() > 0 else None
             stray = 1.0 - shares[i, home] / on_objects if on_objects > 0 else 1.0
-            placed[i] = WordPlacement(home, other, float(stray))
+            placed[i] = WordPlacement(home, other, float(stray), on_objects > 0)
     return placed
+
+
+def phrase_stray(
+    phrase: Phrase, placed: dict[int, WordPlacement], weights: np.ndarray
+) -> tuple[float, int | None]:
+    """``(stray share of the phrase, the word with the largest weighted stray share)`` over
+    the phrase's words with some map on a drawn object; the weights are each word's painting
+    (module docstring). ``(0, None)`` when no word strays to another object."""
+    words = [i for i in phrase.words if i in placed and placed[i].on_objects]
+    if not any(placed[i].other is not None for i in words):
+        return 0.0, None
+    w = np.array([max(float(weights[i]), 0.0) for i in words])
+    if w.sum() <= 0:
+        w = np.ones(len(words))
+    strays = np.array([placed[i].stray for i in words])
+    return float((w * strays).sum() / w.sum()), words[int(np.argmax(w * strays))]
 
 
 def find_misbound(
@@ -139,10 +163,12 @@ def find_misbound(
     maps: np.ndarray,
     phrases: list[Phrase],
     stray_limit: float = DEFAULT_STRAY_LIMIT,
+    weights: np.ndarray | None = None,
     **object_options,
 ) -> tuple[list[BindingFinding], list[DrawnObject], dict[int, WordPlacement]]:
     """The misbound words of one explanation (module docstring), the drawn objects, and every
-    phrase word's placement."""
+    phrase word's placement. ``weights``: how much each word painted (default equal)."""
+    weights = np.ones(len(words)) if weights is None else np.asarray(weights, dtype=float)
     nouns = [p.noun for p in phrases]
     objects = drawn_objects(image, maps, nouns, **object_options)
     placed = place_words(maps, objects, phrases)
@@ -151,10 +177,10 @@ def find_misbound(
             objects[placed[phrase.noun].home].name = words[phrase.noun]
     findings = []
     for phrase in phrases:
-        for i in phrase.words:
-            where = placed.get(i)
-            if where is None or where.other is None or not where.stray > stray_limit:
-                continue
-            drew = objects[where.other].name
-            findings.append(BindingFinding(words[i], words[phrase.noun], drew, where.stray))
+        share, word = phrase_stray(phrase, placed, weights)
+        if word is None or not share > stray_limit:
+            continue
+        where = placed[word]
+        drew = objects[where.other].name
+        findings.append(BindingFinding(words[word], words[phrase.noun], drew, where.stray, share))
     return findings, objects, placed

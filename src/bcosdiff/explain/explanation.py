@@ -125,8 +125,24 @@ class Explanation:
         texts = [w.text for w in self.words]
         maps = self.word_heatmaps().numpy()
         return find_misbound(
-            np.asarray(self.image), texts, maps, parse_phrases(texts), self.stray_limit
+            np.asarray(self.image),
+            texts,
+            maps,
+            parse_phrases(texts),
+            self.stray_limit,
+            weights=self.painting_weights(),
         )
+
+    def painting_weights(self) -> np.ndarray:
+        """How much each word painted, for the binding diagnostics: its ``colour_change``
+        (whole-run B-cos explanations), else its relevance, else equal weights."""
+        for values in (
+            [w.colour_change for w in self.words],
+            [w.relevance for w in self.words] if self.relevance is not None else [],
+        ):
+            if values and any(v > 0 for v in values):
+                return np.array(values, dtype=float)
+        return np.ones(len(self.words))
 
     @property
     def misbound_words(self) -> list[str]:
@@ -162,6 +178,7 @@ class Explanation:
                     "noun": f.noun,
                     "drew": f.drew,
                     "share": round(f.share, 6),
+                    "phrase_share": round(f.phrase_share, 6),
                     "finding": f.sentence(),
                 }
                 for f in self.binding[0]

@@ -77,7 +77,13 @@ def _relevance_figure(exp: Explanation, path: Path) -> None:
     ax_img.axis("off")
     ax_img.set_title(exp.prompt, fontsize=9, wrap=True)
     flagged = set(exp.flagged_tokens)
-    colours = ["#c0392b" if t.replace("##", "") in flagged else "#2c7fb8" for t in exp.tokens]
+    misbound = set(exp.misbound_words)
+
+    def colour(token: str) -> str:
+        word = token.replace("##", "")
+        return "#c0392b" if word in flagged else "#e67e22" if word in misbound else "#2c7fb8"
+
+    colours = [colour(t) for t in exp.tokens]
     positions = np.arange(len(exp.tokens))
     ax_bar.bar(positions, [100 * r for r in exp.relevance], color=colours)
     ax_bar.set_xticks(positions, exp.tokens, rotation=45, ha="right", fontsize=9)
@@ -85,6 +91,8 @@ def _relevance_figure(exp: Explanation, path: Path) -> None:
     title = "token relevance"
     if flagged:
         title += f" — not reflected: {', '.join(sorted(flagged))}"
+    if exp.binding[0]:
+        title += "\n" + "; ".join(f.sentence() for f in exp.binding[0])
     ax_bar.set_title(title, fontsize=10)
     for spine in ("top", "right"):
         ax_bar.spines[spine].set_visible(False)

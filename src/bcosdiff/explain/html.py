@@ -1,9 +1,10 @@
 """A self-contained HTML view of explanations: one file, images inlined, no network.
 
 The page shows the image with every word's map over it (hover or click a word), the
-relevance bars with the flagged words marked, the reconstructions, the seeds tried by
-``--regenerate``, and, when several methods explained the same image, a selector between
-them. The same markup is what :meth:`Explanation._repr_html_` shows in a notebook.
+relevance bars with the flagged (red) and misbound (orange) words marked, the binding
+findings in words, the reconstructions, the seeds tried by ``--regenerate``, and, when
+several methods explained the same image, a selector between them. The same markup is what
+:meth:`Explanation._repr_html_` shows in a notebook.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _STYLE = """
 .bcd .word .label{width:90px;text-align:right}
 .bcd .word .bar{height:12px;background:#2c7fb8;border-radius:2px}
 .bcd .word.flagged .bar{background:#c0392b}.bcd .word.flagged .label{color:#c0392b}
+.bcd .word.misbound .bar{background:#e67e22}.bcd .word.misbound .label{color:#e67e22}
 .bcd .word .value{font-size:12px;color:#555}
 .bcd .small img{width:128px;height:128px;image-rendering:pixelated;display:block}
 .bcd .small figcaption{font-size:12px;color:#555;text-align:center}
@@ -106,6 +108,7 @@ def _panel(exp: Explanation, name: str) -> str:
         overlays, _ = map_overlays(exp)
     image_uri, faded_uri = _png(exp.image), _png(_faded(exp))
     flagged = set(exp.flagged_tokens)
+    misbound = set(exp.misbound_words)
     scores = [w.relevance for w in exp.words] if exp.relevance is not None else None
     top = max(scores) if scores else 0.0
     rows = []
@@ -116,7 +119,7 @@ def _panel(exp: Explanation, name: str) -> str:
             map_uri = _png(overlays[0] if exp.saliency is not None else overlays[k])
         share = "" if scores is None else f"{100 * scores[k]:.1f}%"
         width = 0 if not top or scores is None else int(200 * scores[k] / top)
-        mark = " flagged" if word.text in flagged else ""
+        mark = " flagged" if word.text in flagged else " misbound" if word.text in misbound else ""
         rows.append(
             f'<div class="word{mark}" data-word="{esc(word.text)}" data-map="{map_uri}">'
             f'<span class="label">{esc(word.text)}</span>'
