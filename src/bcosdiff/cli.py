@@ -527,7 +527,7 @@ def eval_binding(
     steps: StepsOption = 25,
     guidance: GuidanceOption = None,
     write: Annotated[
-        bool, typer.Option(help="Store the stray limit in the model's config.json.")
+        bool, typer.Option(help="Store the flag ratio and stray limit in config.json.")
     ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-binding"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

@@ -252,11 +252,10 @@ def build_explanation(
     model: str,
     flag_ratio: float = DEFAULT_FLAG_RATIO,
     flag_signal: str = "relevance",
-    keep_maps: bool = True,
     guidance: float = 1.0,
 ) -> Explanation:
-    """The report of ``run``; ``keep_maps=False`` drops the contribution maps once the words'
-    scores are computed (the flagging rule may need them)."""
+    """The report of ``run``, contribution maps included (the attribution method drops them
+    after the binding diagnostics when asked to, :class:`~bcosdiff.explain.WholeRunOptions`)."""
     labels, groups, relevance, maps = _select(
         cond, run.token_contributions, run.contributions, masked
     )
@@ -281,7 +280,7 @@ def build_explanation(
         model=model,
         tokens=labels,
         relevance=relevance,
-        contribution_maps=maps if keep_maps else None,
+        contribution_maps=maps,
         reconstruction=run.reconstruction,
         normalized_reconstruction=normalized,
         reconstruction_mse=mse,

@@ -216,7 +216,6 @@ class AttributionMethod:
             model=pipe.name,
             flag_ratio=flag_ratio,
             flag_signal=pipe.flag_signal if linearise else "relevance",
-            keep_maps=True,  # dropped after the binding diagnostics (attribute)
             guidance=run.guidance,
         )
 
