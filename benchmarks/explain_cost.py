@@ -53,10 +53,10 @@ def main() -> None:
         patch_backward_contributions(
             pipe.unet,
             pipe.process,
-            args.steps,
-            cond.embeddings,
-            pipe.initial_noise(0),
-            cond.mask,
+            steps=args.steps,
+            context=cond.embeddings,
+            x_T=pipe.initial_noise(0),
+            context_mask=cond.mask,
             patch=8,
         )
         reference = time.perf_counter() - start

@@ -32,8 +32,9 @@ else:
     cond = pipe.encode([prompt])
     method, ckpt = {"replay": ("replay", True), "jvp": ("jvp", True),
                     "jvp-no-checkpoint": ("jvp", False)}[mode]
-    explain_run(pipe.unet, pipe.process, steps, cond.embeddings, pipe.initial_noise(0),
-                cond.mask, method=method, checkpoint_steps=ckpt)
+    explain_run(pipe.unet, pipe.process, steps=steps, context=cond.embeddings,
+                x_T=pipe.initial_noise(0), context_mask=cond.mask, method=method,
+                checkpoint_steps=ckpt)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"loaded_kib": before, "peak_kib": after}))
 """

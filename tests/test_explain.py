@@ -1,5 +1,7 @@
 """Explanations of whole sampling runs: completeness, consistency, agreement with sampling."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import TINY_UNET, tiny_unet_config
@@ -32,7 +34,7 @@ def test_trajectory_is_the_sampling_run(process):
     sources = RunSources.for_run(unet, process, context, x_T, 5)
     with torch.no_grad():
         expected = ddim_sample(lambda x, t: unet(x, t, context, mask), process, x_T, 5)
-        got = run_trajectory(unet, process, 5, *sources.as_tuple(), context_mask=mask)
+        got = run_trajectory(unet, process, sources, steps=5, context_mask=mask)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
@@ -42,7 +44,14 @@ def test_contributions_of_all_sources_add_up_to_the_output(process, dtype):
     """Prompt + x_T + time features + μ terms = the generated 6-channel sample."""
     unet, context, mask, x_T = _setup(process, dtype)
     result = explain_run(
-        unet, process, 4, context, x_T, mask, contributions=False, decompose_sources=True
+        unet,
+        process,
+        steps=4,
+        context=context,
+        x_T=x_T,
+        context_mask=mask,
+        contributions=False,
+        decompose_sources=True,
     )
     total = sum(result.sources.values())
     rel = ((total - result.sample).norm() / result.sample.norm()).item()
@@ -58,7 +67,7 @@ def test_without_explanation_mode_the_sources_do_not_add_up():
         p.clone().requires_grad_()
         for p in RunSources.for_run(unet, process, context, x_T, 4).as_tuple()
     ]
-    out = run_trajectory(unet, process, 4, *primals, context_mask=mask)
+    out = run_trajectory(unet, process, RunSources(*primals), steps=4, context_mask=mask)
     probe = out.detach()
     grads = torch.autograd.grad((out * probe).sum(), primals)
     rebuilt = sum((g * p).sum() for g, p in zip(grads, primals, strict=True))
@@ -70,8 +79,19 @@ def test_without_explanation_mode_the_sources_do_not_add_up():
 def test_replay_and_autodiff_agree(process):
     """Two independent computations: the batched linear replay, and JVP/VJP autodiff."""
     unet, context, mask, x_T = _setup(process)
-    replay = explain_run(unet, process, 4, context, x_T, mask, method="replay")
-    autodiff = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
+    replay = explain_run(
+        unet, process, steps=4, context=context, x_T=x_T, context_mask=mask, method="replay"
+    )
+    autodiff = explain_run(
+        unet,
+        process,
+        steps=4,
+        context=context,
+        x_T=x_T,
+        context_mask=mask,
+        method="jvp",
+        token_chunk=2,
+    )
     for name in ("sample", "reconstruction", "contributions", "token_contributions", "relevance"):
         torch.testing.assert_close(getattr(replay, name), getattr(autodiff, name), msg=name)
 
@@ -83,7 +103,15 @@ def test_the_completeness_residual_is_float_rounding(method):
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
     result = explain_run(
-        unet, process, 4, context, x_T, mask, method=method, token_chunk=2, decompose_sources=True
+        unet,
+        process,
+        steps=4,
+        context=context,
+        x_T=x_T,
+        context_mask=mask,
+        method=method,
+        token_chunk=2,
+        decompose_sources=True,
     )
     scale = float(result.sample.abs().max())
     assert 0 <= result.completeness_residual < 1e-10 * scale
@@ -100,7 +128,7 @@ def test_the_completeness_residual_catches_a_replay_that_is_not_linear(monkeypat
 
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    honest = explain_run(unet, process, 4, context, x_T, mask)
+    honest = explain_run(unet, process, steps=4, context=context, x_T=x_T, context_mask=mask)
     real = linear_map.linear_replay
 
     @contextmanager
@@ -112,7 +140,7 @@ def test_the_completeness_residual_catches_a_replay_that_is_not_linear(monkeypat
             yield model
 
     monkeypatch.setattr(linear_map, "linear_replay", leaky)
-    broken = explain_run(unet, process, 4, context, x_T, mask)
+    broken = explain_run(unet, process, steps=4, context=context, x_T=x_T, context_mask=mask)
     scale = float(honest.sample.abs().max())
     assert honest.completeness_residual < 1e-10 * scale
     assert broken.completeness_residual > 1e-4 * scale
@@ -122,7 +150,16 @@ def test_the_completeness_residual_catches_a_replay_that_is_not_linear(monkeypat
 def test_relevance_heatmaps_and_reconstruction_agree():
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    result = explain_run(unet, process, 4, context, x_T, mask, method="jvp", token_chunk=2)
+    result = explain_run(
+        unet,
+        process,
+        steps=4,
+        context=context,
+        x_T=x_T,
+        context_mask=mask,
+        method="jvp",
+        token_chunk=2,
+    )
     # The VJP relevance numerator equals the sum of each token's contribution map.
     torch.testing.assert_close(result.contributions.sum(dim=(1, 2, 3)), result.token_contributions)
     # The token contribution maps add up to the reconstruction, channel by channel.
@@ -137,12 +174,16 @@ def test_heatmaps_match_per_pixel_backward_passes():
     """Independent computation: a reverse-mode pass per pixel gives that pixel's W row."""
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    result = explain_run(unet, process, 3, context, x_T, mask)  # the replay
-    sources = RunSources.for_run(unet, process, context, x_T, 3).as_tuple()
+    result = explain_run(
+        unet, process, steps=3, context=context, x_T=x_T, context_mask=mask
+    )  # the replay
+    sources = RunSources.for_run(unet, process, context, x_T, 3)
     with explanation_mode(unet):
         for h, w in ((0, 0), (3, 5), (7, 2)):
             ctx = context.clone().requires_grad_()
-            out = run_trajectory(unet, process, 3, ctx, *sources[1:], context_mask=mask)
+            out = run_trajectory(
+                unet, process, replace(sources, context=ctx), steps=3, context_mask=mask
+            )
             for c in (0, 4):
                 (grad,) = torch.autograd.grad(out[0, c, h, w], ctx, retain_graph=True)
                 expected = (grad * context).sum(-1)[0]
@@ -209,8 +250,10 @@ def test_authors_patch_procedure_agrees_with_jvp_maps():
 
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process)
-    result = explain_run(unet, process, 2, context, x_T, mask)
-    patches = patch_backward_contributions(unet, process, 2, context, x_T, mask, patch=4)
+    result = explain_run(unet, process, steps=2, context=context, x_T=x_T, context_mask=mask)
+    patches = patch_backward_contributions(
+        unet, process, steps=2, context=context, x_T=x_T, context_mask=mask, patch=4
+    )
     assert patches.shape == (5, 6, 2, 2)
     pooled = result.contributions.unflatten(2, (2, 4)).unflatten(4, (2, 4)).sum(dim=(3, 5))
     torch.testing.assert_close(patches, pooled)

@@ -1,6 +1,7 @@
 """Classifier-free guidance: sampling, training's prompt dropout, and complete explanations."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -81,10 +82,10 @@ def test_guided_sources_add_up_and_replay_matches_autodiff(process, scale):
         result = explain_run(
             unet,
             process,
-            4,
-            context,
-            x_T,
-            mask,
+            steps=4,
+            context=context,
+            x_T=x_T,
+            context_mask=mask,
             method=method,
             decompose_sources=True,
             guidance=scale,
@@ -114,10 +115,14 @@ def test_under_guidance_the_prompt_acts_through_the_conditional_branch_only():
     sources = RunSources.for_run(unet, process, context, x_T, 1)
     with explanation_mode(unet):
         ctx = context.clone().requires_grad_()
-        guided = run_trajectory(unet, process, 1, ctx, *sources.as_tuple()[1:], mask, guidance=3)
+        guided = run_trajectory(
+            unet, process, replace(sources, context=ctx), steps=1, context_mask=mask, guidance=3
+        )
         (grad_guided,) = torch.autograd.grad(guided[0, 2, 4, 4], ctx)
         ctx = context.clone().requires_grad_()
-        plain = run_trajectory(unet, process, 1, ctx, *sources.as_tuple()[1:], mask)
+        plain = run_trajectory(
+            unet, process, replace(sources, context=ctx), steps=1, context_mask=mask
+        )
         (grad_plain,) = torch.autograd.grad(plain[0, 2, 4, 4], ctx)
     torch.testing.assert_close(grad_guided, 3 * grad_plain)
 

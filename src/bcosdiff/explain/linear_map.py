@@ -14,7 +14,7 @@ For prompt embeddings ``x`` and the run's dynamic linear summary ``W(x)`` (expla
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -62,6 +62,7 @@ class RunExplanation:
 def explain_run(
     unet: UNet,
     process: DiffusionProcess,
+    *,
     steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
@@ -102,17 +103,16 @@ def explain_run(
         return _explain_by_replay(
             unet,
             process,
-            steps,
-            context,
-            x_T,
-            context_mask,
-            contributions,
-            decompose_sources,
-            eta,
-            step_noise,
-            guidance,
-            steering,
-            progress,
+            RunSources.for_run(unet, process, context, x_T, steps),
+            steps=steps,
+            context_mask=context_mask,
+            contributions=contributions,
+            decompose_sources=decompose_sources,
+            eta=eta,
+            step_noise=step_noise,
+            guidance=guidance,
+            steering=steering,
+            progress=progress,
         )
     if method != "jvp":
         raise ValueError(f"unknown method {method!r}; expected 'replay' or 'jvp'")
@@ -127,17 +127,14 @@ def explain_run(
         return run_trajectory(
             unet,
             process,
-            steps,
-            ctx,
-            x,
-            features,
-            mean,
-            context_mask,
-            ckpt,
-            eta,
-            step_noise,
-            guidance,
-            steering,
+            RunSources(ctx, x, features, mean),
+            steps=steps,
+            context_mask=context_mask,
+            checkpoint_steps=ckpt,
+            eta=eta,
+            step_noise=step_noise,
+            guidance=guidance,
+            steering=steering,
         )
 
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
@@ -193,9 +190,9 @@ def explain_run(
 def _explain_by_replay(
     unet: UNet,
     process: DiffusionProcess,
+    sources: RunSources,
+    *,
     steps: int | DDIMSchedule,
-    context: Tensor,
-    x_T: Tensor,
     context_mask: Tensor | None,
     contributions: bool,
     decompose_sources: bool,
@@ -203,9 +200,9 @@ def _explain_by_replay(
     step_noise: list[Tensor] | None,
     guidance: float,
     steering: Steering | None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None,
 ) -> RunExplanation:
-    sources = RunSources.for_run(unet, process, context, x_T, steps)
+    context, x_T = sources.context, sources.x_T
     length = context.shape[1]
     device = context.device
     if context_mask is None:
@@ -250,12 +247,9 @@ def _explain_by_replay(
         out = run_trajectory(
             unet,
             process,
-            steps,
-            ctx,
-            x,
-            features,
-            mean,
-            context_mask,
+            RunSources(ctx, x, features, mean),
+            steps=steps,
+            context_mask=context_mask,
             eta=eta,
             step_noise=noise,
             guidance=guidance,
@@ -305,6 +299,7 @@ def _progress_callback(progress: Callable[[int, int], None] | None, total: int):
 def patch_backward_contributions(
     unet: UNet,
     process: DiffusionProcess,
+    *,
     steps: int | DDIMSchedule,
     context: Tensor,
     x_T: Tensor,
@@ -319,7 +314,7 @@ def patch_backward_contributions(
     backward passes through the whole run (384 for 6 channels at 64×64); the JVP/VJP path of
     :func:`explain_run` gives the same numbers (summed over the patch) far cheaper.
     """
-    sources = RunSources.for_run(unet, process, context, x_T, steps).as_tuple()
+    sources = RunSources.for_run(unet, process, context, x_T, steps)
     _, channels, height, width = x_T.shape
     if height % patch or width % patch:
         raise ValueError(f"image size {height}x{width} is not a multiple of the patch {patch}")
@@ -334,7 +329,12 @@ def patch_backward_contributions(
     with explanation_mode(unet), torch.enable_grad():
         ctx = context.detach().clone().requires_grad_(True)
         out = run_trajectory(
-            unet, process, steps, ctx, *sources[1:], context_mask, guidance=guidance
+            unet,
+            process,
+            replace(sources, context=ctx),
+            steps=steps,
+            context_mask=context_mask,
+            guidance=guidance,
         )
         for c in range(channels):
             for ph in range(height // patch):

@@ -181,10 +181,10 @@ class AttributionMethod:
         result = explain_run(
             pipe.unet,
             pipe.process,
-            run.schedule,
-            context,
-            run.x_T,
-            mask,
+            steps=run.schedule,
+            context=context,
+            x_T=run.x_T,
+            context_mask=mask,
             contributions=True,  # the replay computes them anyway; flagging may need them
             eta=run.eta,
             step_noise=run.step_noise,

@@ -43,7 +43,7 @@ __all__ = ["RunSources", "run_trajectory"]
 
 @dataclass
 class RunSources:
-    """The inputs of one sampling run (batch of one)."""
+    """The inputs of a sampling run: one run, or several as batch rows."""
 
     context: Tensor  # (1, L, D)
     x_T: Tensor  # (1, C, H, W)
@@ -72,11 +72,9 @@ class RunSources:
 def run_trajectory(
     unet: UNet,
     process: DiffusionProcess,
+    sources: RunSources,
+    *,
     steps: int | DDIMSchedule,
-    context: Tensor,
-    x_T: Tensor,
-    time_features: Tensor,
-    mean: Tensor,
     context_mask: Tensor | None = None,
     checkpoint_steps: bool = False,
     eta: float = 0.0,
@@ -86,11 +84,12 @@ def run_trajectory(
     steering_rows: Tensor | None = None,
     callback: Callback | None = None,
 ) -> Tensor:
-    """The final encoded sample of DDIM (σ_t = 0) from the given sources; ``steps`` is a
+    """The final encoded sample of DDIM (σ_t = 0) from the given ``sources``; ``steps`` is a
     step count (uniform spacing) or any :class:`~bcosdiff.diffusion.DDIMSchedule`.
 
-    Several runs can share the call as batch rows: ``context`` ``(R, L, D)``, ``x_T``
-    ``(R, C, H, W)``, ``time_features`` ``(steps, R, F)`` and ``mean`` ``(R, 1, 1, 1)``
+    Several runs can share the call as batch rows: ``sources.context`` ``(R, L, D)``,
+    ``x_T`` ``(R, C, H, W)``, ``time_features`` ``(steps, R, F)`` and ``mean``
+    ``(R, 1, 1, 1)``
     (inside :func:`~bcosdiff.bcos.linear_replay` rows 1… are replayed through row 0's map).
 
     With ``eta > 0``, ``step_noise`` holds the fresh noise of every step (as
@@ -108,6 +107,7 @@ def run_trajectory(
     ``steering_rows`` (default all): a constant, i.e. one more source of the run.
     ``callback`` is the sampler's per-step callback (e.g. for progress).
     """
+    context, x_T, time_features, mean = sources.as_tuple()
     schedule = as_schedule(process, steps)
     if eta > 0 and (step_noise is None or len(step_noise) != len(schedule)):
         raise ValueError("eta > 0 needs one noise tensor per step")
