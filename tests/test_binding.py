@@ -240,3 +240,42 @@ def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkey
     assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 0.0
     assert explain["note"] == "kept" and explain["flag_ratio_source"] == "eval binding"
     assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limits
+
+
+def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch):
+    """A long study is saved after calibration, after the measured prompts and at the end;
+    a report saved before the measured stage says its rates are the calibration's."""
+    from conftest import TINY_UNET
+
+    from bcosdiff.evaluation import binding
+    from bcosdiff.pipeline import create_model_directory, load_pipeline
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    pipe = load_pipeline(model)
+
+    def scripted(pipe, truth, prompt, seed, **_):
+        missed = seed % 2 == 0
+        return _record(prompt, (missed, 1.0, 0.8 if missed else 0.2), (False, 1.0, 0.1), seed=seed)
+
+    monkeypatch.setattr(binding, "explain_and_check", scripted)
+    stages = []
+    report, records = binding.binding_study(
+        pipe,
+        method="bcos",
+        prompts=3,
+        calibration_prompts=4,
+        budgets=(3,),
+        steps=1,
+        on_stage=lambda report, records: stages.append((sorted(report), sorted(records))),
+    )
+    first, measured, last = (set(keys) for keys, _ in stages)
+    assert "calibration" in first and "test" not in first
+    assert "test" in measured and "regeneration" not in measured
+    assert "regeneration" in last
+    assert [rows for _, rows in stages] == [["calibration"], *[["calibration", "measured"]] * 2]
+    assert len(records["calibration"]) == 4 and len(records["measured"]) == 3
+    assert (pipe.flag_ratio, pipe.stray_limit) == (0.0, 0.2)
+    partial = {k: v for k, v in report.items() if k not in ("test", "regeneration")}
+    assert "still to come" in binding.binding_markdown(partial)
+    assert "still to come" not in binding.binding_markdown(report)

@@ -138,7 +138,7 @@ def generate(
     """Generate an image for PROMPT."""
     from .pipeline import load_pipeline
     from .request import RunRequest
-    from .service import read_steering, steering_for
+    from .service import generate_request, read_steering, steering_for
 
     base = RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # checked first
     for target in (out, progression):
@@ -153,20 +153,14 @@ def generate(
         schedule=_schedule(pipe, schedule, steps, shift),
         steering=steering_for(pipe, steering_request),
     )
-    if regenerate:  # sampled (and explained) until no content word is flagged
-        from .explain.methods import SCORES_ONLY
+    generated = generate_request(pipe, request, regenerate=regenerate)
+    if generated.explanation is not None:
+        _report_attempts(generated.explanation)
+    if progression is not None:
+        from .explain.figures import progression_strip
 
-        explanation = pipe.explain(request, options=SCORES_ONLY, regenerate=regenerate)
-        _report_attempts(explanation)
-        image = explanation.image
-    else:
-        run = pipe.run(request)
-        image = run.image
-        if progression is not None:
-            from .explain.figures import progression_strip
-
-            _save_image(progression_strip(run), progression)
-    _save_image(image, out)
+        _save_image(progression_strip(generated.run), progression)
+    _save_image(generated.image, out)
     typer.echo(str(out))
 
 
@@ -539,19 +533,12 @@ def eval_binding(
 
     from tqdm import tqdm
 
-    from .evaluation.binding import (
-        binding_markdown,
-        binding_prompts,
-        binding_rates,
-        calibrate_binding,
-        explain_and_check,
-        regeneration_success,
-    )
+    from .evaluation.binding import binding_markdown, binding_study
     from .modeldir import update_config_section
     from .pipeline import load_pipeline, resolve_model
     from .service import default_method
 
-    budgets = sorted(set(regenerate if regenerate is not None else [3, 5]) - {0})
+    budgets = sorted(set(regenerate if regenerate is not None else [3, 5]))
     if prompts < 1 or calibration_prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
         raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
     if any(n < 0 for n in budgets):
@@ -561,71 +548,36 @@ def eval_binding(
     method = method or default_method(pipe)
     if write and method != default_method(pipe):
         raise BcosdiffError("--write stores the limit of the model's own method only")
-    guidance = pipe.guidance_scale(guidance)
 
-    def explained(truth_seed: int, count: int, label: str):
-        truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
-        items = tqdm(chosen, desc=label, unit="prompt") if progress else chosen
-        records = [
-            explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
-            for k in items
-        ]
-        return truth, records
+    def save(report: dict, records: dict) -> None:  # after every stage of the study
+        with _writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")
+            (out / "binding.md").write_text(binding_markdown(report), encoding="utf-8")
+            rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
+            (out / "records.json").write_text(json.dumps(rows, indent=1) + "\n")
 
-    _, calibration = explained(calibration_seed, calibration_prompts, "calibration")
     try:
-        ratio, limit = calibrate_binding(calibration, max_fpr)
-    except ValueError as exc:
-        raise BcosdiffError(str(exc)) from None
-    # The measured prompts are explained under the calibrated rule.
-    pipe.flag_ratio, pipe.stray_limit = ratio, limit
-    truth, measured = explained(seed, prompts, "measured")
-    report = {
-        "model": pipe.name,
-        "method": method,
-        "steps": steps,
-        "guidance": guidance,
-        "prompts": prompts,
-        "seed": seed,
-        "calibration": {
-            "prompts": calibration_prompts,
-            "seed": calibration_seed,
-            "max_fpr": max_fpr,
-            "flag_ratio": ratio,
-            "stray_limit": limit,
-            "rates": binding_rates(calibration, ratio, limit),
-        },
-        "test": binding_rates(measured, ratio, limit),
-    }
-    if budgets and method == default_method(pipe):
-        bar = (lambda items: tqdm(items, desc="regenerating", unit="prompt")) if progress else None
-        report["regeneration"] = regeneration_success(
+        report, _ = binding_study(
             pipe,
-            truth,
-            measured,
-            budgets,
-            flag_ratio=ratio,
-            stray_limit=limit,
+            method=method,
+            prompts=prompts,
+            seed=seed,
+            calibration_prompts=calibration_prompts,
+            calibration_seed=calibration_seed,
+            max_fpr=max_fpr,
+            budgets=budgets,
             steps=steps,
             guidance=guidance,
-            progress=bar,
+            progress=(lambda items, label: tqdm(items, desc=label, unit="prompt"))
+            if progress
+            else None,
+            on_stage=save,
         )
-    text = binding_markdown(report)
-    with _writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "binding.md").write_text(text, encoding="utf-8")
-        (out / "records.json").write_text(
-            json.dumps(
-                {
-                    "calibration": [r.to_dict() for r in calibration],
-                    "measured": [r.to_dict() for r in measured],
-                },
-                indent=1,
-            )
-            + "\n"
-        )
-    typer.echo(text, nl=False)
+    except ValueError as exc:
+        raise BcosdiffError(str(exc)) from None
+    ratio, limit = report["calibration"]["flag_ratio"], report["calibration"]["stray_limit"]
+    typer.echo(binding_markdown(report), nl=False)
     if write:
         with _writing(directory):
             update_config_section(

@@ -1,21 +1,31 @@
 """What the command line, the viewer and the evaluation share: choosing a method for a
-model, checking a steering request against it, explaining one request (regenerating until no
-content word is flagged) and explaining one run with several methods."""
+model, checking a steering request against it, generating or explaining one request
+(regenerating until no content word is flagged or misbound) and explaining one run with
+several methods."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BcosdiffError
 from .request import MAX_SEED, RunRequest, shorten
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .explain import Explanation, GeneratedRun
 
 __all__ = [
     "check_explainable",
     "default_method",
     "explain_methods",
     "explain_request",
+    "generate_request",
+    "Generated",
     "read_steering",
     "steering_for",
 ]
@@ -121,6 +131,42 @@ def explain_request(
             break
     best.attempts = attempts
     return best
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generated:
+    """The image kept for a request: ``run`` is its sampled run (every step's state), and
+    ``explanation`` the kept attempt's scores-only explanation when regenerating (its
+    ``attempts`` list every seed tried), else None."""
+
+    run: GeneratedRun | None
+    explanation: Explanation | None = None
+
+    @property
+    def image(self) -> Image.Image:
+        return self.explanation.image if self.run is None else self.run.image
+
+
+def generate_request(
+    pipe,
+    request: RunRequest,
+    *,
+    regenerate: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Generated:
+    """Sample ``request`` once, or with ``regenerate=N`` try the seeds ``seed … seed + N``
+    under the model's own method (scores only) until one has no finding, as
+    :func:`explain_request` does."""
+    if not regenerate:
+        return Generated(run=pipe.run(request, progress=progress))
+    from .explain.methods import SCORES_ONLY
+
+    method = default_method(pipe)
+    options = SCORES_ONLY if method == "bcos" else None
+    explanation = explain_request(
+        pipe, request, method=method, options=options, regenerate=regenerate, progress=progress
+    )
+    return Generated(run=None, explanation=explanation)
 
 
 def _findings(exp) -> int:

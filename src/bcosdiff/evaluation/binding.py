@@ -50,6 +50,7 @@ __all__ = [
     "binding_markdown",
     "explain_and_check",
     "regeneration_success",
+    "binding_study",
 ]
 
 
@@ -246,18 +247,104 @@ def regeneration_success(
     }
 
 
+def binding_study(
+    pipe,
+    *,
+    method: str,
+    prompts: int = 60,
+    seed: int = 1,
+    calibration_prompts: int = 60,
+    calibration_seed: int = 0,
+    max_fpr: float = 0.15,
+    budgets: Iterable[int] = (3, 5),
+    steps: int = 25,
+    guidance: float | None = None,
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    on_stage: Callable[[dict, dict], None] | None = None,
+) -> tuple[dict, dict]:
+    """The whole study behind ``bcosdiff eval binding``: calibrate the flag ratio and stray
+    limit on ``calibration_prompts`` prompts of ``calibration_seed``
+    (:func:`calibrate_binding`), measure the rates on ``prompts`` prompts of ``seed`` under
+    them, and (for a method that flags words) the success of ``--regenerate N`` for each
+    budget. Returns ``(report, records)``; ``on_stage(report, records)`` is called after
+    each stage with what is known so far, so a long study can be saved as it goes.
+    ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
+    from ..service import default_method
+
+    guidance = pipe.guidance_scale(guidance)
+
+    def explained(truth_seed: int, count: int, label: str):
+        truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
+        items = progress(chosen, label) if progress else chosen
+        records = [
+            explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
+            for k in items
+        ]
+        return truth, records
+
+    records = {}
+    _, records["calibration"] = explained(calibration_seed, calibration_prompts, "calibration")
+    ratio, limit = calibrate_binding(records["calibration"], max_fpr)
+    report = {
+        "model": pipe.name,
+        "method": method,
+        "steps": steps,
+        "guidance": guidance,
+        "prompts": prompts,
+        "seed": seed,
+        "calibration": {
+            "prompts": calibration_prompts,
+            "seed": calibration_seed,
+            "max_fpr": max_fpr,
+            "flag_ratio": ratio,
+            "stray_limit": limit,
+            "rates": binding_rates(records["calibration"], ratio, limit),
+        },
+    }
+    if on_stage:
+        on_stage(report, records)
+    # The measured prompts are explained under the calibrated rule.
+    pipe.flag_ratio, pipe.stray_limit = ratio, limit
+    truth, records["measured"] = explained(seed, prompts, "measured")
+    report["test"] = binding_rates(records["measured"], ratio, limit)
+    budgets = sorted(set(budgets) - {0})
+    if budgets and method == default_method(pipe):
+        if on_stage:
+            on_stage(report, records)
+        report["regeneration"] = regeneration_success(
+            pipe,
+            truth,
+            records["measured"],
+            budgets,
+            flag_ratio=ratio,
+            stray_limit=limit,
+            steps=steps,
+            guidance=guidance,
+            progress=(lambda items: progress(items, "regenerating")) if progress else None,
+        )
+    if on_stage:
+        on_stage(report, records)
+    return report, records
+
+
 def binding_markdown(report: dict) -> str:
-    """The report of ``bcosdiff eval binding`` as Markdown tables."""
-    rates = report["test"]
+    """The report of ``bcosdiff eval binding`` as Markdown tables (a report saved before the
+    measured stage shows the calibration's rates)."""
+    measured = "test" in report
+    rates = report["test"] if measured else report["calibration"]["rates"]
+    where = (
+        f"measured on {report['prompts']} other prompts (data seed {report['seed']})"
+        if measured
+        else "rates on the calibration prompts (the measured prompts are still to come)"
+    )
     lines = [
         f"{report['model']} ({report['method']}), {report['steps']} steps, guidance "
         f"{report['guidance']:g}; flag ratio {rates['flag_ratio']:.3g} and stray limit "
         f"{rates['stray_limit']:.3f} calibrated on "
         f"{report['calibration']['prompts']} prompts (data seed "
         f"{report['calibration']['seed']}, false-positive rate at most "
-        f"{report['calibration']['max_fpr']:g}); measured on {report['prompts']} other prompts "
-        f"(data seed {report['seed']}): {rates['objects']} asked objects, {rates['missed']} "
-        "not drawn as asked",
+        f"{report['calibration']['max_fpr']:g}); {where}: {rates['objects']} asked objects, "
+        f"{rates['missed']} not drawn as asked",
         "",
         "| rule | true-positive rate | false-positive rate |",
         "| --- | ---: | ---: |",
