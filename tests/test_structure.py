@@ -1,0 +1,117 @@
+"""The package's import graph has no circles.
+
+Every module's module-level imports of bcosdiff modules (not those inside functions, which
+run later, nor those under ``if TYPE_CHECKING``) are read with :mod:`ast`. Importing
+``a.b.c`` also imports the packages ``a`` and ``a.b`` (their ``__init__``), except the
+packages the importing module already lives in, which Python has started importing first.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bcosdiff
+
+ROOT = Path(bcosdiff.__file__).resolve().parent
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(tree: ast.Module):
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If | ast.Try):
+            yield from (n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom))
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """``{module: modules its import runs}`` within the package at ``root``."""
+    paths = {_module_name(p, root): p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        named = set()
+        for node in _top_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                named.update(a.name for a in node.names)
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                named.add(sub if sub in paths else target)
+        edges = set()
+        for target in named:
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                module = ".".join(parts[:i])
+                implicit_parent = module != target and name.startswith(module + ".")
+                if module in paths and module != name and not implicit_parent:
+                    edges.add(module)
+        graph[name] = edges
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    order, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in order:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], order[nxt])
+        if low[node] == order[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in order:
+            visit(node)
+    return circles
+
+
+def test_the_package_has_no_import_circles():
+    graph = import_graph()
+    assert "bcosdiff.explain.figures" in graph and len(graph) > 50
+    assert "bcosdiff.explain.explanation" in graph["bcosdiff.explain.figures"]
+    assert import_circles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle(tmp_path):
+    """The check itself: a package whose ``a`` imports ``b`` and ``b`` imports ``a`` (through
+    the package's ``__init__``) is reported; function-level and TYPE_CHECKING imports are not."""
+    package = tmp_path / "bcosdiff"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .a import thing\n")
+    (package / "a.py").write_text("from .b import other\nthing = 1\n")
+    (package / "b.py").write_text("from . import a\nother = 2\n")
+    (package / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .d import x\n"
+        "def f():\n    from .d import x\n"
+    )
+    (package / "d.py").write_text("from .c import f\n")
+    circles = import_circles(import_graph(package))
+    assert circles == [["bcosdiff.a", "bcosdiff.b"]]
