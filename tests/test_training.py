@@ -306,8 +306,8 @@ def test_a_crash_during_export_never_leaves_a_mixed_model(tmp_path, monkeypatch)
 
     real_write = export_module._write_model
 
-    def dies_after_the_weights(directory, *args):
-        real_write(directory, *args)
+    def dies_after_the_weights(directory, **parts):
+        real_write(directory, **parts)
         (directory / "config.json").unlink()  # as if killed between the two files
         raise KeyboardInterrupt
 

@@ -102,7 +102,7 @@ GuidanceOption = Annotated[
 ]
 
 
-def _schedule(pipe, name: str, steps: int, shift: int):
+def _schedule(pipe, *, name: str, steps: int, shift: int):
     """None for uniform spacing, else the exponential schedule (bad values: exit 2)."""
     from .diffusion import STAGES, DDIMSchedule
 
@@ -111,7 +111,7 @@ def _schedule(pipe, name: str, steps: int, shift: int):
     if name not in STAGES:
         raise BcosdiffError(f"unknown schedule {name!r}; expected uniform, early or late")
     try:
-        return DDIMSchedule.exponential(pipe.process, steps, name, shift)
+        return DDIMSchedule.exponential(pipe.process, steps, stage=name, shift=shift)
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
 
@@ -150,7 +150,7 @@ def generate(
     pipe = load_pipeline(model, device)
     request = replace(
         base,
-        schedule=_schedule(pipe, schedule, steps, shift),
+        schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
         steering=steering_for(pipe, steering_request),
     )
     generated = generate_request(pipe, request, regenerate=regenerate)
@@ -229,7 +229,7 @@ def explain(
     pipe = load_pipeline(model, device)
     request = replace(
         base,
-        schedule=_schedule(pipe, schedule, steps, shift),
+        schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
         steering=steering_for(pipe, steering_request),
     )
     views = explain_methods(pipe, request, methods, regenerate=regenerate)
@@ -941,7 +941,7 @@ def sae_interpret(
             "features": [r.__dict__ for r in found.readings],
         }
         (out / "interpretation.json").write_text(json.dumps(data, indent=2) + "\n")
-        write_feature_cards(found, stored, out, cards, pipe.sample_size)
+        write_feature_cards(found, stored, out=out, cards=cards, size=pipe.sample_size)
     typer.echo(json.dumps(found.summary, indent=2))
 
 

@@ -221,7 +221,7 @@ class Pipeline:
         x_T = torch.cat([self.initial_noise(r.seed) for r in requests])
         g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
         model = self.denoiser(cond, guidance, steering)
-        return ddim_sample(model, self.process, x_T, steps, eta, g).cpu()
+        return ddim_sample(model, self.process, x_T, steps=steps, eta=eta, generator=g).cpu()
 
     def prepare_run(self, prompt: str | RunRequest, **options):
         """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):
@@ -364,7 +364,7 @@ def create_model_directory(
     update_config(
         Path(directory), variant=variant, diffusion=process.to_dict(), text=text_config.to_dict()
     )
-    return Pipeline(net, process, encoder, Path(directory).name)
+    return Pipeline(net, process, encoder, name=Path(directory).name)
 
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"

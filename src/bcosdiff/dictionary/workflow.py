@@ -167,7 +167,7 @@ def interpret_dictionary(
 
 @torch.no_grad()
 def write_feature_cards(
-    interpretation: Interpretation, stored: StoredDictionary, out: Path, cards: int, size: int
+    interpretation: Interpretation, stored: StoredDictionary, *, out: Path, cards: int, size: int
 ) -> list[Path]:
     """PNG cards of the ``cards`` best-interpreted features (``feature-NNNNN.png`` in
     ``out``): each feature's most-activating images of the interpreted set (``size`` px)."""

@@ -62,7 +62,16 @@ def export_checkpoint(
     out = Path(out)
     with _staged(out) as staging:
         _write_model(
-            staging, out.name, unet, variant, text, config, state, run_dir, weights, default
+            staging,
+            name=out.name,
+            unet=unet,
+            variant=variant,
+            text=text,
+            config=config,
+            state=state,
+            run_dir=run_dir,
+            weights=weights,
+            guidance=default,
         )
     return out
 
@@ -95,7 +104,9 @@ def _staged(out: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_model(directory, name, unet, variant, text, config, state, run_dir, weights, guidance):
+def _write_model(
+    directory, *, name, unet, variant, text, config, state, run_dir, weights, guidance
+) -> None:
     save_unet(unet, directory)
     update_config(
         directory,
@@ -110,7 +121,15 @@ def _write_model(directory, name, unet, variant, text, config, state, run_dir, w
             "config": config,
         },
     )
-    card = model_card(name, unet, variant.name, state, run_dir / "metrics.csv", weights, guidance)
+    card = model_card(
+        name,
+        unet=unet,
+        variant=variant.name,
+        state=state,
+        metrics_path=run_dir / "metrics.csv",
+        weights=weights,
+        guidance=guidance,
+    )
     atomic_write(directory / "MODEL_CARD.md", lambda tmp: tmp.write_text(card, encoding="utf-8"))
 
 
@@ -123,6 +142,7 @@ def _metrics(path: Path) -> list[dict]:
 
 def model_card(
     name: str,
+    *,
     unet: UNet,
     variant: str,
     state: dict,
