@@ -92,6 +92,37 @@ def test_checker_recognises_dataset_images():
     assert checker.matches(blank, [("red", "circle")]) == (False, False, False)
 
 
+def test_checker_reads_shapes_with_soft_edges():
+    """A model draws softer edges than the renderer. Softened by σ = 0.8 px, small squares
+    have the bounding-box fill ratio of a circle; the template fit still reads every shape of
+    two-object dataset images, where the fill-ratio rule misses some."""
+    from PIL import Image, ImageFilter
+
+    from bcosdiff.data.shapes import shape_coverage
+    from bcosdiff.evaluation.checker import fit_shape
+
+    checker = ShapeChecker(32)
+    data = ShapesDataset(size=32, seed=5, two_object_prob=1.0)
+    fitted = by_fill = 0
+    for index in range(40):
+        s = data.sample(index)
+        soft = np.asarray(Image.fromarray(s.image).filter(ImageFilter.GaussianBlur(0.8)))
+        found = checker.detect(soft)
+        wanted = sorted(o.shape for o in s.objects)
+        fitted += sorted(f.shape for f in found) == wanted
+        by_fill += sorted(checker.classify_shape(f.fill_ratio) for f in found) == wanted
+    assert fitted == 40 and by_fill < 36
+    # One small red square (the size the fill ratio reads as a circle once softened).
+    cover = shape_coverage("square", (0.5, 0.5), 0.11, 32)[..., None]
+    image = np.round(255 * (1 - cover) + np.array([220, 38, 38]) * cover).astype(np.uint8)
+    soft = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(0.8)))
+    pixels = np.argwhere(np.abs(soft.astype(float) - 255).max(-1) > 60)
+    shape, misfit = fit_shape(soft, pixels)
+    assert shape == "square" and misfit["square"] < min(misfit["circle"], misfit["triangle"])
+    region = [f for f in checker.detect(soft)]
+    assert len(region) == 1 and checker.classify_shape(region[0].fill_ratio) == "circle"
+
+
 def test_checker_reads_the_background_from_the_border():
     """A generated image may paint a tinted, slightly noisy background; the checker must
     separate objects from it, not from the dataset's white."""

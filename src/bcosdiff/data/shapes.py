@@ -115,7 +115,7 @@ class ShapeSample:
     objects: list[ShapeObject] = field(default_factory=list)
 
 
-def _coverage(shape: str, centre: tuple[float, float], radius: float, size: int) -> np.ndarray:
+def shape_coverage(shape: str, centre: tuple[float, float], radius: float, size: int) -> np.ndarray:
     """Fraction of each output pixel covered by the object (4× supersampled)."""
     factor = 4
     n = size * factor
@@ -146,7 +146,7 @@ def render_objects(objects: list[ShapeObject], size: int) -> tuple[np.ndarray, n
     image[:] = BACKGROUND
     masks = []
     for obj in objects:
-        cover = _coverage(obj.shape, obj.centre, obj.radius, size)[..., None]
+        cover = shape_coverage(obj.shape, obj.centre, obj.radius, size)[..., None]
         image = image * (1 - cover) + np.asarray(COLOURS[obj.colour], dtype=np.float64) * cover
         masks.append(cover[..., 0] >= 0.5)
     mask_array = np.stack(masks) if masks else np.zeros((0, size, size), dtype=bool)
