@@ -6,7 +6,9 @@
   PIL image (RGB or RGBA), through :func:`to_pixels`' rounding;
 * :func:`to_tensor` — a PIL image -> ``(3, H, W)`` float tensor in ``[0, 1]``;
 * :func:`border_colour` and :func:`departure` — an image's background colour (read from its
-  border) and each pixel's distance from it.
+  border) and each pixel's distance from it;
+* :func:`gaussian_window` and :func:`gaussian_blur` — the Gaussian that SSIM, the blurred
+  insertion game and the shapes checker's soft templates share.
 
 Decoding a diffusion sample into RGB is :func:`bcosdiff.diffusion.decode_image`.
 """
@@ -18,7 +20,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["border_colour", "departure", "to_image", "to_pixels", "to_tensor"]
+__all__ = [
+    "border_colour",
+    "departure",
+    "gaussian_blur",
+    "gaussian_window",
+    "to_image",
+    "to_pixels",
+    "to_tensor",
+]
 
 
 def to_pixels(rgb: Tensor | np.ndarray) -> np.ndarray:
@@ -52,3 +62,24 @@ def departure(image: np.ndarray) -> np.ndarray:
     """``(H, W)`` in ``[0, 1]``: each pixel's largest channel difference from the
     :func:`border_colour` of a uint8 image."""
     return np.abs(image.astype(np.float64) - border_colour(image)).max(-1) / 255.0
+
+
+def gaussian_window(size: int = 15, sigma: float = 1.5) -> Tensor:
+    """``(size, size)`` normalised Gaussian window (float32)."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()
+
+
+def gaussian_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """An ``(H, W)`` array blurred by a Gaussian of ``sigma`` pixels (zero outside; the
+    window spans ±3σ); ``sigma <= 0`` returns it unchanged."""
+    if sigma <= 0:
+        return plane
+    size = 2 * int(np.ceil(3 * sigma)) + 1
+    kernel = gaussian_window(size, sigma).double()[None, None]
+    blurred = torch.nn.functional.conv2d(
+        torch.from_numpy(np.asarray(plane, dtype=np.float64))[None, None], kernel, padding=size // 2
+    )
+    return blurred[0, 0].numpy()

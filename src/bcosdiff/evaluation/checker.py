@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.shapes import COLOURS, SHAPES, ShapesDataset, shape_coverage
-from ..pictures import border_colour
+from ..pictures import border_colour, gaussian_blur
 
 __all__ = [
     "DetectedObject",
@@ -80,17 +80,6 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return parts
 
 
-def _gaussian_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return plane
-    radius = int(np.ceil(3 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    padded = np.pad(plane, radius, mode="constant")
-    rows = np.apply_along_axis(np.convolve, 0, padded, taps, mode="valid")
-    return np.apply_along_axis(np.convolve, 1, rows, taps, mode="valid")
-
-
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
     grown = mask.copy()
     for _ in range(steps):
@@ -137,7 +126,7 @@ def fit_shape(
         radius = float(np.sqrt(area / _AREA_PER_RADIUS2[shape]))
         template = shape_coverage(shape, centre, radius, size)
         misfit[shape] = min(
-            float(((_gaussian_blur(template, sigma) - alpha)[window] ** 2).mean())
+            float(((gaussian_blur(template, sigma) - alpha)[window] ** 2).mean())
             for sigma in TEMPLATE_BLURS
         )
     return min(misfit, key=misfit.get), misfit

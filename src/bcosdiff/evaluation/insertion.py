@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..explain.rise import gaussian_window
 from ..explain.run import GeneratedRun
+from ..pictures import gaussian_window
 
 __all__ = ["blur", "insertion_deletion", "trapezoid_auc"]
 

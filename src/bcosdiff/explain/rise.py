@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..pictures import gaussian_window
 from .explanation import Explanation, build_attribution
 from .methods import AttributionMethod, AttributionOptions
 from .run import GeneratedRun
@@ -53,20 +54,11 @@ __all__ = [
     "COMPARISONS",
     "DFRise",
     "RiseOptions",
-    "gaussian_window",
     "random_masks",
     "structure_similarity",
 ]
 
 COMPARISONS = ("stepped", "prediction")
-
-
-def gaussian_window(size: int = 15, sigma: float = 1.5) -> Tensor:
-    """``(size, size)`` normalised Gaussian window."""
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).float()
 
 
 def structure_similarity(
