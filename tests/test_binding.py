@@ -160,18 +160,24 @@ def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
         _record(2, (True, 0.05, 0.3), (False, 1.0, 0.6)),
         _record(3, (False, 1.0, 0.4), (False, 1.0, 0.15)),
     ]
-    # With no false positive allowed: flag below just above 0.05 (not 0.2), stray above 0.6.
-    ratio, limit = calibrate_binding(records, max_fpr=0.0)
-    assert 0.05 < ratio < 0.2 and limit == 0.6
+    # The flag ratio flags no drawn object at quantile 0 (the drawn objects' lowest ratio,
+    # 0.2: only ratios below it are flagged); with no false positive allowed the stray limit
+    # is the drawn objects' largest stray share, 0.6.
+    ratio, limit = calibrate_binding(records, max_fpr=0.0, flag_quantile=0.0)
+    assert ratio == 0.2 and limit == 0.6
     rates = binding_rates(records, ratio, limit)
     assert rates["either"] == {"tpr": 1.0, "fpr": 0.0}
     assert rates["flagged"] == {"tpr": 1 / 3, "fpr": 0.0}
     assert rates["misbound"] == {"tpr": 2 / 3, "fpr": 0.0}
     assert rates["auroc_stray"] == pytest.approx(1 - 2 / 15)  # 0.3 below 0.4 and 0.6
-    # Allowing one false positive in five lets the flag rule reach 0.2 or the limit 0.4:
-    # the tie on TPR and FPR goes to the lower flag ratio.
-    ratio, limit = calibrate_binding(records, max_fpr=0.2)
-    assert ratio < 0.2
+    # A quantile of one drawn object in five flags below the second-lowest ratio (1.0): the
+    # drawn object at 0.2 becomes a false positive, and within a budget of 0.2 the stray limit
+    # then cannot afford another (it stays at 0.6); with no budget nothing fits.
+    ratio, limit = calibrate_binding(records, max_fpr=0.2, flag_quantile=0.2)
+    assert ratio == 1.0 and limit == 0.6
+    assert binding_rates(records, ratio, limit)["either"] == {"tpr": 1.0, "fpr": 0.2}
+    with pytest.raises(ValueError, match="flag ratio alone exceeds"):
+        calibrate_binding(records, max_fpr=0.0, flag_quantile=0.2)
     # Objects all missed (or all drawn) cannot calibrate anything.
     with pytest.raises(ValueError, match="both missed and drawn"):
         calibrate_binding([_record(0, (True, 1.0, 0.5))])
@@ -232,12 +238,12 @@ def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkey
     assert main(argv) == 0
     report = json.loads((out / "binding.json").read_text())
     assert report["calibration"]["stray_limit"] == 0.2  # the drawn objects' largest stray
-    assert report["calibration"]["flag_ratio"] == 0.0  # flagging adds nothing here
+    assert report["calibration"]["flag_ratio"] == 1.0  # below every drawn object's words
     assert report["test"]["either"] == {"tpr": 1.0, "fpr": 0.0}
     assert report["regeneration"]["regenerate_3"] == 1.0  # the next (odd) seed is right
     assert "| --regenerate 5 |" in capsys.readouterr().out
     explain = read_config(model)["explain"]
-    assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 0.0
+    assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 1.0
     assert explain["note"] == "kept" and explain["flag_ratio_source"] == "eval binding"
     assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limits
 
@@ -275,7 +281,7 @@ def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch)
     assert "regeneration" in last
     assert [rows for _, rows in stages] == [["calibration"], *[["calibration", "measured"]] * 2]
     assert len(records["calibration"]) == 4 and len(records["measured"]) == 3
-    assert (pipe.flag_ratio, pipe.stray_limit) == (0.0, 0.2)
+    assert (pipe.flag_ratio, pipe.stray_limit) == (1.0, 0.2)
     partial = {k: v for k, v in report.items() if k not in ("test", "regeneration")}
     assert "still to come" in binding.binding_markdown(partial)
     assert "still to come" not in binding.binding_markdown(report)

@@ -12,13 +12,17 @@ AUROC without a threshold:
 * ``weakest`` — the lowest peer ratio of its phrase's words under the model's flag signal
   (low: a word left little trace).
 
-Calibration (:func:`calibrate_binding`) chooses both limits together on prompts of one data
-seed: the pair with the highest true-positive rate of the combined rule (flagged or
-misbound) whose false-positive rate is at most ``max_fpr`` (ties: the lower false-positive
-rate, then the lower flag ratio, then the higher stray limit). The flag ratio is thereby
-recalibrated for prompts of several objects, where the single-object calibration of
-:mod:`.flags` flags too many words that are shown. The rates are then measured on prompts of
-another data seed, so no number is tuned on the prompts it is reported on.
+Calibration (:func:`calibrate_binding`) chooses both limits on prompts of one data seed.
+The flag ratio flags at most 1 % of the objects drawn as asked (the ``floor(0.01 n)``-th
+smallest of their phrases' lowest peer ratios), the false-positive budget of the
+single-object calibration of :mod:`.flags`, which on prompts of several objects flags far
+more words that are shown. Given it, the stray limit is the one whose combined rule (flagged
+or misbound) has the highest true-positive rate with a false-positive rate of at most
+``max_fpr`` (ties: the lower false-positive rate, then the higher limit). The flag ratio is
+not chosen for the true-positive rate: missed objects of a two-object prompt keep their
+words' traces (their ratios are those of drawn objects), and a ratio chosen for them would
+be as good as any. The rates are then measured on prompts of another data seed, so no number
+is tuned on the prompts it is reported on.
 
 Regeneration (:func:`regeneration_success`) asks how often the image kept by
 ``--regenerate N`` shows both objects as asked, against the first seed alone. Sampling
@@ -40,6 +44,7 @@ from ..explain.tokens import peer_ratios
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
+from .flags import threshold_at_quantile
 
 __all__ = [
     "ObjectRecord",
@@ -170,28 +175,31 @@ def binding_rates(records: Iterable[PromptRecord], flag_ratio: float, stray_limi
 
 
 def calibrate_binding(
-    records: Iterable[PromptRecord], max_fpr: float = 0.15
+    records: Iterable[PromptRecord], max_fpr: float = 0.15, flag_quantile: float = 0.01
 ) -> tuple[float, float]:
-    """``(flag_ratio, stray_limit)`` of the module docstring, chosen on ``records``."""
+    """``(flag_ratio, stray_limit)`` of the module docstring, chosen on ``records``: the flag
+    ratio flags at most ``flag_quantile`` of the objects drawn as asked (their phrases'
+    lowest peer ratios, :func:`~bcosdiff.evaluation.flags.threshold_at_quantile`); the stray
+    limit then gives the combined rule its highest true-positive rate within ``max_fpr``."""
     objects = [o for r in records for o in r.objects]
     missed = np.array([o.missed for o in objects])
     if missed.all() or not missed.any():
         raise ValueError("calibration needs both missed and drawn objects")
     weakest = np.array([o.weakest for o in objects])
     stray = np.array([o.stray for o in objects])
-    finite = np.unique(weakest[np.isfinite(weakest)])
-    ratios = np.concatenate([[0.0], np.nextafter(finite, np.inf)])  # flag up to each value
+    ratio = threshold_at_quantile([float(w) for w in weakest[~missed]], flag_quantile)
+    ratio = ratio if math.isfinite(ratio) else 0.0
     limits = np.concatenate([np.unique(stray), [1.0]])  # misbound above each value
-    by_stray = stray[None, :] > limits[:, None]  # (limits, objects)
-    best = None
-    for ratio in ratios:
-        caught = by_stray | (weakest < ratio)[None, :]
-        tpr, fpr = caught[:, missed].mean(1), caught[:, ~missed].mean(1)
-        for j in np.flatnonzero(fpr <= max_fpr):
-            key = (tpr[j], -fpr[j], -ratio, limits[j])
-            if best is None or key > best:
-                best = key
-    return float(-best[2]), float(best[3])
+    caught = (stray[None, :] > limits[:, None]) | (weakest < ratio)[None, :]  # (limits, objects)
+    tpr, fpr = caught[:, missed].mean(1), caught[:, ~missed].mean(1)
+    allowed = np.flatnonzero(fpr <= max_fpr)
+    if not len(allowed):
+        raise ValueError(
+            f"the flag ratio alone exceeds the false-positive budget {max_fpr:g}: "
+            "raise --max-fpr or lower the flag quantile"
+        )
+    best = max(allowed, key=lambda j: (tpr[j], -fpr[j], limits[j]))
+    return float(ratio), float(limits[best])
 
 
 def regeneration_success(
