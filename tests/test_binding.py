@@ -285,3 +285,38 @@ def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch)
     partial = {k: v for k, v in report.items() if k not in ("test", "regeneration")}
     assert "still to come" in binding.binding_markdown(partial)
     assert "still to come" not in binding.binding_markdown(report)
+
+
+def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, capsys):
+    """--resume reuses the explained prompts of a run with the same settings (another
+    false-positive budget needs no new images) and refuses those of other settings."""
+    from conftest import TINY_UNET
+
+    from bcosdiff.cli import main
+    from bcosdiff.evaluation import binding
+    from bcosdiff.pipeline import create_model_directory
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    calls = []
+
+    def scripted(pipe, truth, prompt, seed, **_):
+        calls.append(seed)
+        missed = seed % 2 == 0
+        return _record(prompt, (missed, 1.0, 0.8 if missed else 0.2), (False, 1.0, 0.1), seed=seed)
+
+    monkeypatch.setattr(binding, "explain_and_check", scripted)
+    out = tmp_path / "report"
+    argv = ["eval", "binding", "-m", str(model), "--prompts", "3", "--calibration-prompts", "4"]
+    argv += ["--steps", "1", "--out", str(out), "--no-progress", "--regenerate", "0"]
+    assert main([*argv, "--resume"]) == 0  # nothing saved yet: a fresh run
+    assert len(calls) == 7
+    calls.clear()
+    assert main([*argv, "--resume", "--max-fpr", "0.5"]) == 0
+    assert calls == []  # every prompt came from records.json
+    capsys.readouterr()
+    assert main([*argv[:-2], "--steps", "2", "--regenerate", "0", "--resume"]) == 2
+    assert "made with other steps" in capsys.readouterr().err
+    (out / "records.json").write_text("{not json")
+    assert main([*argv, "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err

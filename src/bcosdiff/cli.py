@@ -524,6 +524,12 @@ def eval_binding(
         bool, typer.Option(help="Store the flag ratio and stray limit in config.json.")
     ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-binding"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse the explained prompts saved in --out by a run with the same settings."
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOption = None,
 ) -> None:
@@ -533,7 +539,7 @@ def eval_binding(
 
     from tqdm import tqdm
 
-    from .evaluation.binding import binding_markdown, binding_study
+    from .evaluation.binding import binding_markdown, binding_study, load_records, study_settings
     from .modeldir import update_config_section
     from .pipeline import load_pipeline, resolve_model
     from .service import default_method
@@ -548,6 +554,19 @@ def eval_binding(
     method = method or default_method(pipe)
     if write and method != default_method(pipe):
         raise BcosdiffError("--write stores the limit of the model's own method only")
+    done = None
+    if resume:
+        settings = study_settings(
+            pipe,
+            method=method,
+            prompts=prompts,
+            seed=seed,
+            calibration_prompts=calibration_prompts,
+            calibration_seed=calibration_seed,
+            steps=steps,
+            guidance=pipe.guidance_scale(guidance),
+        )
+        done = _saved_binding_records(out, settings, load_records)
 
     def save(report: dict, records: dict) -> None:  # after every stage of the study
         with _writing(out):
@@ -573,6 +592,7 @@ def eval_binding(
             if progress
             else None,
             on_stage=save,
+            done=done,
         )
     except ValueError as exc:
         raise BcosdiffError(str(exc)) from None
@@ -592,6 +612,27 @@ def eval_binding(
             f"flag_ratio {ratio:.4g} and stray_limit {limit:.4g} written to "
             f"{directory / 'config.json'}"
         )
+
+
+def _saved_binding_records(out: Path, settings: dict, load_records) -> dict:
+    """The records an earlier ``eval binding`` saved in ``out``, if made with ``settings``."""
+    import json
+
+    try:
+        saved = json.loads((out / "binding.json").read_text(encoding="utf-8"))
+        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
+        records = load_records(rows)
+    except FileNotFoundError:
+        return {}  # nothing saved yet: a fresh run
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
+    differ = sorted(k for k, v in settings.items() if saved.get(k) != v)
+    if differ:
+        raise BcosdiffError(
+            f"cannot resume from {out}: it was made with other {', '.join(differ)}; "
+            "use another --out"
+        )
+    return records
 
 
 @eval_app.command("relevance")

@@ -56,6 +56,8 @@ __all__ = [
     "explain_and_check",
     "regeneration_success",
     "binding_study",
+    "load_records",
+    "study_settings",
 ]
 
 
@@ -269,6 +271,7 @@ def binding_study(
     guidance: float | None = None,
     progress: Callable[[Iterable, str], Iterable] | None = None,
     on_stage: Callable[[dict, dict], None] | None = None,
+    done: dict[str, list[PromptRecord]] | None = None,
 ) -> tuple[dict, dict]:
     """The whole study behind ``bcosdiff eval binding``: calibrate the flag ratio and stray
     limit on ``calibration_prompts`` prompts of ``calibration_seed``
@@ -276,13 +279,20 @@ def binding_study(
     them, and (for a method that flags words) the success of ``--regenerate N`` for each
     budget. Returns ``(report, records)``; ``on_stage(report, records)`` is called after
     each stage with what is known so far, so a long study can be saved as it goes.
+    ``done`` holds the records of stages already explained with the same settings
+    (``"calibration"``, ``"measured"``; see :func:`study_settings`), which are reused, so
+    a study cut short resumes and another false-positive budget needs no new images.
     ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
     from ..service import default_method
 
     guidance = pipe.guidance_scale(guidance)
+    done = done or {}
 
     def explained(truth_seed: int, count: int, label: str):
         truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
+        stage = "calibration" if label == "calibration" else "measured"
+        if [r.prompt for r in done.get(stage, [])] == chosen:
+            return truth, list(done[stage])
         items = progress(chosen, label) if progress else chosen
         records = [
             explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
@@ -294,12 +304,16 @@ def binding_study(
     _, records["calibration"] = explained(calibration_seed, calibration_prompts, "calibration")
     ratio, limit = calibrate_binding(records["calibration"], max_fpr)
     report = {
-        "model": pipe.name,
-        "method": method,
-        "steps": steps,
-        "guidance": guidance,
-        "prompts": prompts,
-        "seed": seed,
+        **study_settings(
+            pipe,
+            method=method,
+            prompts=prompts,
+            seed=seed,
+            calibration_prompts=calibration_prompts,
+            calibration_seed=calibration_seed,
+            steps=steps,
+            guidance=guidance,
+        ),
         "calibration": {
             "prompts": calibration_prompts,
             "seed": calibration_seed,
@@ -333,6 +347,47 @@ def binding_study(
     if on_stage:
         on_stage(report, records)
     return report, records
+
+
+def study_settings(
+    pipe,
+    *,
+    method: str,
+    prompts: int,
+    seed: int,
+    calibration_prompts: int,
+    calibration_seed: int,
+    steps: int,
+    guidance: float,
+) -> dict:
+    """What a study's records depend on (a saved report's keys): records saved under the
+    same settings can be reused (``binding_study(done=…)``)."""
+    return {
+        "model": pipe.name,
+        "method": method,
+        "steps": steps,
+        "guidance": guidance,
+        "prompts": prompts,
+        "seed": seed,
+        "calibration_prompts": calibration_prompts,
+        "calibration_seed": calibration_seed,
+    }
+
+
+def load_records(rows: dict) -> dict[str, list[PromptRecord]]:
+    """Records per stage from a saved ``records.json`` (:meth:`PromptRecord.to_dict`)."""
+    return {
+        stage: [
+            PromptRecord(
+                r["prompt"],
+                r["seed"],
+                tuple(ObjectRecord(**o) for o in r["objects"]),
+                r["rest_weakest"],
+            )
+            for r in found
+        ]
+        for stage, found in rows.items()
+    }
 
 
 def binding_markdown(report: dict) -> str:
