@@ -245,6 +245,27 @@ def test_regenerate_reports_the_seeds_it_tried(model_dir, tmp_path, capsys):
         assert [a["seed"] for a in data["attempts"]] == [5]
 
 
+def test_generate_request_keeps_the_image_of_the_seed_it_reports(model_dir):
+    """The service's generate: one plain run, or with regenerate the image of the kept
+    attempt, which is the plain run of that attempt's seed."""
+    import numpy as np
+
+    from bcosdiff.pipeline import load_pipeline
+    from bcosdiff.request import RunRequest
+    from bcosdiff.service import generate_request
+
+    pipe = load_pipeline(model_dir)
+    request = RunRequest(prompt="a red circle", steps=1, seed=3)
+    plain = generate_request(pipe, request)
+    assert plain.explanation is None and plain.run.seed == 3
+    assert np.array_equal(np.asarray(plain.image), pipe.run(request).image_array())
+    pipe.flag_ratio = 1e9  # every content word with peers flagged: all attempts are tried
+    kept = generate_request(pipe, request, regenerate=2)
+    assert kept.run is None and [a[0] for a in kept.explanation.attempts] == [3, 4, 5]
+    again = pipe.run(request.with_seed(kept.explanation.seed)).image_array()
+    assert np.array_equal(np.asarray(kept.image), again)
+
+
 def test_console_script_help_and_error_via_subprocess():
     ok = subprocess.run(
         [sys.executable, "-m", "bcosdiff", "--help"], capture_output=True, text=True
