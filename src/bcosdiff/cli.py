@@ -539,7 +539,7 @@ def eval_binding(
 
     from tqdm import tqdm
 
-    from .evaluation.binding import binding_markdown, binding_study, load_records, study_settings
+    from .evaluation.binding import binding_markdown, binding_study
     from .modeldir import update_config_section
     from .pipeline import load_pipeline, resolve_model
     from .service import default_method
@@ -554,19 +554,7 @@ def eval_binding(
     method = method or default_method(pipe)
     if write and method != default_method(pipe):
         raise BcosdiffError("--write stores the limit of the model's own method only")
-    done = None
-    if resume:
-        settings = study_settings(
-            pipe,
-            method=method,
-            prompts=prompts,
-            seed=seed,
-            calibration_prompts=calibration_prompts,
-            calibration_seed=calibration_seed,
-            steps=steps,
-            guidance=pipe.guidance_scale(guidance),
-        )
-        done = _saved_binding_records(out, settings, load_records)
+    saved = _saved_binding_study(out) if resume else None
 
     def save(report: dict, records: dict) -> None:  # after every stage of the study
         with _writing(out):
@@ -592,10 +580,11 @@ def eval_binding(
             if progress
             else None,
             on_stage=save,
-            done=done,
+            saved=saved,
         )
     except ValueError as exc:
-        raise BcosdiffError(str(exc)) from None
+        prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
+        raise BcosdiffError(prefix + str(exc)) from None
     ratio, limit = report["calibration"]["flag_ratio"], report["calibration"]["stray_limit"]
     typer.echo(binding_markdown(report), nl=False)
     if write:
@@ -614,25 +603,23 @@ def eval_binding(
         )
 
 
-def _saved_binding_records(out: Path, settings: dict, load_records) -> dict:
-    """The records an earlier ``eval binding`` saved in ``out``, if made with ``settings``."""
+def _saved_binding_study(out: Path) -> tuple[dict, dict] | None:
+    """``(report, records)`` an earlier ``eval binding`` saved in ``out``, or None."""
     import json
+
+    from .evaluation.binding import load_records
 
     try:
         saved = json.loads((out / "binding.json").read_text(encoding="utf-8"))
         rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
-        records = load_records(rows)
+        load_records(rows)  # malformed records fail here, before any model work
     except FileNotFoundError:
-        return {}  # nothing saved yet: a fresh run
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None  # nothing saved yet: a fresh run
+    except (OSError, ValueError) as exc:
         raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
-    differ = sorted(k for k, v in settings.items() if saved.get(k) != v)
-    if differ:
-        raise BcosdiffError(
-            f"cannot resume from {out}: it was made with other {', '.join(differ)}; "
-            "use another --out"
-        )
-    return records
+    if not isinstance(saved, dict):
+        raise BcosdiffError(f"cannot resume from {out}: binding.json is not a report")
+    return saved, rows
 
 
 @eval_app.command("relevance")

@@ -271,7 +271,7 @@ def binding_study(
     guidance: float | None = None,
     progress: Callable[[Iterable, str], Iterable] | None = None,
     on_stage: Callable[[dict, dict], None] | None = None,
-    done: dict[str, list[PromptRecord]] | None = None,
+    saved: tuple[dict, dict] | None = None,
 ) -> tuple[dict, dict]:
     """The whole study behind ``bcosdiff eval binding``: calibrate the flag ratio and stray
     limit on ``calibration_prompts`` prompts of ``calibration_seed``
@@ -279,14 +279,30 @@ def binding_study(
     them, and (for a method that flags words) the success of ``--regenerate N`` for each
     budget. Returns ``(report, records)``; ``on_stage(report, records)`` is called after
     each stage with what is known so far, so a long study can be saved as it goes.
-    ``done`` holds the records of stages already explained with the same settings
-    (``"calibration"``, ``"measured"``; see :func:`study_settings`), which are reused, so
-    a study cut short resumes and another false-positive budget needs no new images.
-    ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
+    ``saved`` is ``(report, records)`` as an earlier study saved them (``records`` as
+    :meth:`PromptRecord.to_dict` rows per stage): the prompts it explained are reused if it
+    was made with the same settings (:func:`study_settings`), else a ValueError says which
+    differ. So a study cut short resumes, and another false-positive budget needs no new
+    images. ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
     from ..service import default_method
 
     guidance = pipe.guidance_scale(guidance)
-    done = done or {}
+    settings = study_settings(
+        pipe,
+        method=method,
+        prompts=prompts,
+        seed=seed,
+        calibration_prompts=calibration_prompts,
+        calibration_seed=calibration_seed,
+        steps=steps,
+        guidance=guidance,
+    )
+    done = {}
+    if saved is not None:
+        differ = sorted(k for k, v in settings.items() if saved[0].get(k) != v)
+        if differ:
+            raise ValueError(f"the saved study was made with other {', '.join(differ)}")
+        done = load_records(saved[1])
 
     def explained(truth_seed: int, count: int, label: str):
         truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
@@ -304,16 +320,7 @@ def binding_study(
     _, records["calibration"] = explained(calibration_seed, calibration_prompts, "calibration")
     ratio, limit = calibrate_binding(records["calibration"], max_fpr)
     report = {
-        **study_settings(
-            pipe,
-            method=method,
-            prompts=prompts,
-            seed=seed,
-            calibration_prompts=calibration_prompts,
-            calibration_seed=calibration_seed,
-            steps=steps,
-            guidance=guidance,
-        ),
+        **settings,
         "calibration": {
             "prompts": calibration_prompts,
             "seed": calibration_seed,
@@ -375,7 +382,15 @@ def study_settings(
 
 
 def load_records(rows: dict) -> dict[str, list[PromptRecord]]:
-    """Records per stage from a saved ``records.json`` (:meth:`PromptRecord.to_dict`)."""
+    """Records per stage from a saved ``records.json`` (:meth:`PromptRecord.to_dict`);
+    a malformed file raises ValueError."""
+    try:
+        return _records(rows)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed records ({exc!r})") from None
+
+
+def _records(rows: dict) -> dict[str, list[PromptRecord]]:
     return {
         stage: [
             PromptRecord(
