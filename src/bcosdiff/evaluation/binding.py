@@ -306,9 +306,8 @@ def binding_study(
 
     def explained(truth_seed: int, count: int, label: str):
         truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
-        stage = "calibration" if label == "calibration" else "measured"
-        if [r.prompt for r in done.get(stage, [])] == chosen:
-            return truth, list(done[stage])
+        if [r.prompt for r in done.get(label, [])] == chosen:  # the label names the stage
+            return truth, list(done[label])
         items = progress(chosen, label) if progress else chosen
         records = [
             explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)

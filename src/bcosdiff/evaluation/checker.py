@@ -180,7 +180,15 @@ class ShapeChecker:
 
     def __init__(self, size: int, fill_ratios: dict[str, float] | None = None):
         self.size = size
-        self.fill_ratios = fill_ratios or calibrate_fill_ratios(size)
+        self._fill_ratios = fill_ratios
+
+    @property
+    def fill_ratios(self) -> dict[str, float]:
+        """Mean fill ratio per shape, for the earlier rule (:meth:`classify_shape`); the
+        shapes are read by :func:`fit_shape`, so the calibration runs only when asked for."""
+        if self._fill_ratios is None:
+            self._fill_ratios = calibrate_fill_ratios(self.size)
+        return self._fill_ratios
 
     def classify_shape(self, fill_ratio: float) -> str:
         return min(self.fill_ratios, key=lambda s: abs(self.fill_ratios[s] - fill_ratio))
