@@ -321,3 +321,28 @@ def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, c
     (out / "records.json").write_text("{not json")
     assert main([*argv, "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_eval_binding_refuses_methods_with_one_map_for_the_image(tmp_path, monkeypatch, capsys):
+    """DF-CAM and DF-RISE map the whole image, not each word: binding cannot be read from
+    them, so the study says so before explaining anything (it used to report AUROC 0.5)."""
+    from conftest import TINY_UNET
+
+    from bcosdiff.cli import main
+    from bcosdiff.evaluation import binding
+    from bcosdiff.explain.registry import word_map_methods
+    from bcosdiff.pipeline import create_model_directory
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    calls = []
+    monkeypatch.setattr(binding, "explain_and_check", lambda *a, **k: calls.append(a))
+    for method in ("dfcam", "dfrise"):
+        argv = ["eval", "binding", "-m", str(model), "--method", method, "--no-progress"]
+        assert main([*argv, "--out", str(tmp_path / method)]) == 2
+        err = capsys.readouterr().err
+        assert f"'{method}' gives one map for the whole image" in err and "xattn" in err
+        assert len(err.strip().splitlines()) == 1
+    assert calls == []
+    assert {"bcos", "gradxinput", "xattn"} <= set(word_map_methods())
+    assert not {"dfcam", "dfrise"} & set(word_map_methods())

@@ -38,8 +38,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import BcosdiffError
 from ..explain.binding import phrase_stray
 from ..explain.phrases import parse_phrases
+from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
@@ -286,6 +288,11 @@ def binding_study(
     images. ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
     from ..service import default_method
 
+    if not getattr(method_class(method), "maps_words", True):
+        raise BcosdiffError(
+            f"{method!r} gives one map for the whole image, and binding needs a map per word; "
+            f"methods with one: {', '.join(word_map_methods())}"
+        )
     guidance = pipe.guidance_scale(guidance)
     settings = study_settings(
         pipe,

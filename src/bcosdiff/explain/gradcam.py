@@ -59,6 +59,7 @@ class DFCam(AttributionMethod):
     """DF-CAM saliency of one step of the run (:class:`CamOptions`)."""
 
     name = "dfcam"
+    maps_words = False
     Options = CamOptions
 
     def _blocks(self, options: CamOptions) -> dict[str, nn.Module]:

@@ -109,6 +109,7 @@ class AttributionMethod:
     bcos_only: ClassVar[bool] = False  # needs a B-cos U-Net (explanation mode)
     needs_sample: ClassVar[bool] = True  # reads the stored states of a sampled run
     flags_words: ClassVar[bool] = False  # judges which content words the image shows
+    maps_words: ClassVar[bool] = True  # one map per prompt word (False: one for the image)
 
     def __init__(self, pipe, options: AttributionOptions | None = None):
         if self.bcos_only and pipe.unet.config.kind != "bcos":

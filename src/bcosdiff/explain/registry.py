@@ -28,8 +28,10 @@ __all__ = [
     "Preset",
     "get_method",
     "is_bcos_method",
+    "method_class",
     "posthoc_methods",
     "register_method",
+    "word_map_methods",
 ]
 
 
@@ -74,9 +76,19 @@ def get_method(name: str) -> Callable[..., AttributionMethod]:
 
 
 def is_bcos_method(name: str) -> bool:
-    factory = get_method(name)
-    target = factory.method if isinstance(factory, Preset) else factory
+    target = method_class(name)
     return isinstance(target, type) and issubclass(target, BcosAttribution)
+
+
+def method_class(name: str) -> type[AttributionMethod]:
+    """The method class behind ``name`` (a :class:`Preset`'s class for preset entries)."""
+    factory = get_method(name)
+    return factory.method if isinstance(factory, Preset) else factory
+
+
+def word_map_methods() -> list[str]:
+    """The methods that give one map per prompt word (binding diagnostics need them)."""
+    return [name for name in METHODS if getattr(method_class(name), "maps_words", True)]
 
 
 def posthoc_methods() -> list[str]:

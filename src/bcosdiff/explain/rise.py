@@ -135,6 +135,7 @@ class DFRise(AttributionMethod):
     """DF-RISE saliency of one step of the run (:class:`RiseOptions`)."""
 
     name = "dfrise"
+    maps_words = False
     Options = RiseOptions
 
     def saliency(self, run: GeneratedRun, options: RiseOptions | None = None) -> Tensor:
