@@ -1,5 +1,7 @@
 """Binding diagnostics on toy explanations whose maps are known."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -214,7 +216,6 @@ def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
 
 
 def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkeypatch, capsys):
-    import json
 
     from conftest import TINY_UNET
 
@@ -248,9 +249,10 @@ def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkey
     assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limits
 
 
-def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch):
-    """A long study is saved after calibration, after the measured prompts and at the end;
-    a report saved before the measured stage says its rates are the calibration's."""
+def test_binding_study_reports_each_prompt_and_stage_as_it_completes(tmp_path, monkeypatch):
+    """A long study reports after every explained prompt, after calibration, before the
+    regeneration test and at the end; a report made before the measured stage says its
+    rates are the calibration's, and one made before calibration says how far it got."""
     from conftest import TINY_UNET
 
     from bcosdiff.evaluation import binding
@@ -265,7 +267,18 @@ def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch)
         return _record(prompt, (missed, 1.0, 0.8 if missed else 0.2), (False, 1.0, 0.1), seed=seed)
 
     monkeypatch.setattr(binding, "explain_and_check", scripted)
-    stages = []
+    calls = []
+
+    def seen(report, records):
+        calls.append((sorted(report), {k: len(v) for k, v in records.items()}))
+        markdown = binding.binding_markdown(report)
+        if "calibration" not in report:
+            assert "still being explained" in markdown
+        elif "test" not in report:
+            assert "still to come" in markdown
+        else:
+            assert "still" not in markdown
+
     report, records = binding.binding_study(
         pipe,
         method="bcos",
@@ -273,18 +286,21 @@ def test_binding_study_reports_each_stage_as_it_completes(tmp_path, monkeypatch)
         calibration_prompts=4,
         budgets=(3,),
         steps=1,
-        on_stage=lambda report, records: stages.append((sorted(report), sorted(records))),
+        on_progress=seen,
     )
-    first, measured, last = (set(keys) for keys, _ in stages)
-    assert "calibration" in first and "test" not in first
-    assert "test" in measured and "regeneration" not in measured
-    assert "regeneration" in last
-    assert [rows for _, rows in stages] == [["calibration"], *[["calibration", "measured"]] * 2]
+    counts = [c for _, c in calls]
+    assert counts == [
+        *[{"calibration": n} for n in (1, 2, 3, 4)],
+        {"calibration": 4},  # calibrated
+        *[{"calibration": 4, "measured": n} for n in (1, 2, 3)],
+        *[{"calibration": 4, "measured": 3}] * 2,  # before regenerating, and at the end
+    ]
+    keys = [set(k) for k, _ in calls]
+    assert all("calibration" not in k for k in keys[:4]) and "calibration" in keys[4]
+    assert "test" not in keys[7] and "test" in keys[8] and "regeneration" not in keys[8]
+    assert "regeneration" in keys[9]
     assert len(records["calibration"]) == 4 and len(records["measured"]) == 3
     assert (pipe.flag_ratio, pipe.stray_limit) == (1.0, 0.2)
-    partial = {k: v for k, v in report.items() if k not in ("test", "regeneration")}
-    assert "still to come" in binding.binding_markdown(partial)
-    assert "still to come" not in binding.binding_markdown(report)
 
 
 def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, capsys):
@@ -318,6 +334,15 @@ def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, c
     assert main([*argv[:-2], "--steps", "2", "--regenerate", "0", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume" in err and "made with other steps" in err
+    # Cut short in the measured stage: the saved prefix is kept, the rest explained.
+    rows = json.loads((out / "records.json").read_text())
+    rows["measured"] = rows["measured"][:1]
+    (out / "records.json").write_text(json.dumps(rows))
+    assert main([*argv, "--resume"]) == 0
+    assert len(calls) == 2 and calls == sorted(calls)  # the two measured prompts left
+    saved = json.loads((out / "records.json").read_text())
+    assert [len(saved[k]) for k in ("calibration", "measured")] == [4, 3]
+    capsys.readouterr()
     (out / "records.json").write_text("{not json")
     assert main([*argv, "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err

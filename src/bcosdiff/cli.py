@@ -527,7 +527,8 @@ def eval_binding(
     resume: Annotated[
         bool,
         typer.Option(
-            help="Reuse the explained prompts saved in --out by a run with the same settings."
+            help="Reuse the explained prompts saved in --out by a run with the same "
+            "settings, and go on from the first prompt missing."
         ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -540,7 +541,7 @@ def eval_binding(
     from tqdm import tqdm
 
     from .evaluation.binding import binding_markdown, binding_study
-    from .modeldir import update_config_section
+    from .modeldir import atomic_write, update_config_section
     from .pipeline import load_pipeline, resolve_model
     from .service import default_method
 
@@ -556,13 +557,16 @@ def eval_binding(
         raise BcosdiffError("--write stores the limit of the model's own method only")
     saved = _saved_binding_study(out) if resume else None
 
-    def save(report: dict, records: dict) -> None:  # after every stage of the study
+    def save(report: dict, records: dict) -> None:  # after every prompt and stage
+        rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
+        texts = {  # records first: a report never names prompts that were not saved
+            "records.json": json.dumps(rows, indent=1) + "\n",
+            "binding.json": json.dumps(report, indent=2) + "\n",
+            "binding.md": binding_markdown(report),
+        }
         with _writing(out):
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")
-            (out / "binding.md").write_text(binding_markdown(report), encoding="utf-8")
-            rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
-            (out / "records.json").write_text(json.dumps(rows, indent=1) + "\n")
+            for name, text in texts.items():  # whole files only: a kill keeps the last save
+                atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
 
     try:
         report, _ = binding_study(
@@ -579,7 +583,7 @@ def eval_binding(
             progress=(lambda items, label: tqdm(items, desc=label, unit="prompt"))
             if progress
             else None,
-            on_stage=save,
+            on_progress=save,
             saved=saved,
         )
     except ValueError as exc:

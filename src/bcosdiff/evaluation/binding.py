@@ -272,20 +272,22 @@ def binding_study(
     steps: int = 25,
     guidance: float | None = None,
     progress: Callable[[Iterable, str], Iterable] | None = None,
-    on_stage: Callable[[dict, dict], None] | None = None,
+    on_progress: Callable[[dict, dict], None] | None = None,
     saved: tuple[dict, dict] | None = None,
 ) -> tuple[dict, dict]:
     """The whole study behind ``bcosdiff eval binding``: calibrate the flag ratio and stray
     limit on ``calibration_prompts`` prompts of ``calibration_seed``
     (:func:`calibrate_binding`), measure the rates on ``prompts`` prompts of ``seed`` under
     them, and (for a method that flags words) the success of ``--regenerate N`` for each
-    budget. Returns ``(report, records)``; ``on_stage(report, records)`` is called after
-    each stage with what is known so far, so a long study can be saved as it goes.
-    ``saved`` is ``(report, records)`` as an earlier study saved them (``records`` as
-    :meth:`PromptRecord.to_dict` rows per stage): the prompts it explained are reused if it
-    was made with the same settings (:func:`study_settings`), else a ValueError says which
-    differ. So a study cut short resumes, and another false-positive budget needs no new
-    images. ``pipe.flag_ratio`` and ``pipe.stray_limit`` are set to the calibrated values."""
+    budget. Returns ``(report, records)``. ``on_progress(report, records)`` is called with
+    what is known so far after every explained prompt and every stage, so a long study can
+    be saved as it goes. ``saved`` is ``(report, records)`` as an earlier study saved them
+    (``records`` as :meth:`PromptRecord.to_dict` rows per stage): the prompts it explained
+    are reused if it was made with the same settings (:func:`study_settings`), else a
+    ValueError says which differ. So a study cut short resumes at the prompt it stopped at,
+    and another false-positive budget needs no new images. ``pipe.flag_ratio`` and
+    ``pipe.stray_limit`` are set to the calibrated values. Methods with one map for the
+    whole image (``maps_words = False``) are refused: no word can be placed on an object."""
     from ..service import default_method
 
     if not getattr(method_class(method), "maps_words", True):
@@ -310,42 +312,48 @@ def binding_study(
         if differ:
             raise ValueError(f"the saved study was made with other {', '.join(differ)}")
         done = load_records(saved[1])
+    report: dict = dict(settings)
+    records: dict[str, list[PromptRecord]] = {}
 
     def explained(truth_seed: int, count: int, label: str):
+        """The stage's records (``label`` names it): the saved ones while they follow the
+        stage's prompts in order, then the rest, each reported as it is explained."""
         truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
-        if [r.prompt for r in done.get(label, [])] == chosen:  # the label names the stage
-            return truth, list(done[label])
-        items = progress(chosen, label) if progress else chosen
-        records = [
-            explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
-            for k in items
-        ]
-        return truth, records
+        kept = []
+        for record, prompt in zip(done.get(label, []), chosen, strict=False):
+            if record.prompt != prompt:
+                break
+            kept.append(record)
+        records[label] = kept
+        todo = chosen[len(kept) :]
+        for k in progress(todo, label) if progress and todo else todo:
+            kept.append(
+                explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
+            )
+            if on_progress:
+                on_progress(report, records)
+        return truth, kept
 
-    records = {}
-    _, records["calibration"] = explained(calibration_seed, calibration_prompts, "calibration")
+    explained(calibration_seed, calibration_prompts, "calibration")
     ratio, limit = calibrate_binding(records["calibration"], max_fpr)
-    report = {
-        **settings,
-        "calibration": {
-            "prompts": calibration_prompts,
-            "seed": calibration_seed,
-            "max_fpr": max_fpr,
-            "flag_ratio": ratio,
-            "stray_limit": limit,
-            "rates": binding_rates(records["calibration"], ratio, limit),
-        },
+    report["calibration"] = {
+        "prompts": calibration_prompts,
+        "seed": calibration_seed,
+        "max_fpr": max_fpr,
+        "flag_ratio": ratio,
+        "stray_limit": limit,
+        "rates": binding_rates(records["calibration"], ratio, limit),
     }
-    if on_stage:
-        on_stage(report, records)
+    if on_progress:
+        on_progress(report, records)
     # The measured prompts are explained under the calibrated rule.
     pipe.flag_ratio, pipe.stray_limit = ratio, limit
-    truth, records["measured"] = explained(seed, prompts, "measured")
+    truth, _ = explained(seed, prompts, "measured")
     report["test"] = binding_rates(records["measured"], ratio, limit)
     budgets = sorted(set(budgets) - {0})
     if budgets and method == default_method(pipe):
-        if on_stage:
-            on_stage(report, records)
+        if on_progress:
+            on_progress(report, records)
         report["regeneration"] = regeneration_success(
             pipe,
             truth,
@@ -357,8 +365,8 @@ def binding_study(
             guidance=guidance,
             progress=(lambda items: progress(items, "regenerating")) if progress else None,
         )
-    if on_stage:
-        on_stage(report, records)
+    if on_progress:
+        on_progress(report, records)
     return report, records
 
 
@@ -413,7 +421,12 @@ def _records(rows: dict) -> dict[str, list[PromptRecord]]:
 
 def binding_markdown(report: dict) -> str:
     """The report of ``bcosdiff eval binding`` as Markdown tables (a report saved before the
-    measured stage shows the calibration's rates)."""
+    measured stage shows the calibration's rates; one saved before those, a line)."""
+    if "calibration" not in report:
+        return (
+            f"{report['model']} ({report['method']}), {report['steps']} steps: the "
+            f"{report['calibration_prompts']} calibration prompts are still being explained\n"
+        )
     measured = "test" in report
     rates = report["test"] if measured else report["calibration"]["rates"]
     where = (
