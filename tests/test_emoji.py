@@ -405,3 +405,26 @@ def test_captions_of_an_emoji_import_are_its_scene_captions(scenes_root):
     assert captions == [scenes.sample(i).caption for i in range(6)]
     held_out = load_captions(str(scenes_root), 12, seed=2, held_out=True)
     assert all("drawing of" in c or "sticker" in c for c in held_out)
+
+
+def test_binding_prompts_of_emoji_scenes_ask_for_two_distinct_emoji(gallery, tmp_path, capsys):
+    """eval binding --data reads emoji scenes: its prompts ask for two distinct concepts,
+    each name word bound to its emoji; a path that is no import is one clear error."""
+    from bcosdiff.cli import main
+    from bcosdiff.evaluation.binding import binding_prompts, binding_truth
+    from bcosdiff.evaluation.faithfulness import EmojiTruth
+
+    truth = EmojiTruth(gallery, seed=1, two_object_share=1.0)
+    chosen = binding_prompts(truth, 6)
+    assert len(chosen) == 6 and chosen == sorted(set(chosen))
+    for k in chosen:
+        prompt = truth.prompt(k)
+        assert truth.two_distinct(prompt) and prompt.objects == 2
+        named = {o for o in prompt.word_objects if o is not None}
+        assert named == {0, 1}
+    shapes = binding_truth("shapes", 32, 0)
+    assert all(shapes.two_distinct(shapes.prompt(k)) for k in binding_prompts(shapes, 5))
+    argv = ["eval", "binding", "--data", str(tmp_path / "nowhere"), "--prompts", "1"]
+    assert main([*argv, "--calibration-prompts", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]

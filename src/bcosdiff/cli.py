@@ -523,6 +523,10 @@ def eval_binding(
     write: Annotated[
         bool, typer.Option(help="Store the flag ratio and stray limit in config.json.")
     ] = False,
+    data: Annotated[
+        str,
+        typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for emoji scenes."),
+    ] = "shapes",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-binding"),
     resume: Annotated[
         bool,
@@ -572,6 +576,7 @@ def eval_binding(
         report, _ = binding_study(
             pipe,
             method=method,
+            data=data,
             prompts=prompts,
             seed=seed,
             calibration_prompts=calibration_prompts,

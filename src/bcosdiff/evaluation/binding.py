@@ -2,11 +2,14 @@
 
 On held-out two-object shapes prompts with two distinct colours and two distinct shapes, the
 ground truth (:mod:`.faithfulness.truth`) says for every asked object whether it was drawn as
-asked (right colour and right shape) or *missed*. The explanation catches an object when a
-word of its phrase is flagged (:func:`~bcosdiff.explain.tokens.flag_words`: its peer ratio
-is below ``flag_ratio``) or misbound (:mod:`bcosdiff.explain.binding`: its phrase's stray
-share is above ``stray_limit``). Both are continuous scores per object, so each also gets an
-AUROC without a threshold:
+asked (right colour and right shape) or *missed*. On held-out two-emoji scene prompts of
+distinct concepts (``data`` an emoji import) an asked emoji is drawn when some region of the
+image retrieves it among the top 5 real emoji (:class:`~.faithfulness.truth.EmojiTruth`).
+The explanation catches an object when a word of its phrase is flagged
+(:func:`~bcosdiff.explain.tokens.flag_words`: its peer ratio is below ``flag_ratio``) or
+misbound (:mod:`bcosdiff.explain.binding`: its phrase's stray share is above
+``stray_limit``). Both are continuous scores per object, so each also gets an AUROC without a
+threshold:
 
 * ``stray`` — the phrase's stray share (high: the phrase painted another object);
 * ``weakest`` — the lowest peer ratio of its phrase's words under the model's flag signal
@@ -52,6 +55,7 @@ __all__ = [
     "ObjectRecord",
     "PromptRecord",
     "binding_prompts",
+    "binding_truth",
     "binding_rates",
     "calibrate_binding",
     "binding_markdown",
@@ -98,22 +102,33 @@ class PromptRecord:
         return asdict(self)
 
 
-def binding_prompts(size: int, seed: int, count: int) -> tuple[ShapesTruth, list[int]]:
-    """The ground truth of data seed ``seed`` and the indices of its first ``count`` prompts
-    with two objects of distinct colours and distinct shapes."""
-    truth = ShapesTruth(size, seed, two_object_share=1.0)
+def binding_truth(data: str, size: int, seed: int):
+    """The ground truth of two-object prompts of data seed ``seed``: ``data`` is "shapes"
+    (held-out shapes prompts at ``size`` px) or an emoji import (``bcosdiff data emoji``;
+    held-out two-emoji scene prompts, read by retrieval among the real emoji)."""
+    if data == "shapes":
+        return ShapesTruth(size, seed, two_object_share=1.0)
+    from pathlib import Path
+
+    from .faithfulness.truth import EmojiTruth
+
+    return EmojiTruth.from_import(Path(data), seed, two_object_share=1.0)
+
+
+def binding_prompts(truth, count: int) -> list[int]:
+    """The indices of the first ``count`` prompts of ``truth`` that ask for two distinct
+    objects (shapes: distinct colours and shapes; emoji: distinct concepts)."""
     chosen, index = [], 0
     while len(chosen) < count:
-        objects = truth.prompt(index).sample.objects
-        if len({o.colour for o in objects}) == len({o.shape for o in objects}) == 2 == len(objects):
+        if truth.two_distinct(truth.prompt(index)):
             chosen.append(index)
         index += 1
-    return truth, chosen
+    return chosen
 
 
 def explain_and_check(
     pipe,
-    truth: ShapesTruth,
+    truth,
     index: int,
     seed: int,
     *,
@@ -121,7 +136,8 @@ def explain_and_check(
     guidance: float | None = None,
     method: str = "bcos",
 ) -> PromptRecord:
-    """Explain prompt ``index`` of ``truth`` sampled with ``seed``, and score its objects."""
+    """Explain prompt ``index`` of ``truth`` (a :class:`ShapesTruth` or an
+    :class:`~.faithfulness.truth.EmojiTruth`) sampled with ``seed``, and score its objects."""
     prompt = truth.prompt(index)
     exp = pipe.explain(prompt.caption, steps=steps, seed=seed, guidance=guidance, method=method)
     found = truth.read(np.asarray(exp.image), prompt)
@@ -208,7 +224,7 @@ def calibrate_binding(
 
 def regeneration_success(
     pipe,
-    truth: ShapesTruth,
+    truth,
     first: list[PromptRecord],
     budgets: Iterable[int] = (3, 5),
     *,
@@ -263,6 +279,7 @@ def binding_study(
     pipe,
     *,
     method: str,
+    data: str = "shapes",
     prompts: int = 60,
     seed: int = 1,
     calibration_prompts: int = 60,
@@ -299,6 +316,7 @@ def binding_study(
     settings = study_settings(
         pipe,
         method=method,
+        data=str(data),
         prompts=prompts,
         seed=seed,
         calibration_prompts=calibration_prompts,
@@ -308,7 +326,8 @@ def binding_study(
     )
     done = {}
     if saved is not None:
-        differ = sorted(k for k, v in settings.items() if saved[0].get(k) != v)
+        earlier = {"data": "shapes", **saved[0]}  # studies saved before emoji scenes
+        differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
         if differ:
             raise ValueError(f"the saved study was made with other {', '.join(differ)}")
         done = load_records(saved[1])
@@ -318,7 +337,8 @@ def binding_study(
     def explained(truth_seed: int, count: int, label: str):
         """The stage's records (``label`` names it): the saved ones while they follow the
         stage's prompts in order, then the rest, each reported as it is explained."""
-        truth, chosen = binding_prompts(pipe.sample_size, truth_seed, count)
+        truth = binding_truth(str(data), pipe.sample_size, truth_seed)
+        chosen = binding_prompts(truth, count)
         kept = []
         for record, prompt in zip(done.get(label, []), chosen, strict=False):
             if record.prompt != prompt:
@@ -374,6 +394,7 @@ def study_settings(
     pipe,
     *,
     method: str,
+    data: str,
     prompts: int,
     seed: int,
     calibration_prompts: int,
@@ -386,6 +407,7 @@ def study_settings(
     return {
         "model": pipe.name,
         "method": method,
+        "data": data,
         "steps": steps,
         "guidance": guidance,
         "prompts": prompts,
@@ -419,12 +441,18 @@ def _records(rows: dict) -> dict[str, list[PromptRecord]]:
     }
 
 
+def _data_label(report: dict) -> str:
+    data = report.get("data", "shapes")
+    return "shapes prompts" if data == "shapes" else "emoji scenes"
+
+
 def binding_markdown(report: dict) -> str:
     """The report of ``bcosdiff eval binding`` as Markdown tables (a report saved before the
     measured stage shows the calibration's rates; one saved before those, a line)."""
     if "calibration" not in report:
         return (
-            f"{report['model']} ({report['method']}), {report['steps']} steps: the "
+            f"{report['model']} ({report['method']}, {_data_label(report)}), "
+            f"{report['steps']} steps: the "
             f"{report['calibration_prompts']} calibration prompts are still being explained\n"
         )
     measured = "test" in report
@@ -435,9 +463,9 @@ def binding_markdown(report: dict) -> str:
         else "rates on the calibration prompts (the measured prompts are still to come)"
     )
     lines = [
-        f"{report['model']} ({report['method']}), {report['steps']} steps, guidance "
-        f"{report['guidance']:g}; flag ratio {rates['flag_ratio']:.3g} and stray limit "
-        f"{rates['stray_limit']:.3f} calibrated on "
+        f"{report['model']} ({report['method']}, {_data_label(report)}), {report['steps']} "
+        f"steps, guidance {report['guidance']:g}; flag ratio {rates['flag_ratio']:.3g} and "
+        f"stray limit {rates['stray_limit']:.3f} calibrated on "
         f"{report['calibration']['prompts']} prompts (data seed "
         f"{report['calibration']['seed']}, false-positive rate at most "
         f"{report['calibration']['max_fpr']:g}); {where}: {rates['objects']} asked objects, "

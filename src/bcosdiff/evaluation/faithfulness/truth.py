@@ -71,6 +71,12 @@ class ShapesTruth:
             sample.caption, sample.words, sample.word_objects, len(sample.objects), keys, sample
         )
 
+    def two_distinct(self, prompt: TruthPrompt) -> bool:
+        """Two asked objects of distinct colours and distinct shapes (binding prompts)."""
+        objects = prompt.sample.objects
+        colours, shapes = {o.colour for o in objects}, {o.shape for o in objects}
+        return len(objects) == len(colours) == len(shapes) == 2
+
     def read(self, image: np.ndarray, prompt: TruthPrompt) -> list[FoundObject | None]:
         objects = prompt.sample.objects
         regions = self.checker.regions(image, max_objects=len(objects))
@@ -148,6 +154,11 @@ class EmojiTruth:
         return TruthPrompt(
             sample.caption, sample.words, sample.word_objects, len(sample.concepts), keys, sample
         )
+
+    def two_distinct(self, prompt: TruthPrompt) -> bool:
+        """Two asked emoji of distinct concepts (binding prompts)."""
+        concepts = prompt.sample.concepts
+        return len(concepts) == len({c.key for c in concepts}) == 2
 
     def read(self, image: np.ndarray, prompt: TruthPrompt) -> list[FoundObject | None]:
         from ...pictures import departure
