@@ -371,3 +371,30 @@ def test_eval_binding_refuses_methods_with_one_map_for_the_image(tmp_path, monke
     assert calls == []
     assert {"bcos", "gradxinput", "xattn"} <= set(word_map_methods())
     assert not {"dfcam", "dfrise"} & set(word_map_methods())
+
+
+def test_a_models_compounds_reach_its_explanations_phrases(tmp_path):
+    """config.json's explain.compounds keep a trained multi-word name in one phrase of every
+    explanation (so its binding reads "glass of milk" as one object); a bad list is refused."""
+    from conftest import TINY_UNET
+
+    from bcosdiff.errors import ModelLoadError
+    from bcosdiff.modeldir import update_config_section
+    from bcosdiff.pipeline import create_model_directory, load_pipeline
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    prompt = "a glass of milk and a rocket"
+
+    def phrases(pipe):
+        exp = pipe.explain(prompt, steps=1, seed=0)
+        return [[exp.words[i].text for i in p.words] for p in exp.phrases]
+
+    assert phrases(load_pipeline(model)) == [["glass"], ["milk"], ["rocket"]]
+    update_config_section(model, "explain", compounds=["glass of milk"])
+    pipe = load_pipeline(model)
+    assert pipe.compounds == ("glass of milk",)
+    assert phrases(pipe) == [["glass", "milk"], ["rocket"]]  # "of" is no content word
+    update_config_section(model, "explain", compounds="glass of milk")
+    with pytest.raises(ModelLoadError, match="explain.compounds"):
+        load_pipeline(model)

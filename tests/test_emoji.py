@@ -428,3 +428,20 @@ def test_binding_prompts_of_emoji_scenes_ask_for_two_distinct_emoji(gallery, tmp
     assert main([*argv, "--calibration-prompts", "1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0]
+
+
+def test_an_emoji_model_exports_the_names_its_phrases_must_keep(scenes_root, monkeypatch):
+    """Export lists the data's multi-word names that the phrase rules would cut; shapes
+    data has none, and a missing import warns instead of failing the export."""
+    from types import SimpleNamespace
+
+    from bcosdiff.training import export, loop
+
+    data = {"kind": "emoji", "root": str(scenes_root), "size": 24}
+    assert export.trained_compounds(data) == []  # cat face, rocket, thumbs up: all one phrase
+    assert export.trained_compounds({"kind": "shapes"}) == []
+    with pytest.warns(UserWarning, match="no multi-word names"):
+        assert export.trained_compounds({**data, "root": str(scenes_root / "gone")}) == []
+    named = [SimpleNamespace(name=n) for n in ("cat face", "glass of milk", "fork and knife")]
+    monkeypatch.setattr(loop, "build_dataset", lambda data, seed: SimpleNamespace(concepts=named))
+    assert export.trained_compounds(data) == ["fork and knife", "glass of milk"]

@@ -48,3 +48,14 @@ def test_compounds_keep_a_multi_word_name_in_one_phrase():
     kept = parse_phrases(words, compounds=["nest with eggs"])
     assert [[words[i] for i in p.words] for p in kept] == [["nest", "eggs"], ["rocket"]]
     assert words[kept[0].noun] == "eggs"
+
+
+def test_compounds_to_keep_are_the_names_the_rules_would_cut():
+    from bcosdiff.explain.phrases import compounds_to_keep
+
+    names = ["cat face", "rocket", "Glass of Milk", "bow and arrow", "sun behind cloud"]
+    kept = compounds_to_keep(names)
+    assert kept == ["bow and arrow", "glass of milk", "sun behind cloud"]
+    for name in kept:  # cut without the list, one phrase with it, inside a prompt
+        words = caption_words(f"a {name} next to a rocket")
+        assert len(parse_phrases(words)) == 3 and len(parse_phrases(words, kept)) == 2

@@ -49,6 +49,7 @@ class Pipeline:
         flag_signal: str = "relevance",
         guidance: float = 1.0,
         stray_limit: float = DEFAULT_STRAY_LIMIT,
+        compounds: tuple[str, ...] = (),
     ):
         check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
@@ -64,6 +65,7 @@ class Pipeline:
         self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
         self.flag_signal = flag_signal  # the word score it applies to
         self.stray_limit = stray_limit  # binding diagnostics (explain.binding)
+        self.compounds = tuple(compounds)  # multi-word names kept in one phrase (explain.phrases)
         self.guidance = check_guidance(guidance)
 
     @classmethod
@@ -90,6 +92,9 @@ class Pipeline:
         stray_limit = explain.get("stray_limit", DEFAULT_STRAY_LIMIT)
         if not isinstance(stray_limit, int | float) or not 0 <= stray_limit <= 1:
             raise ModelLoadError(f"bad 'explain.stray_limit' in {directory / 'config.json'}")
+        compounds = explain.get("compounds", [])
+        if not isinstance(compounds, list) or not all(isinstance(c, str) for c in compounds):
+            raise ModelLoadError(f"bad 'explain.compounds' in {directory / 'config.json'}")
         sampling = config.get("sampling", {})
         guidance = sampling.get("guidance", 1.0) if isinstance(sampling, dict) else None
         if not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
@@ -103,6 +108,7 @@ class Pipeline:
             flag_signal=flag_signal,
             guidance=float(guidance),
             stray_limit=float(stray_limit),
+            compounds=tuple(compounds),
         )
 
     @property

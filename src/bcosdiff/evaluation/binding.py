@@ -43,7 +43,6 @@ import numpy as np
 
 from ..errors import BcosdiffError
 from ..explain.binding import phrase_stray
-from ..explain.phrases import parse_phrases
 from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
 from .faithfulness.metrics import auroc
@@ -150,7 +149,7 @@ def explain_and_check(
     weights = exp.painting_weights()
     positions = align(texts, prompt.words)
     objects, in_phrases = [], set()
-    for phrase in parse_phrases(texts):
+    for phrase in exp.phrases:  # the phrases the explanation's findings read
         in_phrases.update(phrase.words)
         k = positions[phrase.noun]
         asked = None if k is None else prompt.word_objects[k]

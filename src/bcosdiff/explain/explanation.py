@@ -59,6 +59,7 @@ class Explanation:
     # sample. Float rounding for B-cos; None for methods without an additive decomposition.
     completeness_residual: float | None = None
     stray_limit: float = DEFAULT_STRAY_LIMIT  # binding: the model's calibrated limit
+    compounds: tuple[str, ...] = ()  # the model's multi-word names, each kept in one phrase
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -116,22 +117,28 @@ class Explanation:
         model's calibrated ``stray_limit``; no findings for explanations without one map per
         word. Whole-run methods compute it before dropping their maps (``keep_maps=False``)."""
         from .binding import find_misbound
-        from .phrases import parse_phrases
 
         if self.saliency is not None or (
             self.contribution_maps is None and self.token_maps is None
         ):
             return [], [], {}
-        texts = [w.text for w in self.words]
         maps = self.word_heatmaps().numpy()
         return find_misbound(
             np.asarray(self.image),
-            texts,
+            [w.text for w in self.words],
             maps,
-            parse_phrases(texts),
+            self.phrases,
             self.stray_limit,
             weights=self.painting_weights(),
         )
+
+    @cached_property
+    def phrases(self):
+        """The prompt's phrases (:func:`~bcosdiff.explain.phrases.parse_phrases`) over
+        ``words``, with the model's multi-word names (``compounds``) kept whole."""
+        from .phrases import parse_phrases
+
+        return parse_phrases([w.text for w in self.words], self.compounds)
 
     def painting_weights(self) -> np.ndarray:
         """How much each word painted, for the binding diagnostics: its ``colour_change``

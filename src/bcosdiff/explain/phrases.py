@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .tokens import is_content_word
 
-__all__ = ["Phrase", "parse_phrases"]
+__all__ = ["compounds_to_keep", "Phrase", "parse_phrases"]
 
 # Words that end one noun phrase and start the next; multi-word relations first.
 RELATIONS = (
@@ -112,3 +112,10 @@ def parse_phrases(words: Sequence[str], compounds: Iterable[str] = ()) -> list[P
             continue
         phrases.append(Phrase(tuple(content), nouns[-1]))
     return phrases
+
+
+def compounds_to_keep(names: Iterable[str]) -> list[str]:
+    """The names that the rules would cut into several phrases or none ("glass of milk",
+    "bow and arrow"), sorted: a model trained on such names lists them as its ``compounds``
+    (``config.json``, section ``explain``) so that each stays one phrase."""
+    return sorted({n.lower() for n in names if len(parse_phrases(n.split())) != 1})

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ..variants import get_variant
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .loop import initial_lineage
 
-__all__ = ["export_checkpoint"]
+__all__ = ["export_checkpoint", "trained_compounds"]
 
 
 def export_checkpoint(
@@ -104,16 +105,36 @@ def _staged(out: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def trained_compounds(data: dict) -> list[str]:
+    """The multi-word names of a run's data that the phrase rules would cut
+    (:func:`~bcosdiff.explain.phrases.compounds_to_keep`): the concept names of emoji data,
+    read from the import the run was trained on; none for other data, or when the import
+    is not on this machine (a warning says so)."""
+    if data.get("kind") != "emoji":
+        return []
+    from ..explain.phrases import compounds_to_keep
+    from .loop import build_dataset
+
+    try:
+        scenes = build_dataset(data, seed=0)
+    except (BcosdiffError, OSError) as exc:
+        warnings.warn(f"no multi-word names exported: {exc}", stacklevel=2)
+        return []
+    return compounds_to_keep(c.name for c in scenes.concepts)
+
+
 def _write_model(
     directory, *, name, unet, variant, text, config, state, run_dir, weights, guidance
 ) -> None:
     save_unet(unet, directory)
+    compounds = trained_compounds(config.get("data") or {})
     update_config(
         directory,
         variant=config["variant"],
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
         sampling={"guidance": guidance},
+        **({"explain": {"compounds": compounds}} if compounds else {}),
         training={
             "steps": state["step"],
             **({"init": state["init"]} if state.get("init") else {}),
