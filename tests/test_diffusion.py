@@ -13,6 +13,7 @@ from bcosdiff.diffusion import (
     decode_image,
     encode_image,
     exponential_timesteps,
+    image_signal,
     make_ddim_scheduler,
 )
 from bcosdiff.networks import UNet
@@ -34,6 +35,9 @@ def test_encoding_round_trip():
     for encoding in ("rgb_inv", "rgb"):
         torch.testing.assert_close(decode_image(encode_image(rgb, encoding), encoding), rgb)
     assert encode_image(rgb).shape[1] == 6
+    # The image part, read linearly: what a summed score of the prediction should see.
+    torch.testing.assert_close(image_signal(encode_image(rgb), "rgb_inv"), rgb - 0.5)
+    torch.testing.assert_close(image_signal(encode_image(rgb, "rgb"), "rgb"), 2 * rgb - 1)
 
 
 def test_forward_process_moments_and_formula():

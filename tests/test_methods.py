@@ -70,7 +70,7 @@ def test_every_method_explains_the_same_generated_image(pipes, kind):
         if name == "xattn":  # attention probabilities: nonnegative, and words differ
             assert (maps >= 0).all() and maps.sum() > 0
             assert not torch.allclose(maps[0], maps[-1])
-        if name in ("dfrise", "dfcam"):  # one image-level map, repeated for every word
+        if name.startswith(("dfrise", "dfcam")):  # one image-level map, repeated for each word
             assert exp.saliency is not None and exp.saliency.shape == (8, 8)
             assert torch.isfinite(exp.saliency).all() and exp.saliency.abs().sum() > 0
             assert torch.equal(maps[0], maps[-1])
@@ -257,7 +257,7 @@ class _TwoChannels(nn.Module):
         self.up = nn.ModuleList()
 
     def forward(self, x, t, context, mask=None):
-        return self.down[0](x)[:, 1:2].expand(-1, 6, -1, -1) * 3.0
+        return self.down[0](x)[:, 1:2].expand(-1, x.shape[1], -1, -1) * 3.0
 
 
 class _Block(nn.Module):
@@ -271,12 +271,56 @@ class _Block(nn.Module):
         return torch.cat([distractor, signal], dim=1)
 
 
+class _EncodedImage(nn.Module):
+    """Predicts a dark drawing on white that respects the (rgb, 1 - rgb) encoding, drawn by
+    its block's signal channel in one region: the sum of its six channels is 3 per pixel
+    whatever ``x`` is."""
+
+    def __init__(self, region):
+        super().__init__()
+        self.config = type("Config", (), {"kind": "vanilla"})()
+        self.down = nn.ModuleList([_Block(region)])
+        self.middle = nn.ModuleList()
+        self.up = nn.ModuleList()
+
+    def forward(self, x, t, context, mask=None):
+        rgb = 1 - self.down[0](x)[:, 1:2].expand(-1, 3, -1, -1)
+        return torch.cat([rgb, 1 - rgb], dim=1)
+
+
+def test_df_cam_scores_what_the_image_draws_under_the_complementary_encoding(pipes):
+    """The authors' score, the sum of the network output, is a constant under the
+    (rgb, 1 - rgb) encoding: its gradient is zero and so is the map. The default score,
+    the predicted image's departure from the background, finds the region that draws."""
+    pipe = pipes["bcos-x0"]
+    assert pipe.process.encoding == "rgb_inv" and pipe.process.target == "x0"
+    run = pipe.run(PROMPT, steps=4, seed=6)
+    run.image_array = lambda: np.full((8, 8, 3), 255, np.uint8)  # a white background
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., :4, 4:] = 1
+    fake = _EncodedImage(region)
+    out = fake(torch.randn(2, 6, 8, 8), None, None)
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), torch.full((2,), 3 * 64.0))
+    real, pipe.unet = pipe.unet, fake
+    try:
+        drawn = DFCam(pipe).block_maps(run)["down.0"]
+        output = DFCam(pipe, CamOptions(score="output")).block_maps(run)["down.0"]
+    finally:
+        pipe.unet = real
+    assert float(output.abs().sum()) == 0.0
+    assert float(drawn[:4, 4:].sum()) > 0.9 * float(drawn.sum()) > 0
+    y, x = np.unravel_index(int(drawn.argmax()), drawn.shape)
+    assert y < 4 and x >= 4
+    with pytest.raises(ValueError, match="unknown DF-CAM score"):
+        CamOptions(score="brightness")
+
+
 def test_df_cam_highlights_the_only_channel_and_region_that_matter(pipes):
     pipe = pipes["vanilla"]
     run = pipe.run(PROMPT, steps=4, seed=6)
     real, pipe.unet = pipe.unet, _TwoChannels()
     try:
-        maps = DFCam(pipe).block_maps(run)
+        maps = DFCam(pipe, CamOptions(score="output")).block_maps(run)  # Grad-CAM itself
     finally:
         pipe.unet = real
     cam = maps["down.0"]

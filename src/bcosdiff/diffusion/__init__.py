@@ -10,7 +10,7 @@ from .ddim import (
     ddim_timesteps,
     make_ddim_scheduler,
 )
-from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels
+from .encoding import ENCODINGS, decode_image, encode_image, encoded_channels, image_signal
 from .guidance import check_guidance, drop_prompts, empty_conditioning, guided_prediction
 from .process import BETA_SCHEDULES, TARGETS, DiffusionProcess, make_betas
 from .timesteps import STAGES, exponential_timesteps
@@ -30,6 +30,7 @@ __all__ = [
     "drop_prompts",
     "ddim_timesteps",
     "decode_image",
+    "image_signal",
     "encode_image",
     "empty_conditioning",
     "encoded_channels",

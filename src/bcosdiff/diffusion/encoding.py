@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["ENCODINGS", "decode_image", "encode_image", "encoded_channels"]
+__all__ = ["ENCODINGS", "decode_image", "encode_image", "encoded_channels", "image_signal"]
 
 ENCODINGS = ("rgb_inv", "rgb")
 
@@ -35,6 +35,18 @@ def decode_image(x: Tensor, encoding: str = "rgb_inv") -> Tensor:
         rgb, inv = x[:, :3], x[:, 3:]
         return ((rgb + (1.0 - inv)) / 2.0).clamp(0.0, 1.0)
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def image_signal(x: Tensor, encoding: str = "rgb_inv") -> Tensor:
+    """Encoded ``(N, C, H, W)`` -> ``(N, 3, H, W)``: the part that carries the image, read
+    linearly (no offset, no clipping, so gradients pass everywhere): ``(rgb - inv) / 2`` for
+    ``rgb_inv``, ``x`` for ``rgb``. Under ``rgb_inv`` the sum of all six channels is fixed by
+    the encoding (``rgb + inv = 1``; and the noise's inverse half is ``-ε``), so a score that
+    sums them says nothing of the image; this part's sum does."""
+    _check(encoding)
+    if encoding == "rgb_inv":
+        return (x[:, :3] - x[:, 3:]) / 2.0
+    return x
 
 
 def _check(encoding: str) -> None:

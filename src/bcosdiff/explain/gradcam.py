@@ -1,11 +1,23 @@
 """DF-CAM (Park et al. 2024): Grad-CAM on the U-Net's internal activations at one step.
 
-At step ``k`` the summed network output ``Σ ε̂(x_t)`` (or ``Σ x̂0``: whatever the model
-predicts) is backpropagated to the output activation ``A`` of a block; with
-``α_c = mean_{h,w} ∂Σ/∂A_c`` the block's map is ``ReLU(Σ_c α_c A_c)``, upsampled bilinearly
-to the image and min–max normalised. The method's map sums the maps of every block (the
-down, middle and up stages of the U-Net, as the authors' scoring sums many blocks) and is
-min–max normalised again. Grad-CAM itself is captum's :class:`~captum.attr.LayerGradCam`.
+At step ``k`` a scalar score of the network's prediction is backpropagated to the output
+activation ``A`` of a block; with ``α_c = mean_{h,w} ∂score/∂A_c`` the block's map is
+``ReLU(Σ_c α_c A_c)``, upsampled bilinearly to the image and min–max normalised. The
+method's map sums the maps of every block (the down, middle and up stages of the U-Net, as
+the authors' scoring sums many blocks) and is min–max normalised again. Grad-CAM itself is
+captum's :class:`~captum.attr.LayerGradCam`.
+
+The score (``CamOptions.score``):
+
+* ``"drawn"`` (default): ``Σ |x̂0 - b|``, how far the clean image the prediction implies
+  departs from the generated image's background colour ``b``, read in image channels
+  (:func:`~bcosdiff.diffusion.encoding.image_signal`): what the image draws, whatever the
+  model's target and encoding;
+* ``"output"``: the authors' ``Σ ε̂(x_t)``, the sum of the network output (``x̂0`` for an x0
+  model). Under the ``(rgb, 1 - rgb)`` encoding of the B-cos models that sum is a constant
+  (``rgb + inv = 1``, and the noise's inverse half is ``-ε``), so its gradient is numerical
+  residue; the signed image sum instead (``Σ x̂0`` in image channels) would score brightness,
+  and its map lands on a white background. Measured on both in ``docs/results.md``.
 
 Under classifier-free guidance the output is the guided prediction; its two branches run as
 one batch (conditional rows first), and the map is read from the conditional branch's
@@ -20,11 +32,15 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
+from ..diffusion.encoding import encode_image, image_signal
+from ..pictures import border_colour
 from .explanation import Explanation, build_attribution
 from .methods import AttributionMethod, AttributionOptions
 from .run import GeneratedRun
 
-__all__ = ["CamOptions", "DFCam", "unet_blocks"]
+__all__ = ["CAM_SCORES", "CamOptions", "DFCam", "unet_blocks"]
+
+CAM_SCORES = ("drawn", "output")
 
 
 def unet_blocks(unet: nn.Module) -> dict[str, nn.Module]:
@@ -41,16 +57,27 @@ def _normalise(m: Tensor) -> Tensor:
     return (m - low) / (high - low) if high > low else m * 0
 
 
+def _background_signal(image, encoding: str) -> Tensor:
+    """``(1, 3, 1, 1)``: the generated image's background colour (its border's median)
+    as :func:`~bcosdiff.diffusion.encoding.image_signal` reads it."""
+    colour = torch.tensor(border_colour(image) / 255.0, dtype=torch.float32)[None, :, None, None]
+    return image_signal(encode_image(colour, encoding), encoding)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CamOptions(AttributionOptions):
-    """DF-CAM settings: run step ``step`` (index; default three quarters of the way) and the
-    ``blocks`` whose maps are summed (names from :func:`unet_blocks`; default all)."""
+    """DF-CAM settings: run step ``step`` (index; default three quarters of the way), the
+    ``blocks`` whose maps are summed (names from :func:`unet_blocks`; default all) and the
+    ``score`` backpropagated ("drawn" or "output"; module docstring)."""
 
     step: int | None = None
     blocks: tuple[str, ...] | None = None
+    score: str = "drawn"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.score not in CAM_SCORES:
+            raise ValueError(f"unknown DF-CAM score {self.score!r}; expected one of {CAM_SCORES}")
         if self.blocks is not None:
             object.__setattr__(self, "blocks", tuple(self.blocks))
 
@@ -79,8 +106,17 @@ class DFCam(AttributionMethod):
         state = run.states[run.step_index(options.step)]
         device = run.x_T.device
 
+        process = self.pipe.process
+        background = _background_signal(run.image_array(), process.encoding).to(device)
+        time = torch.tensor([state.t], device=device)
+
         def summed_output(x: Tensor) -> Tensor:
-            return run.predict(unet, x, state.t).sum(dim=(1, 2, 3))
+            prediction = run.predict(unet, x, state.t)
+            if options.score == "output":
+                return prediction.sum(dim=(1, 2, 3))
+            x0 = process.predicted_x0(prediction, x, time)
+            drawn = image_signal(x0, process.encoding) - background
+            return drawn.abs().sum(dim=(1, 2, 3))
 
         x_t = state.x_t.to(device).detach()
         size = x_t.shape[-2:]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BcosdiffError
-from .gradcam import DFCam
+from .gradcam import CamOptions, DFCam
 from .methods import (
     AttributionMethod,
     AttributionOptions,
@@ -58,9 +58,11 @@ METHODS: dict[str, Callable[..., AttributionMethod]] = {
     "xattn": CrossAttentionMaps,
     "dfrise": DFRise,
     "dfcam": DFCam,
+    "dfcam-output": Preset(DFCam, CamOptions(score="output")),
 }
 """Method name -> ``factory(pipe, options=None)``: a method class or a :class:`Preset`. The
-``bcos-*`` entries are B-cos whose default options read the maps out another way."""
+``bcos-*`` entries are B-cos whose default options read the maps out another way;
+``dfcam-output`` is DF-CAM with the authors' score (the summed network output)."""
 
 
 def register_method(name: str, factory: Callable[..., AttributionMethod]) -> None:
