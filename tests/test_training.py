@@ -85,6 +85,17 @@ def test_model_card_records_the_command_steps_and_loss(tmp_path):
     with pytest.raises(BcosdiffError, match="guidance"):
         export_checkpoint(tmp_path / "run", tmp_path / "h", weights="ema", guidance=-1)
     assert not (tmp_path / "h").exists()
+    # A hand-written card survives a re-export only when asked to; the weights are new.
+    written = chosen / "MODEL_CARD.md"
+    written.write_text("# my card\n\nLicences: ...\n")
+    export_checkpoint(tmp_path / "run", chosen, weights="model", keep_card=True)
+    assert written.read_text() == "# my card\n\nLicences: ...\n"
+    assert read_config(chosen)["training"]["weights"] == "model"
+    export_checkpoint(tmp_path / "run", chosen, weights="model")
+    assert "final training loss" in written.read_text()
+    with pytest.raises(BcosdiffError, match="no MODEL_CARD.md"):
+        export_checkpoint(tmp_path / "run", tmp_path / "new", keep_card=True)
+    assert not (tmp_path / "new").exists()
 
 
 def test_config_files_are_validated(tmp_path):

@@ -329,17 +329,17 @@ def export(
         float | None,
         typer.Option(help="Default guidance scale of the model (default: the training config's)."),
     ] = None,
+    keep_card: Annotated[
+        bool, typer.Option(help="Keep the MODEL_CARD.md that OUT already has.")
+    ] = False,
 ) -> None:
     """Export a training checkpoint as a model directory."""
     from .training import export_checkpoint
 
-    typer.echo(
-        str(
-            export_checkpoint(
-                run_dir, out, weights=weights, checkpoint=checkpoint, guidance=guidance
-            )
-        )
+    written = export_checkpoint(
+        run_dir, out, weights=weights, checkpoint=checkpoint, guidance=guidance, keep_card=keep_card
     )
+    typer.echo(str(written))
 
 
 @data_app.command("shapes")

@@ -30,11 +30,15 @@ def export_checkpoint(
     weights: str = "ema",
     checkpoint: str | None = None,
     guidance: float | None = None,
+    keep_card: bool = False,
 ) -> Path:
     """Write the ``weights`` ("ema" or "model") of a run's (latest) checkpoint to ``out``.
 
     ``guidance`` sets the model's default guidance scale (``sampling.guidance``); by default
-    it is the training config's ``guidance``."""
+    it is the training config's ``guidance``. The new directory replaces ``out`` whole, with
+    a card generated from the run; ``keep_card`` keeps the ``MODEL_CARD.md`` that ``out``
+    already has (a hand-written card with the data's licences, say; its numbers are then
+    the writer's to update)."""
     run_dir = Path(run_dir)
     path = (
         run_dir / "checkpoints" / checkpoint
@@ -61,6 +65,12 @@ def export_checkpoint(
     unet = UNet(UNetConfig.from_dict(config["unet"]))
     unet.load_state_dict(parts[weights])
     out = Path(out)
+    kept_card = None
+    if keep_card:
+        try:
+            kept_card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+        except OSError:
+            raise BcosdiffError(f"no MODEL_CARD.md in {out} to keep") from None
     with _staged(out) as staging:
         _write_model(
             staging,
@@ -74,6 +84,8 @@ def export_checkpoint(
             weights=weights,
             guidance=default,
         )
+        if kept_card is not None:
+            (staging / "MODEL_CARD.md").write_text(kept_card, encoding="utf-8")
     return out
 
 
