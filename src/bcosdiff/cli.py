@@ -635,7 +635,11 @@ def _saved_binding_study(out: Path) -> tuple[dict, dict] | None:
 def eval_relevance(
     model: ModelOption = None,
     data: Annotated[
-        str, typer.Option(help="'shapes' or an image folder with metadata.jsonl.")
+        str,
+        typer.Option(
+            help="'shapes', an emoji import (bcosdiff data emoji: its scenes' captions) "
+            "or an image folder with metadata.jsonl."
+        ),
     ] = "shapes",
     captions: Annotated[int, typer.Option(help="Number of captions.")] = 100,
     steps: StepsOption = 25,
