@@ -185,6 +185,28 @@ def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
         calibrate_binding([_record(0, (True, 1.0, 0.5))])
 
 
+def test_a_saved_study_reads_back_as_saved_and_a_broken_one_is_refused(tmp_path):
+    from bcosdiff.evaluation.binding import load_records, read_study, save_study
+
+    out = tmp_path / "study"
+    assert read_study(out) is None  # nothing saved: a fresh run
+    records = {"calibration": [_record(0, (True, 0.05, 0.9), (False, 1.0, 0.1))], "measured": []}
+    # A report saved while the calibration prompts are still being explained.
+    report = {"model": "m", "method": "bcos", "steps": 2, "calibration_prompts": 4}
+    save_study(out, report, records)
+    assert sorted(p.name for p in out.iterdir()) == ["binding.json", "binding.md", "records.json"]
+    saved_report, rows = read_study(out)
+    assert saved_report == report and load_records(rows) == records
+    assert "still being explained" in (out / "binding.md").read_text()
+    (out / "records.json").write_text('{"measured": [{"prompt": 0}]}')
+    with pytest.raises(ValueError, match="malformed records"):
+        read_study(out)
+    (out / "records.json").write_text("{}")
+    (out / "binding.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a report"):
+        read_study(out)
+
+
 def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
     from bcosdiff.evaluation import binding
 

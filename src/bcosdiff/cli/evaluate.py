@@ -123,12 +123,11 @@ def eval_binding(
 ) -> None:
     """Calibrate the flag rule and the binding diagnostics together on two-object prompts,
     and measure how they catch the objects not drawn as asked."""
-    import json
 
     from tqdm import tqdm
 
-    from ..evaluation.binding import binding_markdown, binding_study
-    from ..modeldir import atomic_write, update_config_section
+    from ..evaluation.binding import binding_markdown, binding_study, save_study
+    from ..modeldir import update_config_section
     from ..pipeline import load_pipeline, resolve_model
     from ..service import default_method
 
@@ -145,15 +144,8 @@ def eval_binding(
     saved = _saved_binding_study(out) if resume else None
 
     def save(report: dict, records: dict) -> None:  # after every prompt and stage
-        rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
-        texts = {  # records first: a report never names prompts that were not saved
-            "records.json": json.dumps(rows, indent=1) + "\n",
-            "binding.json": json.dumps(report, indent=2) + "\n",
-            "binding.md": binding_markdown(report),
-        }
         with writing(out):
-            for name, text in texts.items():  # whole files only: a kill keeps the last save
-                atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+            save_study(out, report, records)
 
     try:
         report, _ = binding_study(
@@ -197,21 +189,12 @@ def eval_binding(
 
 def _saved_binding_study(out: Path) -> tuple[dict, dict] | None:
     """``(report, records)`` an earlier ``eval binding`` saved in ``out``, or None."""
-    import json
-
-    from ..evaluation.binding import load_records
+    from ..evaluation.binding import read_study
 
     try:
-        saved = json.loads((out / "binding.json").read_text(encoding="utf-8"))
-        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
-        load_records(rows)  # malformed records fail here, before any model work
-    except FileNotFoundError:
-        return None  # nothing saved yet: a fresh run
-    except (OSError, ValueError) as exc:
+        return read_study(out)
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, or not a saved study
         raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
-    if not isinstance(saved, dict):
-        raise BcosdiffError(f"cannot resume from {out}: binding.json is not a report")
-    return saved, rows
 
 
 @app.command("relevance")

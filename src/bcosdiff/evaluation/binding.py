@@ -35,9 +35,11 @@ seed does, so the first seed's rate is also plain reseeding at equal cost.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +47,7 @@ from ..errors import BcosdiffError
 from ..explain.binding import phrase_stray
 from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
+from ..modeldir import atomic_write
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
@@ -62,6 +65,8 @@ __all__ = [
     "regeneration_success",
     "binding_study",
     "load_records",
+    "read_study",
+    "save_study",
     "study_settings",
 ]
 
@@ -423,6 +428,38 @@ def load_records(rows: dict) -> dict[str, list[PromptRecord]]:
         return _records(rows)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed records ({exc!r})") from None
+
+
+def save_study(out: Path, report: dict, records: dict[str, list[PromptRecord]]) -> None:
+    """Write a study into the folder ``out``: ``records.json`` (the explained prompts per
+    stage), ``binding.json`` (the report) and ``binding.md``. Each file is replaced whole
+    (:func:`~bcosdiff.modeldir.atomic_write`), the records first, so a run killed at any
+    point leaves the last complete save and a report never names prompts that were not
+    saved. ``binding_study(on_progress=…)`` can call it after every prompt."""
+    rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
+    texts = {
+        "records.json": json.dumps(rows, indent=1) + "\n",
+        "binding.json": json.dumps(report, indent=2) + "\n",
+        "binding.md": binding_markdown(report),
+    }
+    for name, text in texts.items():
+        atomic_write(Path(out) / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+
+
+def read_study(out: Path) -> tuple[dict, dict] | None:
+    """``(report, records rows)`` that :func:`save_study` left in ``out``, to pass to
+    ``binding_study(saved=…)``; None when nothing was saved there. A file that is not a
+    saved study raises ValueError."""
+    out = Path(out)
+    try:
+        report = json.loads((out / "binding.json").read_text(encoding="utf-8"))
+        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    load_records(rows)  # malformed records fail here, before any model work
+    if not isinstance(report, dict):
+        raise ValueError("binding.json is not a report")
+    return report, rows
 
 
 def _records(rows: dict) -> dict[str, list[PromptRecord]]:
