@@ -114,7 +114,8 @@ def main() -> None:
             )
         print(
             f"two-emoji prompts: both recognised {scene['both']:.1%} of {scene['prompts']} "
-            f"(first {scene['first']:.1%}, second {scene['second']:.1%})"
+            f"(first {scene['first']:.1%}, second {scene['second']:.1%}); at least two "
+            f"objects found in {scene['two_regions']:.1%}"
         )
         print(
             f"emoji Fréchet distance {fd:.2f} (the same real emoji at scale 0.75 instead of "

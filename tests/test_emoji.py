@@ -305,6 +305,27 @@ def test_regions_cut_outs_and_scene_recognition(gallery):
     assert emoji_regions(blank) == [] and recognised_in_scene(gallery, blank, [0]) == [False]
 
 
+def test_the_scene_report_counts_recognised_emoji_and_two_object_layouts(gallery):
+    from bcosdiff.evaluation.emoji import ConceptPrompt, lone_emoji, scene_report
+
+    pairs = gallery.scenes.variant(two_object_prob=1.0, three_object_prob=0.0, seed=4)
+    samples = [pairs.sample(index) for index in range(3)]
+    prompts = [
+        ConceptPrompt("", [gallery.concepts.index(c) for c in s.concepts], "") for s in samples
+    ]
+    real = np.stack([s.image for s in samples])
+    report, hits = scene_report(gallery, prompts, real)
+    assert report["prompts"] == 3 and report["two_regions"] == 1.0
+    assert hits == [[True, True]] * 3 and report["both"] == 1.0
+    # One emoji alone (the first asked) per image: one object found, so no two-object layout.
+    alone = np.stack([lone_emoji(gallery.scenes, s.concepts[0], "fluent") for s in samples])
+    report, _ = scene_report(gallery, prompts, alone)
+    assert report["two_regions"] == 0.0 and report["first"] == 1.0
+    blank = np.full_like(real, 255)
+    report, _ = scene_report(gallery, prompts, blank)
+    assert report == {"prompts": 3, "both": 0.0, "first": 0.0, "second": 0.0, "two_regions": 0.0}
+
+
 def test_reports_count_what_they_claim(gallery):
     from bcosdiff.evaluation.emoji import (
         STYLE_NOT_ASKED,

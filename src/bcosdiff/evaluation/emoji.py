@@ -407,8 +407,10 @@ def single_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: n
 
 
 def scene_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np.ndarray):
-    """``{prompts, both, first, second}``: shares of two-emoji images whose asked emoji are
-    recognised (top 5 of some region)."""
+    """``{prompts, both, first, second, two_regions}``: shares of two-emoji images whose
+    asked emoji are recognised (top 5 of some region), and of those in which
+    :func:`emoji_regions` finds at least two objects (the layout of two emoji, whatever
+    they show)."""
     hits = [
         recognised_in_scene(gallery, image, p.concepts)
         for image, p in zip(images, prompts, strict=True)
@@ -418,6 +420,7 @@ def scene_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np
         "both": float(np.mean([all(h) for h in hits])),
         "first": float(np.mean([h[0] for h in hits])),
         "second": float(np.mean([h[1] for h in hits])),
+        "two_regions": float(np.mean([len(emoji_regions(image)) >= 2 for image in images])),
     }, hits
 
 
