@@ -32,6 +32,7 @@ def image_format(out: Path) -> str:
 
 
 def save_image(image, out: Path) -> None:
+    """Save a PIL image in the format its suffix names, creating the folder."""
     kind = image_format(out)
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -40,4 +41,5 @@ def save_image(image, out: Path) -> None:
 
 
 def note(message: str, kind: str = "note") -> None:
+    """One ``bcosdiff: KIND: message`` line on stderr."""
     print(f"bcosdiff: {kind}: {message}", file=sys.stderr)
