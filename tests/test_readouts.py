@@ -180,3 +180,16 @@ def test_words_read_out_the_sum_of_their_pieces():
         torch.testing.assert_close(exp.word_heatmaps(name)[1], expected)
     with pytest.raises(ValueError, match="unknown read-out"):
         exp.read_out("nope")
+
+
+def test_heatmap_panels_spread_evenly_over_the_fewest_rows():
+    from bcosdiff.explain.figures import panel_grid
+
+    assert panel_grid(2) == (1, 2)
+    assert panel_grid(6) == (1, 6)
+    assert panel_grid(7) == (2, 4)  # not 6 + 1
+    assert panel_grid(13) == (3, 5)
+    for panels in range(1, 40):
+        rows, cols = panel_grid(panels)
+        assert cols <= 6 and rows * cols >= panels > (rows - 1) * cols
+        assert rows * cols - panels < rows  # no row is left more than one panel short

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,20 @@ from .explanation import Explanation
 from .overlays import UPSCALE, map_overlays, reconstruction_rgb, word_overlays
 from .run import GeneratedRun
 
-__all__ = ["progression_strip", "save_explanation"]
+__all__ = ["panel_grid", "progression_strip", "save_explanation"]
+
+MAX_COLUMNS = 6  # panels per row of the heat-map figure
 
 
 def _big(image: Image.Image) -> Image.Image:
     return image.resize((UPSCALE, UPSCALE), Image.Resampling.NEAREST)
+
+
+def panel_grid(panels: int, max_cols: int = MAX_COLUMNS) -> tuple[int, int]:
+    """``(rows, cols)`` for ``panels`` panels: as few rows as ``max_cols`` allows, and the
+    panels spread evenly over them (7 panels: 4 + 3, not 6 + 1)."""
+    rows = math.ceil(panels / max_cols)
+    return rows, math.ceil(panels / rows)
 
 
 def _heatmap_figure(exp: Explanation, path: Path) -> None:
@@ -31,8 +41,7 @@ def _heatmap_figure(exp: Explanation, path: Path) -> None:
     painted = exp.contribution_maps is not None
     overlays, scale = word_overlays(exp) if painted else map_overlays(exp)
     count = len(overlays)
-    cols = min(6, count + 1)
-    rows = (count + cols) // cols
+    rows, cols = panel_grid(count + 1)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
     # The image, faded to light grey under every map so the map's colour reads clearly.
     grey = np.asarray(exp.image.convert("L"), dtype=float) / 255.0
