@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 
 import torch
 from emoji_flags import non_emoji_words
@@ -35,7 +34,7 @@ from emoji_flags import non_emoji_words
 from bcosdiff.bcos import explanation_mode
 from bcosdiff.data.emoji_scenes import EmojiScenes, emoji_phrase
 from bcosdiff.evaluation.faithfulness.metrics import auroc
-from bcosdiff.explain.tokens import group_words, is_content_word
+from bcosdiff.explain.tokens import Word, group_words, is_content_word, peer_ratios
 from bcosdiff.explain.trajectory import RunSources, run_trajectory
 from bcosdiff.pipeline import load_pipeline
 
@@ -92,13 +91,9 @@ def word_scores(pipe, prompt: str, seed: int, steps: int, mean: torch.Tensor) ->
 
 
 def word_ratios(words: list[tuple[str, float]]) -> list[float]:
-    """Peer ratio of each content word, in prompt order."""
-    content = [score for text, score in words if is_content_word(text)]
-    ratios = []
-    for k, score in enumerate(content):
-        peers = statistics.median(s for j, s in enumerate(content) if j != k)
-        ratios.append(score / peers if peers > 0 else float("inf"))
-    return ratios
+    """Peer ratio of each content word (the flag rule's, :func:`peer_ratios`), in prompt order."""
+    scored = [Word(text, [], score) for text, score in words]
+    return [ratio for _, ratio in peer_ratios(scored, "relevance")]
 
 
 def phrase_scores(words: list[tuple[str, float]]) -> tuple[float, float]:
