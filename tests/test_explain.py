@@ -242,6 +242,8 @@ def test_flagging_rule():
     assert [w.text for w in words] == ["a", "red", "flamingo", "and", "a", "shark"]
     assert flag_words(words) == ["shark"]
     assert not is_content_word("the") and not is_content_word("42") and not is_content_word(",")
+    # Prepositions, also the first words of the relations "next to" and "in front of"
+    assert not any(is_content_word(w) for w in ("next", "front", "beside", "behind", "near"))
     assert flag_words(group_words([(1, "cat")], [1.0])) == []  # a lone content word
 
 

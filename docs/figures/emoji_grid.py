@@ -1,9 +1,14 @@
 """The README's grid of generated emoji (one run; writes docs/figures/emoji-grid.png).
 
-    python docs/figures/emoji_grid.py [--model bcos-emoji] [--seed 0] [--out PATH]
+    python docs/figures/emoji_grid.py [--model bcos-emoji] [--seed 0] [--data DIR] [--out PATH]
 
-Each cell is ``bcosdiff generate PROMPT -m MODEL --seed SEED`` (25 steps, the model's
-default guidance), enlarged 4× without smoothing, with its prompt underneath.
+Each cell of the first rows is ``bcosdiff generate PROMPT -m MODEL --seed SEED`` (25 steps,
+the model's default guidance) for a fixed list of everyday prompts, enlarged without
+smoothing, with its prompt underneath. With ``--data`` (an emoji import) a last row adds
+the first concept prompts of ``benchmarks/emoji_recognisability.py`` (random concepts,
+prompt k sampled with seed k, as there), and every one-emoji cell's title carries the rank
+of the asked emoji among the real emoji (the benchmark's retrieval; "top 5" means the
+benchmark counts it as shown), so the figure shows typical images beside chosen ones.
 """
 
 from __future__ import annotations
@@ -29,12 +34,37 @@ PROMPTS = (
     "a volcano, twemoji style",
     "a cat face and a rocket",
 )
+COLUMNS = 6
+
+
+def _gallery(data: str):
+    from bcosdiff.data.emoji_scenes import EmojiScenes
+    from bcosdiff.evaluation.emoji import EmojiGallery, load_emoji_features
+
+    return EmojiGallery(load_emoji_features(), EmojiScenes(data))
+
+
+def _ranks(gallery, prompts: list[str], images) -> dict[str, int]:
+    """Rank of the asked emoji (0 = best) for each prompt that names exactly one concept."""
+    import torch
+
+    from bcosdiff.data.emoji_scenes import emoji_phrase
+
+    index = {emoji_phrase(c.name): i for i, c in enumerate(gallery.concepts)}
+    ranks = {}
+    for prompt, image in zip(prompts, images, strict=True):
+        phrase = prompt.split(",")[0]
+        if phrase in index:
+            pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None]
+            ranks[prompt] = gallery.retrieve(pixels)[0].rank_of(index[phrase])
+    return ranks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bcos-emoji")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="an emoji import: adds random prompts and ranks")
     parser.add_argument("--out", default=str(Path(__file__).with_name("emoji-grid.png")))
     args = parser.parse_args()
 
@@ -44,17 +74,31 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     pipe = load_pipeline(args.model)
-    samples = pipe.sample_batch(list(PROMPTS), 25, [args.seed] * len(PROMPTS))
-    images = pipe.images(samples)
-    cols = 6
-    rows = (len(PROMPTS) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    prompts, seeds = list(PROMPTS), [args.seed] * len(PROMPTS)
+    gallery = _gallery(args.data) if args.data else None
+    if gallery is not None:
+        from bcosdiff.evaluation.emoji import concept_prompts
+
+        drawn = concept_prompts(gallery, COLUMNS)
+        prompts += [p.prompt for p in drawn]
+        seeds += list(range(len(drawn)))
+    images = pipe.images(pipe.sample_batch(prompts, 25, seeds))
+    ranks = _ranks(gallery, prompts, images) if gallery is not None else {}
+    rows = (len(prompts) + COLUMNS - 1) // COLUMNS
+    fig, axes = plt.subplots(rows, COLUMNS, figsize=(1.9 * COLUMNS, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, prompt, image in zip(axes.flat, PROMPTS, images, strict=False):
+    for n, (ax, prompt, image) in enumerate(zip(axes.flat, prompts, images, strict=False)):
         ax.imshow(np.asarray(image), interpolation="nearest")
-        ax.set_title(prompt, fontsize=8, wrap=True)
-    fig.suptitle(f"{pipe.name}, seed {args.seed}, 25 steps, guidance {pipe.guidance:g}", fontsize=9)
+        title = prompt if n < len(PROMPTS) else f"{prompt} (seed {seeds[n]})"
+        if prompt in ranks:
+            rank = ranks[prompt] + 1
+            title += f"\nrank {rank}" + (" (top 5)" if rank <= 5 else "")
+        ax.set_title(title, fontsize=7, wrap=True)
+    heading = f"{pipe.name}, 25 steps, guidance {pipe.guidance:g}; first rows seed {args.seed}"
+    if args.data:
+        heading += "; last row: random concepts of the recognisability benchmark"
+    fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(args.out)
