@@ -14,6 +14,7 @@ benchmark counts it as shown), so the figure shows typical images beside chosen 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _ranks(gallery, prompts: list[str], images) -> dict[str, int]:
     for prompt, image in zip(prompts, images, strict=True):
         phrase = prompt.split(",")[0]
         if phrase in index:
-            pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None]
+            pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
             ranks[prompt] = gallery.retrieve(pixels)[0].rank_of(index[phrase])
     return ranks
 
@@ -90,10 +91,11 @@ def main() -> None:
         ax.axis("off")
     for n, (ax, prompt, image) in enumerate(zip(axes.flat, prompts, images, strict=False)):
         ax.imshow(np.asarray(image), interpolation="nearest")
-        title = prompt if n < len(PROMPTS) else f"{prompt} (seed {seeds[n]})"
+        notes = [] if n < len(PROMPTS) else [f"seed {seeds[n]}"]
         if prompt in ranks:
             rank = ranks[prompt] + 1
-            title += f"\nrank {rank}" + (" (top 5)" if rank <= 5 else "")
+            notes.append(f"rank {rank}" + (" (top 5)" if rank <= 5 else ""))
+        title = "\n".join([textwrap.fill(prompt, 28), ", ".join(notes)] if notes else [prompt])
         ax.set_title(title, fontsize=7, wrap=True)
     heading = f"{pipe.name}, 25 steps, guidance {pipe.guidance:g}; first rows seed {args.seed}"
     if args.data:
