@@ -45,20 +45,14 @@ def _gallery(data: str):
     return EmojiGallery(load_emoji_features(), EmojiScenes(data))
 
 
-def _ranks(gallery, prompts: list[str], images) -> dict[str, int]:
-    """Rank of the asked emoji (0 = best) for each prompt that names exactly one concept."""
+def _ranks(gallery, asked: list[int | None], images) -> list[int | None]:
+    """Rank (0 = best) of each cell's asked concept among the real emoji (one batched
+    retrieval, as the benchmark's); None for cells that ask no single concept."""
     import torch
 
-    from bcosdiff.data.emoji_scenes import emoji_phrase
-
-    index = {emoji_phrase(c.name): i for i, c in enumerate(gallery.concepts)}
-    ranks = {}
-    for prompt, image in zip(prompts, images, strict=True):
-        phrase = prompt.split(",")[0]
-        if phrase in index:
-            pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
-            ranks[prompt] = gallery.retrieve(pixels)[0].rank_of(index[phrase])
-    return ranks
+    pixels = torch.from_numpy(np.stack([np.array(image) for image in images])).permute(0, 3, 1, 2)
+    found = gallery.retrieve(pixels)
+    return [None if c is None else r.rank_of(c) for r, c in zip(found, asked, strict=True)]
 
 
 def main() -> None:
@@ -77,14 +71,20 @@ def main() -> None:
     pipe = load_pipeline(args.model)
     prompts, seeds = list(PROMPTS), [args.seed] * len(PROMPTS)
     gallery = _gallery(args.data) if args.data else None
+    ranks = [None] * len(prompts)
     if gallery is not None:
+        from bcosdiff.data.emoji_scenes import emoji_phrase
         from bcosdiff.evaluation.emoji import concept_prompts
 
+        index = {emoji_phrase(c.name): i for i, c in enumerate(gallery.concepts)}
+        asked = [index.get(p.split(",")[0]) for p in prompts]
         drawn = concept_prompts(gallery, COLUMNS)
         prompts += [p.prompt for p in drawn]
         seeds += list(range(len(drawn)))
+        asked += [p.concepts[0] for p in drawn]
     images = pipe.images(pipe.sample_batch(prompts, 25, seeds))
-    ranks = _ranks(gallery, prompts, images) if gallery is not None else {}
+    if gallery is not None:
+        ranks = _ranks(gallery, asked, images)
     rows = (len(prompts) + COLUMNS - 1) // COLUMNS
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(1.9 * COLUMNS, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
@@ -92,8 +92,8 @@ def main() -> None:
     for n, (ax, prompt, image) in enumerate(zip(axes.flat, prompts, images, strict=False)):
         ax.imshow(np.asarray(image), interpolation="nearest")
         notes = [] if n < len(PROMPTS) else [f"seed {seeds[n]}"]
-        if prompt in ranks:
-            rank = ranks[prompt] + 1
+        if ranks[n] is not None:
+            rank = ranks[n] + 1
             notes.append(f"rank {rank}" + (" (top 5)" if rank <= 5 else ""))
         title = "\n".join([textwrap.fill(prompt, 28), ", ".join(notes)] if notes else [prompt])
         ax.set_title(title, fontsize=7, wrap=True)
