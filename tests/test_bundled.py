@@ -84,6 +84,13 @@ def test_the_default_model_at_its_default_guidance_flags_an_unseen_word():
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
 
 
+def test_the_bundled_models_list_the_words_they_were_trained_on():
+    """Exported from their training data: a word of that data is known, others are not."""
+    assert load_pipeline("bcos-emoji").unknown_words("a cat face and a zeppelin") == ["zeppelin"]
+    assert load_pipeline("vanilla-emoji").unknown_words("a rocket next to a walrus") == ["walrus"]
+    assert load_pipeline("bcos-x0").unknown_words("a red circle and a cat face") == ["cat", "face"]
+
+
 def test_explaining_a_generated_run_reports_the_generated_image():
     """The replay recomputes the sample as row 0 of a batch of 1 + tokens rows; for this prompt
     the batched products round one pixel differently. The explanation of a sampled run must

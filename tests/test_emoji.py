@@ -466,3 +466,23 @@ def test_an_emoji_model_exports_the_names_its_phrases_must_keep(scenes_root, mon
     named = [SimpleNamespace(name=n) for n in ("cat face", "glass of milk", "fork and knife")]
     monkeypatch.setattr(loop, "build_dataset", lambda data, seed: SimpleNamespace(concepts=named))
     assert export.trained_compounds(data) == ["fork and knife", "glass of milk"]
+
+
+def test_an_exported_model_lists_the_words_of_its_training_captions(scenes_root):
+    """The vocabulary holds every word of every caption the scenes make (names, keywords,
+    templates, styles), not a word outside them; open-ended caption data lists none."""
+    from bcosdiff.training import export
+
+    data = {"kind": "emoji", "root": str(scenes_root), "size": 24}
+    vocabulary = export.trained_vocabulary(data)
+    assert vocabulary == sorted(set(vocabulary))
+    scenes = EmojiScenes(scenes_root, size=24, categories=None, keyword_prob=0.5, seed=4)
+    seen = {w.lower() for i in range(200) for w in scenes.sample(i).words if w.isalpha()}
+    assert seen <= set(scenes.vocabulary()) and "zeppelin" not in scenes.vocabulary()
+    concepts = EmojiScenes(scenes_root, size=24).concepts
+    for concept in concepts:
+        assert set(" ".join([concept.name, *concept.keywords]).lower().split()) <= set(vocabulary)
+    assert "triangle" in export.trained_vocabulary({"kind": "shapes"})
+    assert export.trained_vocabulary({"kind": "folder", "root": "anywhere"}) is None
+    with pytest.warns(UserWarning, match="no vocabulary"):
+        assert export.trained_vocabulary({**data, "root": str(scenes_root / "gone")}) is None

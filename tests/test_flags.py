@@ -11,7 +11,7 @@ from PIL import Image
 from bcosdiff.data.shapes import BACKGROUND, ShapesDataset, caption_words
 from bcosdiff.evaluation.flags import calibrate_flag_ratio, threshold_at_quantile
 from bcosdiff.explain import SCORES_ONLY
-from bcosdiff.explain.tokens import Word, flag_words, peer_ratios
+from bcosdiff.explain.tokens import Word, flag_words, peer_ratios, unknown_words
 
 
 def test_peer_ratio_is_relevance_over_the_median_of_the_other_content_words():
@@ -95,6 +95,37 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
     assert exp.attempts == [(3, [], [])] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
     assert exp.image.tobytes() == reference.tobytes()
+
+
+def test_unknown_words_are_the_content_words_outside_the_training_captions():
+    vocabulary = ShapesDataset().vocabulary()
+    dataset = ShapesDataset(seed=1)
+    for index in range(300):  # every word of every caption the data set makes is inside it
+        words = dataset.sample(index).words
+        assert all(w.lower() in vocabulary for w in words if w.isalpha())
+    assert {"shark", "cat", "sea"}.isdisjoint(vocabulary) and "triangle" in vocabulary
+    words = caption_words("The Shark, a red circle and a shark of the sea.")
+    assert unknown_words(words, vocabulary) == ["shark", "sea"]  # no stop words, once each
+    assert unknown_words(words, None) == []  # a model that lists no vocabulary reports none
+
+
+def test_regenerating_skips_words_the_model_never_learned(tmp_path):
+    """Flagged words outside the vocabulary are reported, but no other seed is tried for
+    them; a flagged word the model knows still makes it try the next seed."""
+    from bcosdiff.pipeline import create_model_directory
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    pipe.flag_ratio, pipe.stray_limit = 1e9, 1.0  # every content word with peers is flagged
+    pipe.vocabulary = ShapesDataset().vocabulary()
+    exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    assert exp.flagged_tokens == ["shark", "whale"] and exp.unknown_words == ["shark", "whale"]
+    assert [s for s, *_ in exp.attempts] == [3] and exp.findings == []
+    assert exp.to_dict()["unknown_words"] == ["shark", "whale"]
+    exp = pipe.explain("a red shark", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.findings == ["red"]
+    pipe.vocabulary = None  # unknown vocabulary: every flagged word counts
+    exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.unknown_words == []
 
 
 def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path):

@@ -131,7 +131,9 @@ def test_corrupt_weights_are_reported_cleanly(model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "explain", [{"flag_ratio": -1}, {"flag_signal": "vibes"}], ids=["ratio", "signal"]
+    "explain",
+    [{"flag_ratio": -1}, {"flag_signal": "vibes"}, {"vocabulary": "cat"}],
+    ids=["ratio", "signal", "vocabulary"],
 )
 def test_a_bad_explain_section_is_reported_cleanly(explain, model_dir, tmp_path, capsys):
     import shutil
@@ -379,3 +381,31 @@ def test_a_run_request_is_checked_once_and_is_the_one_way_to_sample(tmp_path):
     batch = pipe.images(pipe.sample_batch(["a red circle", "a blue square"], 3, [5, 6]))
     assert batch[0].tobytes() == same.tobytes()
     assert batch[1].tobytes() == pipe.generate("a blue square", steps=3, seed=6).tobytes()
+
+
+@pytest.mark.parametrize("command", ["generate", "explain"])
+def test_words_the_model_never_saw_get_one_note(command, model_dir, tmp_path, capsys):
+    """A model that lists its training vocabulary names the prompt's unknown words on stderr
+    (one line) and in explanation.json; one that lists none stays silent."""
+    import json
+    import shutil
+
+    from bcosdiff.data.shapes import ShapesDataset
+    from bcosdiff.modeldir import update_config_section
+
+    listed = tmp_path / "listed"
+    shutil.copytree(model_dir, listed)
+    update_config_section(listed, "explain", vocabulary=sorted(ShapesDataset().vocabulary()))
+    out = tmp_path / ("x.png" if command == "generate" else "x")
+    for model, listed_words in ((listed, True), (model_dir, False)):
+        argv = [command, "a red Kitten", "--model", str(model), "--steps", "1", "--out", str(out)]
+        assert main(argv) == 0
+        err = [line for line in capsys.readouterr().err.splitlines() if "training captions" in line]
+        if listed_words:
+            assert len(err) == 1
+            assert err[0].startswith("bcosdiff: note: kitten: not in listed's training captions")
+        else:
+            assert err == []
+        if command == "explain":
+            unknown = json.loads((out / "explanation.json").read_text())["unknown_words"]
+            assert unknown == (["kitten"] if listed_words else [])

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .data.shapes import caption_words
 from .dictionary.steering import Steering, apply_steering
 from .diffusion import (
     DDIMSchedule,
@@ -20,7 +21,7 @@ from .diffusion import (
 )
 from .errors import BcosdiffError, ModelLoadError
 from .explain.binding import DEFAULT_STRAY_LIMIT
-from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal
+from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal, unknown_words
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .pictures import to_image
@@ -50,6 +51,7 @@ class Pipeline:
         guidance: float = 1.0,
         stray_limit: float = DEFAULT_STRAY_LIMIT,
         compounds: tuple[str, ...] = (),
+        vocabulary: frozenset[str] | None = None,
     ):
         check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
@@ -66,6 +68,8 @@ class Pipeline:
         self.flag_signal = flag_signal  # the word score it applies to
         self.stray_limit = stray_limit  # binding diagnostics (explain.binding)
         self.compounds = tuple(compounds)  # multi-word names kept in one phrase (explain.phrases)
+        # The words of the training captions (explain.tokens.unknown_words); None: not known.
+        self.vocabulary = None if vocabulary is None else frozenset(w.lower() for w in vocabulary)
         self.guidance = check_guidance(guidance)
 
     @classmethod
@@ -95,6 +99,11 @@ class Pipeline:
         compounds = explain.get("compounds", [])
         if not isinstance(compounds, list) or not all(isinstance(c, str) for c in compounds):
             raise ModelLoadError(f"bad 'explain.compounds' in {directory / 'config.json'}")
+        vocabulary = explain.get("vocabulary")
+        if vocabulary is not None and (
+            not isinstance(vocabulary, list) or not all(isinstance(w, str) for w in vocabulary)
+        ):
+            raise ModelLoadError(f"bad 'explain.vocabulary' in {directory / 'config.json'}")
         sampling = config.get("sampling", {})
         guidance = sampling.get("guidance", 1.0) if isinstance(sampling, dict) else None
         if not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
@@ -109,7 +118,14 @@ class Pipeline:
             guidance=float(guidance),
             stray_limit=float(stray_limit),
             compounds=tuple(compounds),
+            vocabulary=None if vocabulary is None else frozenset(vocabulary),
         )
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The content words of ``prompt`` that never occur in the model's training captions
+        (:func:`~bcosdiff.explain.tokens.unknown_words`; none when the model does not list
+        its vocabulary)."""
+        return unknown_words(caption_words(prompt), self.vocabulary)
 
     @property
     def sample_size(self) -> int:

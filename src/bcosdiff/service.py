@@ -104,7 +104,9 @@ def explain_request(
     Regenerate policy: with ``regenerate=N`` (only for methods that flag words) the seeds
     ``seed, seed + 1 … seed + N`` are tried in turn until one has no finding: no flagged
     content word (:func:`~bcosdiff.explain.tokens.flag_words`) and no misbound word
-    (:mod:`bcosdiff.explain.binding`). The first such attempt is returned, else the attempt
+    (:mod:`bcosdiff.explain.binding`). Flagged words that never occur in the model's training
+    captions (``exp.unknown_words``) are no finding: no seed can draw a word the model never
+    learned. The first such attempt is returned, else the attempt
     with the fewest findings (the earliest among equals). ``exp.attempts`` lists every
     ``(seed, flagged words, misbound words)`` tried.
     Methods that read the sampled states get a sampled run; the others (B-cos) replay the run
@@ -170,7 +172,7 @@ def generate_request(
 
 
 def _findings(exp) -> int:
-    return len(exp.flagged_tokens) + len(exp.misbound_words)
+    return len(exp.findings)
 
 
 def explain_methods(

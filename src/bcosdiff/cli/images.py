@@ -76,6 +76,7 @@ def generate(
         schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
         steering=steering_for(pipe, steering_request),
     )
+    _report_unknown(pipe, prompt)
     generated = generate_request(pipe, request, regenerate=regenerate)
     if generated.explanation is not None:
         _report_attempts(generated.explanation)
@@ -91,14 +92,16 @@ def _report_attempts(explanation) -> None:
     """One line on stderr: which seed shows every content word on its own object, or that
     none did."""
     tried = [seed for seed, *_ in explanation.attempts]
-    if not explanation.flagged_tokens and not explanation.misbound_words:
+    if not explanation.findings:
         if len(tried) > 1:
             note(
                 f"seed {explanation.seed} shows every content word on its object "
                 f"(attempt {len(tried)})"
             )
         return
-    found = [f"flagged: {', '.join(dict.fromkeys(explanation.flagged_tokens))}"]
+    unknown = set(explanation.unknown_words)
+    flagged = [w for w in explanation.flagged_tokens if w.lower() not in unknown]
+    found = [f"flagged: {', '.join(dict.fromkeys(flagged))}"]
     found += [f"misbound: {', '.join(dict.fromkeys(explanation.misbound_words))}"]
     found = [f for f in found if not f.endswith(": ")]
     note(
@@ -106,6 +109,16 @@ def _report_attempts(explanation) -> None:
         f"seed {explanation.seed}, {'; '.join(found)}",
         "warning",
     )
+
+
+def _report_unknown(pipe, prompt: str) -> None:
+    """One line on stderr naming the prompt's words that the model never saw in training."""
+    unknown = pipe.unknown_words(prompt)
+    if unknown:
+        note(
+            f"{', '.join(unknown)}: not in {pipe.name}'s training captions; the model cannot "
+            "have learned to draw " + ("it" if len(unknown) == 1 else "them")
+        )
 
 
 def explain(
@@ -154,6 +167,7 @@ def explain(
         schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
         steering=steering_for(pipe, steering_request),
     )
+    _report_unknown(pipe, prompt)
     views = explain_methods(pipe, request, methods, regenerate=regenerate)
     explanation = views[methods[0]]
     if regenerate:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import BcosdiffError
 from .images import read_metadata
-from .shapes import caption_words
+from .shapes import caption_vocabulary, caption_words
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -124,6 +124,13 @@ class EmojiScenes(torch.utils.data.Dataset):
                 raise TypeError(f"EmojiScenes.variant got an unexpected setting {name!r}")
             setattr(other, name, value)
         return other
+
+    def vocabulary(self) -> frozenset[str]:
+        """Every word (lower case, letters only) that a caption of these scenes can hold: the
+        templates, joiners and style phrases, the concept names and their keywords."""
+        parts = [*self.templates, *JOINERS, *STYLE_FORMS, *self.styles, "a", "an"]
+        parts += [text for c in self.concepts for text in (c.name, *c.keywords)]
+        return caption_vocabulary(parts)
 
     def concept(self, name: str) -> EmojiConcept:
         for concept in self.concepts:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "ShapeObject",
     "ShapeSample",
     "ShapesDataset",
+    "caption_vocabulary",
     "caption_words",
     "render_objects",
 ]
@@ -50,6 +52,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SIZES: dict[str, float] = {"small": 0.18, "big": 0.32}  # radius as a fraction of the side
 POSITIONS = ("left", "right", "top", "bottom")
+JOINERS = ("and", "with", "and")  # between the phrases of a two-object caption
+ARTICLES = ("a", "a", "one")
 BACKGROUND = (255, 255, 255)
 
 # Caption templates. "{}" is replaced by the content phrase.
@@ -81,6 +85,12 @@ def caption_words(caption: str) -> list[str]:
     return _WORD.findall(caption)
 
 
+def caption_vocabulary(texts: Iterable[str]) -> frozenset[str]:
+    """The words (lower case, letters only) of ``texts``: what a data set's captions are made
+    of, for telling a prompt's words the model never saw apart from those it did."""
+    return frozenset(w.lower() for text in texts for w in caption_words(text) if w.isalpha())
+
+
 @dataclass(frozen=True)
 class ShapeObject:
     shape: str
@@ -91,7 +101,7 @@ class ShapeObject:
     radius: float  # fraction of the side
 
     def phrase(self, rng: random.Random, with_size: bool) -> str:
-        article = rng.choice(("a", "a", "one"))
+        article = rng.choice(ARTICLES)
         words = [article, *([self.size] if with_size else []), self.colour, self.shape]
         if self.position is not None:
             words += (
@@ -211,6 +221,11 @@ class ShapesDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def vocabulary(self) -> frozenset[str]:
+        """Every word (lower case, letters only) that a caption of this data set can hold."""
+        parts = [*self.templates, *ARTICLES, *JOINERS, *COLOURS, *SHAPES, *SIZES, *POSITIONS]
+        return caption_vocabulary([*parts, "on the", "at the"])
+
     def _rng(self, index: int) -> random.Random:
         return random.Random(f"shapes:{self.seed}:{index}")
 
@@ -255,7 +270,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         with_size = rng.random() < self.size_word_prob
         phrases = [obj.phrase(rng, with_size) for obj in objects]
         template = rng.choice(self.templates)
-        content = f" {rng.choice(('and', 'with', 'and'))} ".join(phrases)
+        content = f" {rng.choice(JOINERS)} ".join(phrases)
         prefix, _, suffix = template.partition("{}")
         caption = f"{prefix}{content}{suffix}".strip()
         image, masks = render_objects(objects, self.size)

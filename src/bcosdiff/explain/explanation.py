@@ -60,6 +60,7 @@ class Explanation:
     completeness_residual: float | None = None
     stray_limit: float = DEFAULT_STRAY_LIMIT  # binding: the model's calibrated limit
     compounds: tuple[str, ...] = ()  # the model's multi-word names, each kept in one phrase
+    unknown_words: list[str] = field(default_factory=list)  # content words never in training
 
     @cached_property
     def heatmaps(self) -> Tensor | None:
@@ -157,6 +158,14 @@ class Explanation:
         noun's (``binding[0]`` has the object each went to, in words)."""
         return [finding.word for finding in self.binding[0]]
 
+    @property
+    def findings(self) -> list[str]:
+        """What another seed might mend: the flagged words the model knows (an unknown word
+        stays unknown whatever the seed), then the misbound words."""
+        unknown = set(self.unknown_words)
+        known = [w for w in self.flagged_tokens if w.lower() not in unknown]
+        return known + self.misbound_words
+
     def _repr_html_(self) -> str:
         """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
         import uuid
@@ -179,6 +188,7 @@ class Explanation:
             else [round(float(r), 8) for r in self.relevance],
             "reconstruction_mse": self.reconstruction_mse,
             "flagged_tokens": self.flagged_tokens,
+            "unknown_words": self.unknown_words,
             "misbound_words": [
                 {
                     "word": f.word,

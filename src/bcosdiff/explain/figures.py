@@ -100,6 +100,8 @@ def _relevance_figure(exp: Explanation, path: Path) -> None:
     title = "token relevance"
     if flagged:
         title += f" — not reflected: {', '.join(sorted(flagged))}"
+    if exp.unknown_words:
+        title += f" — never in training: {', '.join(exp.unknown_words)}"
     if exp.binding[0]:
         title += "\n" + "; ".join(f.sentence() for f in exp.binding[0])
     ax_bar.set_title(title, fontsize=10)

@@ -43,6 +43,7 @@ _STYLE = """
 .bcd .word .bar{height:12px;background:#2c7fb8;border-radius:2px}
 .bcd .word.flagged .bar{background:#c0392b}.bcd .word.flagged .label{color:#c0392b}
 .bcd .word.misbound .bar{background:#e67e22}.bcd .word.misbound .label{color:#e67e22}
+.bcd .word.unknown .label{font-style:italic}.bcd .unknownnote{color:#555}
 .bcd .word .value{font-size:12px;color:#555}
 .bcd .small img{width:128px;height:128px;image-rendering:pixelated;display:block}
 .bcd .small figcaption{font-size:12px;color:#555;text-align:center}
@@ -109,6 +110,7 @@ def _panel(exp: Explanation, name: str) -> str:
     image_uri, faded_uri = _png(exp.image), _png(_faded(exp))
     flagged = set(exp.flagged_tokens)
     misbound = set(exp.misbound_words)
+    unknown = set(exp.unknown_words)
     scores = [w.relevance for w in exp.words] if exp.relevance is not None else None
     top = max(scores) if scores else 0.0
     rows = []
@@ -120,6 +122,8 @@ def _panel(exp: Explanation, name: str) -> str:
         share = "" if scores is None else f"{100 * scores[k]:.1f}%"
         width = 0 if not top or scores is None else int(200 * scores[k] / top)
         mark = " flagged" if word.text in flagged else " misbound" if word.text in misbound else ""
+        if word.text.lower() in unknown:
+            mark += " unknown"
         rows.append(
             f'<div class="word{mark}" data-word="{esc(word.text)}" data-map="{map_uri}">'
             f'<span class="label">{esc(word.text)}</span>'
@@ -139,6 +143,12 @@ def _panel(exp: Explanation, name: str) -> str:
         flag_note = (
             '<div class="flagnote">not reflected in the image: '
             + ", ".join(esc(f) for f in sorted(flagged))
+            + "</div>"
+        )
+    if unknown:
+        flag_note += (
+            '<div class="flagnote unknownnote">not in the model\'s training captions: '
+            + ", ".join(esc(w) for w in exp.unknown_words)
             + "</div>"
         )
     findings = exp.binding[0]

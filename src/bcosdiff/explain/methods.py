@@ -142,6 +142,7 @@ class AttributionMethod:
         exp.method = self.name
         exp.stray_limit = self.pipe.stray_limit
         exp.compounds = self.pipe.compounds
+        exp.unknown_words = self.pipe.unknown_words(exp.prompt)
         # The binding diagnostics run here, while every word and map is there.
         exp.attempts = [(exp.seed, list(exp.flagged_tokens), list(exp.misbound_words))]
         if isinstance(options, WholeRunOptions) and not options.keep_maps:

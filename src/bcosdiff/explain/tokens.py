@@ -18,6 +18,10 @@ content word has no peers and is never flagged. The threshold is calibrated per 
 low quantile of the peer ratios of words the image verifiably shows, and it is stored in the
 model's ``config.json``. Without a calibration, ``DEFAULT_FLAG_RATIO = 0.1`` (an order of
 magnitude below the peers; the paper's "shark" received 0.18 % next to tokens of 10–20 %).
+
+Unknown words. Apart from that judgement, a content word absent from the model's training
+captions (its ``vocabulary``, stored at export) is reported as *unknown*
+(:func:`unknown_words`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "group_words",
     "is_content_word",
     "peer_ratios",
+    "unknown_words",
 ]
 
 DEFAULT_FLAG_RATIO = 0.1
@@ -249,3 +255,16 @@ def flag_words(
 ) -> list[str]:
     """Content words whose peer ratio is below ``ratio`` (see the module docstring)."""
     return [word.text for word, peer in peer_ratios(words, signal) if peer < ratio]
+
+
+def unknown_words(words: Iterable[str], vocabulary: frozenset[str] | None) -> list[str]:
+    """The content words of ``words`` absent from ``vocabulary`` (the words of the model's
+    training captions, lower case; ``None``: not known, nothing reported), lower case, each
+    once. This is a lookup, not a reading of the image: an unknown word may still be drawn
+    when the text model places it near a known one ("kitten" near "cat"), and a known word
+    may still be left out (the flagging rule's business). It tells the user which words the
+    model cannot have learned, which no other seed can mend."""
+    if vocabulary is None:
+        return []
+    found = (w.lower() for w in words if is_content_word(w))
+    return list(dict.fromkeys(w for w in found if w not in vocabulary))

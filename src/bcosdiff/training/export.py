@@ -20,7 +20,7 @@ from ..variants import get_variant
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .loop import initial_lineage
 
-__all__ = ["export_checkpoint", "trained_compounds"]
+__all__ = ["export_checkpoint", "trained_compounds", "trained_vocabulary"]
 
 
 def export_checkpoint(
@@ -125,28 +125,53 @@ def trained_compounds(data: dict) -> list[str]:
     if data.get("kind") != "emoji":
         return []
     from ..explain.phrases import compounds_to_keep
+
+    scenes = _dataset(data, "no multi-word names exported")
+    return [] if scenes is None else compounds_to_keep(c.name for c in scenes.concepts)
+
+
+def trained_vocabulary(data: dict) -> list[str] | None:
+    """Every word a caption of a run's data can hold, sorted
+    (:func:`~bcosdiff.explain.tokens.unknown_words` names the prompt words outside it): for
+    the generated captions of shapes and emoji data; None for image folders and web shards,
+    whose captions are open-ended, or when the emoji import is not on this machine (a
+    warning says so)."""
+    if data.get("kind", "shapes") not in ("shapes", "emoji"):
+        return None
+    dataset = _dataset(data, "no vocabulary exported")
+    return None if dataset is None else sorted(dataset.vocabulary())
+
+
+def _dataset(data: dict, failure: str):
     from .loop import build_dataset
 
     try:
-        scenes = build_dataset(data, seed=0)
+        return build_dataset(data, seed=0)
     except (BcosdiffError, OSError) as exc:
-        warnings.warn(f"no multi-word names exported: {exc}", stacklevel=2)
-        return []
-    return compounds_to_keep(c.name for c in scenes.concepts)
+        warnings.warn(f"{failure}: {exc}", stacklevel=3)
+        return None
+
+
+def _explain_section(data: dict) -> dict:
+    compounds, vocabulary = trained_compounds(data), trained_vocabulary(data)
+    return {
+        **({"compounds": compounds} if compounds else {}),
+        **({"vocabulary": vocabulary} if vocabulary is not None else {}),
+    }
 
 
 def _write_model(
     directory, *, name, unet, variant, text, config, state, run_dir, weights, guidance
 ) -> None:
     save_unet(unet, directory)
-    compounds = trained_compounds(config.get("data") or {})
+    explain = _explain_section(config.get("data") or {})
     update_config(
         directory,
         variant=config["variant"],
         diffusion=DiffusionProcess.from_dict(variant.diffusion_section()).to_dict(),
         text=text.to_dict(),
         sampling={"guidance": guidance},
-        **({"explain": {"compounds": compounds}} if compounds else {}),
+        **({"explain": explain} if explain else {}),
         training={
             "steps": state["step"],
             **({"init": state["init"]} if state.get("init") else {}),
