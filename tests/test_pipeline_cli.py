@@ -108,7 +108,8 @@ BAD_CALLS = [
     (["generate", "a", "--model", "MODEL", "--progression", "strip.gif"], "image format"),
     (["explain", "a", "--model", "MODEL", "--device", "cuda:99"], "CUDA"),
     (["eval", "flags", "--model", "MODEL", "--quantile", "1.5"], "quantile"),
-    (["info", "/no/such/model"], "not found"),
+    (["info", "/no/such/model"], "unknown model"),
+    (["info", "MODEL", "--words"], "lists no vocabulary"),
 ]
 
 
@@ -409,3 +410,15 @@ def test_words_the_model_never_saw_get_one_note(command, model_dir, tmp_path, ca
         if command == "explain":
             unknown = json.loads((out / "explanation.json").read_text())["unknown_words"]
             assert unknown == (["kitten"] if listed_words else [])
+
+
+def test_info_reads_bundled_names_and_lists_the_vocabulary_on_request(capsys):
+    import json
+
+    assert main(["info", "bcos-x0"]) == 0
+    out = capsys.readouterr().out
+    config = json.loads(out[: out.rindex("parameters:")])
+    assert config["explain"]["vocabulary"] == "40 words (--words)" and "parameters: " in out
+    assert main(["info", "bcos-x0", "--words"]) == 0
+    words = capsys.readouterr().out.split()
+    assert len(words) == 40 and "triangle" in words and words == sorted(words)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import BcosdiffError
+
 
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (.yaml, .toml or .json).")],
@@ -59,14 +61,30 @@ def export(
     typer.echo(str(written))
 
 
-def info(model: Annotated[str, typer.Argument(help="Model directory.")]) -> None:
+def info(
+    model: Annotated[str, typer.Argument(help="Model directory or bundled model name.")],
+    words: Annotated[
+        bool, typer.Option(help="Print the words of the model's training captions instead.")
+    ] = False,
+) -> None:
     """Print a model directory's configuration and size."""
     import json
 
     from ..modeldir import load_unet, read_config
+    from ..pipeline import resolve_model
 
-    config = read_config(Path(model))
-    unet = load_unet(Path(model))
+    directory = resolve_model(model)
+    config = read_config(directory)
+    explain = config.get("explain")
+    vocabulary = explain.get("vocabulary") if isinstance(explain, dict) else None
+    if words:
+        if vocabulary is None:
+            raise BcosdiffError(f"{model} lists no vocabulary (trained on open-ended captions)")
+        typer.echo("\n".join(vocabulary))
+        return
+    if isinstance(vocabulary, list):  # a count here; --words prints the list
+        config["explain"] = {**explain, "vocabulary": f"{len(vocabulary)} words (--words)"}
+    unet = load_unet(directory)
     params = sum(p.numel() for p in unet.parameters())
     typer.echo(json.dumps(config, indent=2, sort_keys=True))
     typer.echo(f"parameters: {params:,}")
