@@ -464,7 +464,8 @@ def test_an_emoji_model_exports_the_names_its_phrases_must_keep(scenes_root, mon
     with pytest.warns(UserWarning, match="no multi-word names"):
         assert export.trained_compounds({**data, "root": str(scenes_root / "gone")}) == []
     named = [SimpleNamespace(name=n) for n in ("cat face", "glass of milk", "fork and knife")]
-    monkeypatch.setattr(loop, "build_dataset", lambda data, seed: SimpleNamespace(concepts=named))
+    fake = SimpleNamespace(concepts=named, vocabulary=frozenset)
+    monkeypatch.setattr(loop, "build_dataset", lambda data, seed: fake)
     assert export.trained_compounds(data) == ["fork and knife", "glass of milk"]
 
 
@@ -484,5 +485,5 @@ def test_an_exported_model_lists_the_words_of_its_training_captions(scenes_root)
         assert set(" ".join([concept.name, *concept.keywords]).lower().split()) <= set(vocabulary)
     assert "triangle" in export.trained_vocabulary({"kind": "shapes"})
     assert export.trained_vocabulary({"kind": "folder", "root": "anywhere"}) is None
-    with pytest.warns(UserWarning, match="no vocabulary"):
+    with pytest.warns(UserWarning, match="no multi-word names or vocabulary"):
         assert export.trained_vocabulary({**data, "root": str(scenes_root / "gone")}) is None

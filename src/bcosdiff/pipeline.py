@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -51,7 +51,7 @@ class Pipeline:
         guidance: float = 1.0,
         stray_limit: float = DEFAULT_STRAY_LIMIT,
         compounds: tuple[str, ...] = (),
-        vocabulary: frozenset[str] | None = None,
+        vocabulary: Iterable[str] | None = None,
     ):
         check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
@@ -118,7 +118,7 @@ class Pipeline:
             guidance=float(guidance),
             stray_limit=float(stray_limit),
             compounds=tuple(compounds),
-            vocabulary=None if vocabulary is None else frozenset(vocabulary),
+            vocabulary=vocabulary,
         )
 
     def unknown_words(self, prompt: str) -> list[str]:

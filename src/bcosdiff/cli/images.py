@@ -99,9 +99,7 @@ def _report_attempts(explanation) -> None:
                 f"(attempt {len(tried)})"
             )
         return
-    unknown = set(explanation.unknown_words)
-    flagged = [w for w in explanation.flagged_tokens if w.lower() not in unknown]
-    found = [f"flagged: {', '.join(dict.fromkeys(flagged))}"]
+    found = [f"flagged: {', '.join(dict.fromkeys(explanation.known_flagged))}"]
     found += [f"misbound: {', '.join(dict.fromkeys(explanation.misbound_words))}"]
     found = [f for f in found if not f.endswith(": ")]
     note(

@@ -159,12 +159,16 @@ class Explanation:
         return [finding.word for finding in self.binding[0]]
 
     @property
-    def findings(self) -> list[str]:
-        """What another seed might mend: the flagged words the model knows (an unknown word
-        stays unknown whatever the seed), then the misbound words."""
+    def known_flagged(self) -> list[str]:
+        """The flagged words the model saw in training: those another seed might mend (an
+        unknown word stays unknown whatever the seed)."""
         unknown = set(self.unknown_words)
-        known = [w for w in self.flagged_tokens if w.lower() not in unknown]
-        return known + self.misbound_words
+        return [w for w in self.flagged_tokens if w.lower() not in unknown]
+
+    @property
+    def findings(self) -> list[str]:
+        """What another seed might mend: the known flagged words, then the misbound words."""
+        return self.known_flagged + self.misbound_words
 
     def _repr_html_(self) -> str:
         """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""

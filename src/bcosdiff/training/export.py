@@ -122,12 +122,7 @@ def trained_compounds(data: dict) -> list[str]:
     (:func:`~bcosdiff.explain.phrases.compounds_to_keep`): the concept names of emoji data,
     read from the import the run was trained on; none for other data, or when the import
     is not on this machine (a warning says so)."""
-    if data.get("kind") != "emoji":
-        return []
-    from ..explain.phrases import compounds_to_keep
-
-    scenes = _dataset(data, "no multi-word names exported")
-    return [] if scenes is None else compounds_to_keep(c.name for c in scenes.concepts)
+    return _trained_words(data)[0]
 
 
 def trained_vocabulary(data: dict) -> list[str] | None:
@@ -136,24 +131,28 @@ def trained_vocabulary(data: dict) -> list[str] | None:
     the generated captions of shapes and emoji data; None for image folders and web shards,
     whose captions are open-ended, or when the emoji import is not on this machine (a
     warning says so)."""
-    if data.get("kind", "shapes") not in ("shapes", "emoji"):
-        return None
-    dataset = _dataset(data, "no vocabulary exported")
-    return None if dataset is None else sorted(dataset.vocabulary())
+    return _trained_words(data)[1]
 
 
-def _dataset(data: dict, failure: str):
+def _trained_words(data: dict) -> tuple[list[str], list[str] | None]:
+    """``(compounds, vocabulary)`` of a run's data, its data set built once."""
+    from ..explain.phrases import compounds_to_keep
     from .loop import build_dataset
 
+    kind = data.get("kind", "shapes")
+    if kind not in ("shapes", "emoji"):
+        return [], None
     try:
-        return build_dataset(data, seed=0)
+        dataset = build_dataset(data, seed=0)
     except (BcosdiffError, OSError) as exc:
-        warnings.warn(f"{failure}: {exc}", stacklevel=3)
-        return None
+        warnings.warn(f"no multi-word names or vocabulary exported: {exc}", stacklevel=3)
+        return [], None
+    compounds = compounds_to_keep(c.name for c in dataset.concepts) if kind == "emoji" else []
+    return compounds, sorted(dataset.vocabulary())
 
 
 def _explain_section(data: dict) -> dict:
-    compounds, vocabulary = trained_compounds(data), trained_vocabulary(data)
+    compounds, vocabulary = _trained_words(data)
     return {
         **({"compounds": compounds} if compounds else {}),
         **({"vocabulary": vocabulary} if vocabulary is not None else {}),
