@@ -247,22 +247,26 @@ def test_shipped_configs_are_valid():
         "folder": ImageFolderDataset,
         "laion": WebDatasetShards,
     }
-    paths = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
+    configs = Path(__file__).parents[1] / "configs"
+    paths = sorted(configs.glob("**/*.yaml"))
+    assert any(p.parent.name == "proxy" for p in paths)  # the recipe study's arms too
     cpu_variants = set()
     for path in paths:
         config = load_train_config(path)  # unknown keys or bad values are refused here
         get_variant(config.variant)
-        if path.parent.name == "cpu":
+        tier = path.relative_to(configs).parts[0]
+        if tier == "cpu":
             cpu_variants.add(config.variant)
         UNetConfig.from_dict({"sample_size": config.data["size"], **config.unet})
         options = dict(config.data)
         reader = readers[options.pop("kind")]  # a data kind the trainer knows
         inspect.signature(reader).bind(**{"seed": 0, **options})  # options the reader takes
-        if path.parent.name == "gpu":
+        if tier == "gpu":
             assert config.lr == 2e-6 and config.batch_size == 3 and config.steps == 1_000_000
             assert config.data["size"] == 64
-        if config.init_from:  # a model directory of the repository, relative to its root
-            assert (Path(__file__).parents[1] / config.init_from / "config.json").is_file()
+        for model in (config.init_from, config.distill_from):
+            if model:  # a model directory of the repository, relative to its root
+                assert (Path(__file__).parents[1] / model / "config.json").is_file()
         if "-compose" in path.stem:  # guidance needs an unconditional branch
             assert config.prompt_dropout > 0 and config.guidance > 1
             assert config.data["two_object_prob"] > 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,16 @@ class TrainConfig(ConfigRecord):
     checkpoint_every: int = 500
     keep_last: int = 3
     init_from: str | None = None  # model directory whose U-Net weights start a fresh run
+    # How init_from's weights enter: "exact" (the same U-Net) or "bcosify" (an ordinary
+    # U-Net of the same layout converted by name: bcosdiff.training.transfer).
+    init_transfer: str = "exact"
+    # Recipe options (bcosdiff.training.recipe); the defaults are the plain recipe.
+    lr_schedule: str = "constant"  # or "cosine" (to zero at `steps`, after the warm-up)
+    loss_weighting: str = "uniform"  # or "min_snr"
+    min_snr_gamma: float = 5.0
+    weight_norm: str = "free"  # or "forced": B-cos weights held at their initial norm
+    distill_from: str | None = None  # a trained model whose predicted x0 the run follows
+    distill_weight: float = 1.0  # λ of λ·‖x̂0 − x̂0(teacher)‖² (with distill_from)
     # Classifier-free guidance: the share of samples trained with an empty prompt (every
     # context position masked), and the guidance scale the exported model defaults to.
     prompt_dropout: float = 0.1
@@ -59,6 +70,21 @@ class TrainConfig(ConfigRecord):
             problems.append("prompt_dropout must be in [0, 1)")
         if not (self.guidance >= 0 and self.guidance != float("inf")):
             problems.append("guidance must be a finite number >= 0")
+        choices = {
+            "init_transfer": ("exact", "bcosify"),
+            "lr_schedule": ("constant", "cosine"),
+            "loss_weighting": ("uniform", "min_snr"),
+            "weight_norm": ("free", "forced"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}")
+        if self.init_transfer == "bcosify" and not self.init_from:
+            problems.append("init_transfer 'bcosify' needs init_from")
+        if not self.min_snr_gamma > 0:
+            problems.append("min_snr_gamma must be positive")
+        if not (self.distill_weight >= 0 and math.isfinite(self.distill_weight)):
+            problems.append("distill_weight must be a finite number >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             problems.append("mixed_precision must be 'no', 'bf16' or 'fp16'")
         if problems:

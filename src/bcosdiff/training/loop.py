@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..data import ShapesDataset
 from ..data.emoji_scenes import EmojiScenes
@@ -37,6 +38,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
+from .recipe import Teacher, loss_weights, lr_factor, project_bcos_weights
+from .transfer import bcosify_from
 
 __all__ = ["StepInfo", "build_dataset", "train"]
 
@@ -173,8 +176,11 @@ def _check_resumable(
         )
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
-    return min(1.0, (step + 1) / max(1, config.warmup_steps))
+def _weighted_mse(error: Tensor, weights: Tensor | None) -> Tensor:
+    """Mean squared error, each sample's mean weighted by ``weights`` (``None``: uniform)."""
+    if weights is None:
+        return error.square().mean()
+    return (weights * error.square().flatten(1).mean(dim=1)).mean()
 
 
 def train(
@@ -236,11 +242,22 @@ def train(
         start = int(state["step"])
         lineage = state.get("init", lineage)
     elif config.init_from:
-        initial = load_unet(Path(config.init_from))
-        if initial.config != unet_config:
-            raise BcosdiffError(f"{config.init_from} has another U-Net config than this run")
-        model.load_state_dict(initial.state_dict())
-        ema.load_state_dict(initial.state_dict())
+        if config.init_transfer == "bcosify":
+            bcosify_from(model, config.init_from)
+        else:
+            initial = load_unet(Path(config.init_from))
+            if initial.config != unet_config:
+                raise BcosdiffError(f"{config.init_from} has another U-Net config than this run")
+            model.load_state_dict(initial.state_dict())
+        if config.weight_norm == "forced":
+            project_bcos_weights(model)
+        ema.load_state_dict(model.state_dict())
+    elif config.weight_norm == "forced":
+        project_bcos_weights(model)
+        ema.load_state_dict(model.state_dict())
+    teacher = (
+        Teacher(config.distill_from, process, accelerator.device) if config.distill_from else None
+    )
     model, optimiser = accelerator.prepare(model, optimiser)
     ema.to(accelerator.device)
 
@@ -285,18 +302,33 @@ def train(
             x_t = process.q_sample(x0, t, eps)
             cond = text(batch["caption"])
             context, mask = cond.embeddings, cond.mask
+            # The teacher's prompt dropout replays the student's draws from a copy of g.
+            drops = torch.Generator().set_state(g.get_state()) if teacher else None
             if config.prompt_dropout > 0:  # drawn after t and ε: those stay as without it
                 context, mask = drop_prompts(context, mask, config.prompt_dropout, g)
             for group in optimiser.param_groups:
-                group["lr"] = config.lr * _lr_factor(step, config)
+                group["lr"] = config.lr * lr_factor(
+                    step, config.warmup_steps, config.steps, config.lr_schedule
+                )
             with accelerator.autocast():
                 prediction = model(x_t, t, context, mask)
-            loss = (prediction.float() - process.training_target(x0, eps)).square().mean()
+            loss = _weighted_mse(
+                prediction.float() - process.training_target(x0, eps),
+                loss_weights(process, t, config.loss_weighting, config.min_snr_gamma),
+            )
+            if teacher is not None and config.distill_weight > 0:
+                taught = teacher.predicted_x0(
+                    x_t, t, batch["caption"], drops, config.prompt_dropout
+                )
+                own = process.predicted_x0(prediction.float(), x_t, t)
+                loss = loss + config.distill_weight * (own - taught).square().mean()
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if config.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimiser.step()
+            if config.weight_norm == "forced":
+                project_bcos_weights(accelerator.unwrap_model(model))
             with torch.no_grad():
                 source = accelerator.unwrap_model(model).parameters()
                 torch._foreach_lerp_(list(ema.parameters()), list(source), 1 - config.ema_decay)
