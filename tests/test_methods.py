@@ -51,8 +51,10 @@ def test_every_method_explains_the_same_generated_image(pipes, kind):
     cheap = {"dfrise": RiseOptions(masks=20, batch=10)}
     for name, factory in METHODS.items():
         if name.startswith("bcos") and kind == "vanilla":
-            with pytest.raises(BcosdiffError, match="post-hoc methods work on any model"):
+            with pytest.raises(BcosdiffError, match="post-hoc methods work on any model") as err:
                 factory(pipe)
+            listed = str(err.value).rpartition("(")[2].rstrip(")").split(", ")
+            assert listed == sorted({"gradxinput", "xattn", "dfrise", "dfcam"})
             continue
         exp = factory(pipe, cheap.get(name)).attribute(run)
         assert np.array_equal(np.asarray(exp.image), image), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -18,6 +19,17 @@ from .linear_map import RunExplanation, normalized_reconstruction
 from .readouts import DEFAULT_READOUT, colour_change, get_readout
 from .run import GeneratedRun
 from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
+
+# The notebook view. The HTML module registers it when it is imported (the explain package
+# imports it), so that an explanation never imports its own presentation.
+_html_view: Callable[[Explanation], str] | None = None
+
+
+def set_html_view(view: Callable[[Explanation], str] | None) -> None:
+    """Make ``view(explanation)`` the HTML an explanation shows as in a notebook."""
+    global _html_view
+    _html_view = view
+
 
 __all__ = ["Explanation", "build_attribution", "build_explanation"]
 
@@ -170,13 +182,9 @@ class Explanation:
         """What another seed might mend: the known flagged words, then the misbound words."""
         return self.known_flagged + self.misbound_words
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
-        import uuid
-
-        from .html import explanation_html
-
-        return explanation_html(self, element_id=f"bcosdiff-{uuid.uuid4().hex[:12]}")
+        return None if _html_view is None else _html_view(self)
 
     def to_dict(self) -> dict:
         return {

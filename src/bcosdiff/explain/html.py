@@ -12,17 +12,15 @@ from __future__ import annotations
 import base64
 import html
 import io
+import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ..pictures import to_image
+from .explanation import Explanation, set_html_view
 from .overlays import map_overlays, reconstruction_rgb, word_overlays
-
-if TYPE_CHECKING:  # only for annotations: the explanation module imports this one
-    from .explanation import Explanation
 
 __all__ = ["explanation_html", "explanation_page"]
 
@@ -229,3 +227,10 @@ def explanation_page(explanations: Explanation | Mapping[str, Explanation]) -> s
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title></head><body>{explanation_html(explanations)}</body></html>\n"
     )
+
+
+def _notebook_view(explanation: Explanation) -> str:
+    return explanation_html(explanation, element_id=f"bcosdiff-{uuid.uuid4().hex[:12]}")
+
+
+set_html_view(_notebook_view)

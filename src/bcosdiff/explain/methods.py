@@ -101,6 +101,18 @@ SCORES_ONLY = BcosOptions(keep_maps=False)
 """B-cos options for scoring many prompts: the words' scores and flags, no maps kept."""
 
 
+def _posthoc_names() -> list[str]:
+    """The names of the defined method classes that work on any U-Net (read from the
+    classes themselves, so that this module need not import the registry that lists them)."""
+    names, pending = set(), [AttributionMethod]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.name and not cls.bcos_only:
+            names.add(cls.name)
+    return sorted(names)
+
+
 class AttributionMethod:
     """Base class: subclasses set ``name`` and ``Options`` and implement :meth:`_attribute`."""
 
@@ -113,12 +125,10 @@ class AttributionMethod:
 
     def __init__(self, pipe, options: AttributionOptions | None = None):
         if self.bcos_only and pipe.unet.config.kind != "bcos":
-            from .registry import posthoc_methods  # the registry lists this module's classes
-
             raise BcosdiffError(
                 f"model {pipe.name!r} is a {pipe.unet.config.kind} U-Net: only B-cos models "
                 f"have a dynamic linear summary to explain with {self.name!r}; post-hoc "
-                f"methods work on any model ({', '.join(posthoc_methods())})"
+                f"methods work on any model ({', '.join(_posthoc_names())})"
             )
         self.pipe = pipe
         self.options = self.Options() if options is None else self.check_options(options)

@@ -10,7 +10,7 @@ import torch
 
 from .readouts import DEFAULT_READOUT, get_readout, painted_colour
 
-if TYPE_CHECKING:  # only for annotations: the explanation module imports the HTML view
+if TYPE_CHECKING:  # only for annotations
     from .explanation import Explanation
 
 __all__ = ["UPSCALE", "map_overlays", "reconstruction_rgb", "word_overlays"]
