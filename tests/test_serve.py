@@ -108,3 +108,33 @@ def test_malformed_content_length_and_unknown_models_get_a_400(tmp_path):
         server.shutdown()
         server.server_close()
     assert parse_request(b'{"prompt": "a"}', Limits(), ("x", "y"))["model"] == "x"
+
+
+def test_a_short_body_times_out_and_a_vanished_client_is_one_line(tmp_path, capfd):
+    import socket
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    server = make_server(pipe, port=0, limits=Limits(read_timeout=0.5))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b'POST /api/explain HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"pro')
+            start = time.monotonic()
+            assert client.recv(1024) == b""  # the server closes the connection ...
+            assert time.monotonic() - start < 10  # ... after its read timeout, not never
+        time.sleep(0.2)
+        err = capfd.readouterr().err
+        assert "timed out" in err and len(err.strip().splitlines()) == 1
+        # A client that leaves mid-answer: the error as the server sees it, handled.
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            server.handle_error(None, ("127.0.0.1", 5555))
+        err = capfd.readouterr().err
+        assert err == (
+            "bcosdiff serve: 127.0.0.1:5555: client gone before the answer was sent (Broken pipe)\n"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()

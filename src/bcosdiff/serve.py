@@ -15,7 +15,9 @@ in a large web stack for the same page. The server binds 127.0.0.1 unless told o
 The page offers the model it was started with and every bundled model (the shapes and the
 emoji models); each is loaded on first use. Jobs run one at a time on a worker thread; at
 most ``max_jobs`` may wait. Bad input (a malformed request or ``Content-Length``) is
-answered with one clear message and status 400, never a traceback.
+answered with one clear message and status 400, never a traceback; a client that sends
+less than it announced is dropped after ``read_timeout`` seconds, and one that leaves before
+its answer is sent is one line on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -44,6 +47,7 @@ class Limits:
     max_regenerate: int = 5
     max_jobs: int = 4  # waiting or running at once
     max_guidance: float = 20.0
+    read_timeout: float = 30.0  # seconds a client may take to send its request
 
 
 @dataclass
@@ -134,6 +138,17 @@ class ViewerServer(ThreadingHTTPServer):
         self.queue: queue.Queue[str] = queue.Queue()
         self.worker = threading.Thread(target=self._work, daemon=True)
         self.worker.start()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer is one line on stderr, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            _log(
+                client_address,
+                f"client gone before the answer was sent ({error.strerror or error})",
+            )
+            return
+        super().handle_error(request, client_address)
 
     def submit(self, request: dict) -> str:
         with self.lock:
@@ -253,8 +268,18 @@ form.addEventListener('submit',function(e){e.preventDefault();
 class _Handler(BaseHTTPRequestHandler):
     server: ViewerServer
 
+    def setup(self) -> None:
+        # A read that waits longer than this ends the connection (the base class applies
+        # ``timeout`` to the socket), so a body shorter than its Content-Length cannot hold
+        # a thread for ever.
+        self.timeout = self.server.limits.read_timeout
+        super().setup()
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base signature
         pass  # quiet: one line per request would drown the terminal
+
+    def log_error(self, format: str, *args) -> None:  # noqa: A002 - the base signature
+        _log(self.client_address, format % args)  # a timed-out or malformed request
 
     def _send(self, status: int, body: str, kind: str = "application/json") -> None:
         data = body.encode("utf-8")
@@ -319,6 +344,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, json.dumps({"error": str(exc)}))
             return
         self._send(200, json.dumps({"job": job_id}))
+
+
+def _log(client_address, message: str) -> None:
+    host, port = client_address[:2] if isinstance(client_address, tuple) else (client_address, "")
+    print(f"bcosdiff serve: {host}:{port}: {message}", file=sys.stderr, flush=True)
 
 
 def make_server(pipe, host: str = "127.0.0.1", port: int = 7860, limits: Limits = Limits()):
