@@ -119,3 +119,22 @@ def test_explain_checks_memory_first_and_says_what_to_lower(good, monkeypatch, c
     assert main(["explain", "a red circle", "--model", pipe_dir, "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "GiB" in err and "shorter prompt" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["data", "shapes", "{blocked}/out", "--count", "2"],
+        ["data", "emoji", "{blocked}/out"],
+        ["generate", "a red circle", "-m", "{good}", "--steps", "1", "--out", "{blocked}/x.png"],
+    ],
+    ids=["data-shapes", "data-emoji", "generate"],
+)
+def test_a_destination_that_cannot_be_created_is_one_line(good, tmp_path, capsys, command):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    argv = [part.format(blocked=blocked, good=good) for part in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bcosdiff: error: cannot ") and "a-file" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,7 +1,8 @@
 """The ``bcosdiff`` command line.
 
 Bad input never shows a traceback: usage errors and :class:`~bcosdiff.errors.BcosdiffError`
-are printed as one ``bcosdiff: error: ...`` line on stderr with exit status 2.
+are printed as one ``bcosdiff: error: ...`` line on stderr with exit status 2, and so are the
+file system's refusals (a destination that cannot be created or written).
 
 One module per group of commands: :mod:`.images` (generate, explain, serve), :mod:`.models`
 (train, export, info), :mod:`.data`, :mod:`.evaluate` and :mod:`.sae` (the ``data``,
@@ -68,6 +69,13 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _os_message(exc: OSError) -> str:
+    reason = exc.strerror or " ".join(str(exc).split())
+    if exc.filename is None:
+        return reason
+    return f"cannot create, write or read {exc.filename}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     try:
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(" ".join(str(exc).split()))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except OSError as exc:  # a destination that cannot be created, written or read
+        return _fail(_os_message(exc))
     return result if isinstance(result, int) else 0
 
 
