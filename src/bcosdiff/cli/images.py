@@ -3,7 +3,8 @@ from a local web page."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,47 @@ def _schedule(pipe, *, name: str, steps: int, shift: int):
         raise BcosdiffError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class _Sampling:
+    """The sampling options that ``generate`` and ``explain`` share."""
+
+    model: str | None
+    steps: int
+    seed: int
+    guidance: float | None
+    schedule: str
+    shift: int
+    device: str | None
+    dictionary: Path | None
+    steer: str | None
+
+
+def _request(prompt: str, sampling: _Sampling, check_first: Callable[[], None]):
+    """``(pipeline, RunRequest)`` for a command: the request's own values and the command's
+    ``check_first`` are checked before the model loads (bad input costs no loading time),
+    then the schedule and steering are built for the loaded model, and the prompt's words
+    the model never saw are named on stderr."""
+    from ..pipeline import load_pipeline
+    from ..request import RunRequest
+    from ..service import read_steering, steering_for
+
+    base = RunRequest(
+        prompt=prompt, steps=sampling.steps, seed=sampling.seed, guidance=sampling.guidance
+    )
+    check_first()
+    steering_request = read_steering(sampling.dictionary, sampling.steer)
+    pipe = load_pipeline(sampling.model, sampling.device)
+    request = replace(
+        base,
+        schedule=_schedule(
+            pipe, name=sampling.schedule, steps=sampling.steps, shift=sampling.shift
+        ),
+        steering=steering_for(pipe, steering_request),
+    )
+    _report_unknown(pipe, prompt)
+    return pipe, request
+
+
 def generate(
     prompt: PromptArgument,
     model: ModelOption = None,
@@ -59,24 +101,20 @@ def generate(
     steer: SteerOption = None,
 ) -> None:
     """Generate an image for PROMPT."""
-    from ..pipeline import load_pipeline
-    from ..request import RunRequest
-    from ..service import generate_request, read_steering, steering_for
+    from ..service import generate_request
 
-    base = RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # checked first
-    for target in (out, progression):
-        if target is not None:
-            image_format(target)  # before the model loads
-    if regenerate and progression is not None:
-        raise BcosdiffError("--progression and --regenerate cannot be combined")
-    steering_request = read_steering(dictionary, steer)
-    pipe = load_pipeline(model, device)
-    request = replace(
-        base,
-        schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
-        steering=steering_for(pipe, steering_request),
+    def check_outputs() -> None:
+        for target in (out, progression):
+            if target is not None:
+                image_format(target)
+        if regenerate and progression is not None:
+            raise BcosdiffError("--progression and --regenerate cannot be combined")
+
+    pipe, request = _request(
+        prompt,
+        _Sampling(model, steps, seed, guidance, schedule, shift, device, dictionary, steer),
+        check_outputs,
     )
-    _report_unknown(pipe, prompt)
     generated = generate_request(pipe, request, regenerate=regenerate)
     if generated.explanation is not None:
         _report_attempts(generated.explanation)
@@ -150,22 +188,19 @@ def explain(
 
     from ..explain.figures import save_explanation
     from ..explain.registry import get_method
-    from ..pipeline import load_pipeline
-    from ..request import RunRequest
-    from ..service import explain_methods, read_steering, steering_for
+    from ..service import explain_methods
 
     methods = list(dict.fromkeys(method or ["bcos"]))
-    base = RunRequest(prompt=prompt, steps=steps, seed=seed, guidance=guidance)  # checked first
-    for name in methods:
-        get_method(name)  # an unknown name fails before the model loads
-    steering_request = read_steering(dictionary, steer)
-    pipe = load_pipeline(model, device)
-    request = replace(
-        base,
-        schedule=_schedule(pipe, name=schedule, steps=steps, shift=shift),
-        steering=steering_for(pipe, steering_request),
+
+    def check_methods() -> None:
+        for name in methods:
+            get_method(name)
+
+    pipe, request = _request(
+        prompt,
+        _Sampling(model, steps, seed, guidance, schedule, shift, device, dictionary, steer),
+        check_methods,
     )
-    _report_unknown(pipe, prompt)
     views = explain_methods(pipe, request, methods, regenerate=regenerate)
     explanation = views[methods[0]]
     if regenerate:
