@@ -151,4 +151,6 @@ def test_serve_requests(body):
         request = parse_request(body, Limits())
     except BcosdiffError:
         return
-    assert request["prompt"] and 1 <= request["steps"] <= Limits().max_steps
+    assert request.runs and all(
+        r.prompt and 1 <= r.steps <= Limits().max_steps for r in request.runs
+    )

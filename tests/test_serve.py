@@ -17,7 +17,10 @@ from bcosdiff.serve import Limits, make_server, parse_request
 def test_requests_are_checked_with_one_clear_message():
     limits = Limits()
     ok = parse_request(b'{"prompt": " a red circle ", "steps": "5", "guidance": ""}', limits)
-    assert ok["prompt"] == "a red circle" and ok["steps"] == 5 and ok["guidance"] is None
+    (run,) = ok.runs
+    assert run.prompt == "a red circle" and run.steps == 5 and run.guidance is None
+    pair = parse_request(b'{"prompt": "a", "compare": " b ", "seed": 7}', limits)
+    assert [r.prompt for r in pair.runs] == ["a", "b"] and {r.seed for r in pair.runs} == {7}
     bad = [
         (b"not json", "not JSON"),
         (b"[1]", "JSON object"),
@@ -27,6 +30,8 @@ def test_requests_are_checked_with_one_clear_message():
         (b'{"prompt": "a", "steps": "many"}', "steps must be a number"),
         (b'{"prompt": "a", "guidance": -1}', "guidance"),
         (b'{"prompt": 5}', "must be text"),
+        (b'{"prompt": "a", "seed": -1}', "seed must be between 0 and 9223372036854775807"),
+        (b'{"prompt": "a", "seed": 1e300}', "seed must be"),
     ]
     for body, message in bad:
         with pytest.raises(BcosdiffError, match=message):
@@ -107,7 +112,7 @@ def test_malformed_content_length_and_unknown_models_get_a_400(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-    assert parse_request(b'{"prompt": "a"}', Limits(), ("x", "y"))["model"] == "x"
+    assert parse_request(b'{"prompt": "a"}', Limits(), ("x", "y")).model == "x"
 
 
 def test_a_short_body_times_out_and_a_vanished_client_is_one_line(tmp_path, capfd):

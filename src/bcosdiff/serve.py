@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import BcosdiffError
+from .request import RunRequest
 
 __all__ = ["Limits", "ViewerServer", "make_server"]
 
@@ -52,7 +53,7 @@ class Limits:
 
 @dataclass
 class Job:
-    request: dict
+    request: ViewerRequest
     status: str = "queued"
     progress: str = "waiting for the model"
     html: str = ""
@@ -71,9 +72,21 @@ def example_prompts(model: str) -> tuple[str, str]:
     return next(v for k, v in EXAMPLES.items() if k in model)
 
 
-def parse_request(body: bytes, limits: Limits, models: tuple[str, ...] = ()) -> dict:
+@dataclass(frozen=True)
+class ViewerRequest:
+    """One request of the page: the model, the run of the prompt (and of a second prompt to
+    compare, if any), and how many further seeds ``--regenerate`` may try."""
+
+    model: str | None
+    runs: tuple[RunRequest, ...]
+    regenerate: int
+
+
+def parse_request(body: bytes, limits: Limits, models: tuple[str, ...] = ()) -> ViewerRequest:
     """The explain request, checked; a :class:`BcosdiffError` names the first problem.
-    ``models`` are the names offered (the first is the default)."""
+    ``models`` are the names offered (the first is the default). The viewer's own limits
+    (prompt length, steps, retries, guidance) are checked here; everything else a run
+    request checks, :class:`~bcosdiff.request.RunRequest` checks as for the CLI."""
     try:
         data = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -89,34 +102,31 @@ def parse_request(body: bytes, limits: Limits, models: tuple[str, ...] = ()) -> 
             raise BcosdiffError(
                 f"the {name} is {len(text)} characters long; the limit is {limits.max_prompt}"
             )
-    if not prompt.strip():
-        raise BcosdiffError("the prompt is empty")
 
-    def number(name: str, kind, low, high, default):
+    def number(name: str, kind, high, default):
         value = data.get(name, default)
         try:
             value = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BcosdiffError(f"{name} must be a number") from None
-        if not low <= value <= high:
-            raise BcosdiffError(f"{name} must be between {low} and {high}, got {value}")
+        if high is not None and not 0 <= value <= high:
+            raise BcosdiffError(f"{name} must be between 0 and {high}, got {value}")
         return value
 
+    steps = number("steps", int, limits.max_steps, 25)
+    seed = number("seed", int, None, 0)  # its range is the run request's
     guidance = None  # the model's own
     if data.get("guidance") not in (None, ""):
-        guidance = number("guidance", float, 0.0, limits.max_guidance, None)
+        guidance = number("guidance", float, limits.max_guidance, None)
+    regenerate = number("regenerate", int, limits.max_regenerate, 0)
     model = data.get("model") or (models[0] if models else None)
     if models and model not in models:
         raise BcosdiffError(f"unknown model {model!r}; choose from {', '.join(models)}")
-    return {
-        "model": model,
-        "prompt": prompt.strip(),
-        "compare": compare.strip(),
-        "steps": number("steps", int, 1, limits.max_steps, 25),
-        "seed": number("seed", int, 0, 2**63 - 1, 0),
-        "guidance": guidance,
-        "regenerate": number("regenerate", int, 0, limits.max_regenerate, 0),
-    }
+    texts = [prompt] + ([compare] if compare.strip() else [])
+    runs = tuple(
+        RunRequest(prompt=text.strip(), steps=steps, seed=seed, guidance=guidance) for text in texts
+    )
+    return ViewerRequest(model, runs, regenerate)
 
 
 class ViewerServer(ThreadingHTTPServer):
@@ -150,7 +160,7 @@ class ViewerServer(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
-    def submit(self, request: dict) -> str:
+    def submit(self, request: ViewerRequest) -> str:
         with self.lock:
             active = sum(j.status in ("queued", "running") for j in self.jobs.values())
             if active >= self.limits.max_jobs:
@@ -189,27 +199,25 @@ class ViewerServer(ThreadingHTTPServer):
 
     def _explain(self, job: Job) -> str:
         from .explain.html import explanation_html
-        from .service import default_method
+        from .service import default_method, explain_request
 
-        r = job.request
-        job.progress = f"loading {r.get('model') or self.pipe.name}"
-        pipe = self.pipeline(r.get("model"))
-        prompts = [r["prompt"]] + ([r["compare"]] if r["compare"] else [])
+        request = job.request
+        job.progress = f"loading {request.model or self.pipe.name}"
+        pipe = self.pipeline(request.model)
         method = default_method(pipe)
         views = []
-        for k, prompt in enumerate(prompts):
-            job.progress = f"prompt {k + 1} of {len(prompts)}: starting"
+        count = len(request.runs)
+        for k, run in enumerate(request.runs):
+            job.progress = f"prompt {k + 1} of {count}: starting"
 
             def progress(done: int, total: int, k: int = k) -> None:
-                job.progress = f"prompt {k + 1} of {len(prompts)}: step {done} of {total}"
+                job.progress = f"prompt {k + 1} of {count}: step {done} of {total}"
 
-            exp = pipe.explain(
-                prompt,
-                steps=r["steps"],
-                seed=r["seed"],
-                guidance=r["guidance"],
-                regenerate=r["regenerate"] if method == "bcos" else 0,
+            exp = explain_request(
+                pipe,
+                pipe.request(run),
                 method=method,
+                regenerate=request.regenerate if method == "bcos" else 0,
                 progress=progress,
             )
             views.append(explanation_html(exp, element_id=f"view-{uuid.uuid4().hex[:8]}"))
