@@ -18,6 +18,8 @@ from bcosdiff.training import TrainConfig, load_checkpoint, train
 from bcosdiff.training.recipe import (
     INITIAL_ROW_NORM,
     Teacher,
+    adaptive_clip_,
+    immiscible_noise,
     loss_weights,
     lr_factor,
     project_bcos_weights,
@@ -77,6 +79,38 @@ def test_forced_weight_norm_keeps_the_function_and_sets_the_norm():
         if isinstance(m, BcosConv2d | BcosLinear):
             norms = m.weight.flatten(1).norm(dim=1)
             torch.testing.assert_close(norms, torch.full_like(norms, INITIAL_ROW_NORM))
+
+
+def test_adaptive_clipping_bounds_each_unit_relative_to_its_weight():
+    torch.manual_seed(0)
+    matrix = torch.nn.Parameter(torch.randn(4, 6))
+    vector = torch.nn.Parameter(torch.randn(5))
+    matrix.grad = torch.randn(4, 6) * torch.tensor([1e-5, 1e-5, 10.0, 10.0])[:, None]
+    vector.grad = torch.randn(5) * 10
+    before = matrix.grad.clone()
+    adaptive_clip_([matrix, vector], factor=0.01)
+    rows, grad_rows = matrix.detach().norm(dim=1), matrix.grad.norm(dim=1)
+    torch.testing.assert_close(matrix.grad[:2], before[:2], rtol=0, atol=0)  # small: kept
+    torch.testing.assert_close(grad_rows[2:], 0.01 * rows[2:])  # large: down to the bound
+    cosine = F.cosine_similarity(matrix.grad[2:], before[2:], dim=1)
+    torch.testing.assert_close(cosine, torch.ones(2))  # the direction is kept
+    assert float(vector.grad.norm()) == pytest.approx(0.01 * float(vector.detach().norm()))
+
+
+def test_immiscible_noise_is_a_cheaper_assignment_of_the_same_draws():
+    g = torch.Generator().manual_seed(1)
+    x0 = encode_image(torch.rand(8, 3, 4, 4, generator=g), "rgb_inv")
+    eps = BCOS.noise((8, 6, 4, 4), generator=g)
+    assigned = immiscible_noise(x0, eps, BCOS)
+
+    def cost(noise):
+        z0 = BCOS.standardise(x0)[:, :3].flatten(1)
+        return float((z0 - noise[:, :3].flatten(1)).square().sum())
+
+    rows = {tuple(r.flatten().tolist()) for r in eps}
+    assert {tuple(r.flatten().tolist()) for r in assigned} == rows  # a permutation of rows
+    assert cost(assigned) <= cost(eps) + 1e-9
+    torch.testing.assert_close(assigned[:, 3:], -assigned[:, :3])  # the encoding's tie kept
 
 
 def test_bcosify_copies_by_name_and_maps_the_input_layer():
@@ -152,6 +186,8 @@ def test_bcosified_distilled_run_with_every_recipe_option(tmp_path):
         "weight_norm": "forced",
         "loss_weighting": "min_snr",
         "lr_schedule": "cosine",
+        "agc_factor": 0.01,
+        "noise_assignment": "immiscible",
     }
     model_dir = train(TrainConfig.from_dict(options), progress=False)
     parts, state = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000003")
@@ -178,6 +214,8 @@ def test_bcosified_distilled_run_with_every_recipe_option(tmp_path):
         ({"min_snr_gamma": 0.0}, "min_snr_gamma must be positive"),
         ({"distill_weight": -1.0}, "distill_weight must be"),
         ({"distill_weight": math.inf}, "distill_weight must be"),
+        ({"agc_factor": -0.1}, "agc_factor must be"),
+        ({"noise_assignment": "sorted"}, "noise_assignment must be one of"),
     ],
 )
 def test_recipe_options_are_validated(changes, message):

@@ -51,6 +51,8 @@ class TrainConfig(ConfigRecord):
     weight_norm: str = "free"  # or "forced": B-cos weights held at their initial norm
     distill_from: str | None = None  # a trained model whose predicted x0 the run follows
     distill_weight: float = 1.0  # λ of λ·‖x̂0 − x̂0(teacher)‖² (with distill_from)
+    agc_factor: float = 0.0  # > 0: adaptive gradient clipping instead of grad_clip
+    noise_assignment: str = "independent"  # or "immiscible" (noise matched to images)
     # Classifier-free guidance: the share of samples trained with an empty prompt (every
     # context position masked), and the guidance scale the exported model defaults to.
     prompt_dropout: float = 0.1
@@ -75,12 +77,15 @@ class TrainConfig(ConfigRecord):
             "lr_schedule": ("constant", "cosine"),
             "loss_weighting": ("uniform", "min_snr"),
             "weight_norm": ("free", "forced"),
+            "noise_assignment": ("independent", "immiscible"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}")
         if self.init_transfer == "bcosify" and not self.init_from:
             problems.append("init_transfer 'bcosify' needs init_from")
+        if not (self.agc_factor >= 0 and math.isfinite(self.agc_factor)):
+            problems.append("agc_factor must be a finite number >= 0")
         if not self.min_snr_gamma > 0:
             problems.append("min_snr_gamma must be positive")
         if not (self.distill_weight >= 0 and math.isfinite(self.distill_weight)):

@@ -38,7 +38,14 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .recipe import Teacher, loss_weights, lr_factor, project_bcos_weights
+from .recipe import (
+    Teacher,
+    adaptive_clip_,
+    immiscible_noise,
+    loss_weights,
+    lr_factor,
+    project_bcos_weights,
+)
 from .transfer import bcosify_from
 
 __all__ = ["StepInfo", "build_dataset", "train"]
@@ -299,6 +306,8 @@ def train(
             t = torch.randint(0, process.num_train_timesteps, (n,), generator=g)
             eps = process.noise(tuple(x0.shape), generator=g).to(accelerator.device)
             t = t.to(accelerator.device)
+            if config.noise_assignment == "immiscible":
+                eps = immiscible_noise(x0, eps, process)
             x_t = process.q_sample(x0, t, eps)
             cond = text(batch["caption"])
             context, mask = cond.embeddings, cond.mask
@@ -324,7 +333,10 @@ def train(
                 loss = loss + config.distill_weight * (own - taught).square().mean()
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if config.grad_clip > 0:
+            if config.agc_factor > 0:
+                accelerator.unscale_gradients()
+                adaptive_clip_(model.parameters(), config.agc_factor)
+            elif config.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimiser.step()
             if config.weight_norm == "forced":
