@@ -190,24 +190,34 @@ def _weighted_mse(error: Tensor, weights: Tensor | None) -> Tensor:
     return (weights * error.square().flatten(1).mean(dim=1)).mean()
 
 
-def train(
-    config: TrainConfig,
-    progress: bool = True,
-    callbacks: Sequence[Callable[[StepInfo], None]] = (),
-    command: str | None = None,
-) -> Path:
-    """Train (or resume) into ``config.output_dir``; return the exported model directory.
+@dataclass
+class _Run:
+    """Everything one training run holds: its parts, its state and where it writes."""
 
-    ``callbacks`` are called on every process after every step (for monitoring and tests);
-    ``command`` (the invocation) is recorded in checkpoints for the model card.
-    """
+    config: TrainConfig
+    accelerator: object
+    out: Path
+    dataset: torch.utils.data.Dataset
+    process: DiffusionProcess
+    text_config: TextConfig
+    text: TextEncoder
+    unet_config: UNetConfig
+    model: torch.nn.Module
+    ema: UNet
+    optimiser: torch.optim.Optimizer
+    teacher: Teacher | None
+    start: int
+    lineage: dict | None
+
+
+def _build_run(config: TrainConfig) -> _Run:
+    """The run's parts, resumed from its latest checkpoint or started afresh."""
     from accelerate import Accelerator
 
     # cpu=True is what makes Accelerate set up gloo for several CPU processes (torchrun).
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
     )
-    out = Path(config.output_dir)
     variant = get_variant(config.variant)
     text_config = TextConfig.from_dict({"mode": variant.text_mode, **config.text})
     text = TextEncoder(text_config).to(accelerator.device)
@@ -234,46 +244,229 @@ def train(
         betas=config.adam_betas,
         weight_decay=config.weight_decay,
     )
+    run = _Run(
+        config,
+        accelerator,
+        Path(config.output_dir),
+        dataset,
+        process,
+        text_config,
+        text,
+        unet_config,
+        model,
+        ema,
+        optimiser,
+        None,
+        0,
+        initial_lineage(config.init_from),
+    )
+    _start_weights(run)
+    if config.distill_from:
+        run.teacher = Teacher(config.distill_from, process, accelerator.device)
+    run.model, run.optimiser = accelerator.prepare(run.model, run.optimiser)
+    run.ema.to(accelerator.device)
+    return run
 
-    start = 0
-    lineage = initial_lineage(config.init_from)
-    if accelerator.is_main_process and (out / "checkpoints").is_dir():
-        remove_partial(out / "checkpoints")
-    checkpoint = latest_checkpoint(out / "checkpoints")
+
+def _start_weights(run: _Run) -> None:
+    """Load the latest checkpoint (weights, EMA, optimiser, step), or the starting model of
+    ``init_from``, or keep the fresh initialisation."""
+    config, checkpoints = run.config, run.out / "checkpoints"
+    if run.accelerator.is_main_process and checkpoints.is_dir():
+        remove_partial(checkpoints)
+    checkpoint = latest_checkpoint(checkpoints)
     if checkpoint is not None:
         parts, state = load_checkpoint(checkpoint)
-        _check_resumable(checkpoint, state, config, unet_config)
-        model.load_state_dict(parts["model"])
-        ema.load_state_dict(parts["ema"])
-        optimiser.load_state_dict(optimizer_from_tensors(parts["optimizer"], state["param_groups"]))
-        start = int(state["step"])
-        lineage = state.get("init", lineage)
+        _check_resumable(checkpoint, state, config, run.unet_config)
+        run.model.load_state_dict(parts["model"])
+        run.ema.load_state_dict(parts["ema"])
+        run.optimiser.load_state_dict(
+            optimizer_from_tensors(parts["optimizer"], state["param_groups"])
+        )
+        run.start = int(state["step"])
+        run.lineage = state.get("init", run.lineage)
+        return
+    if config.init_from and config.init_transfer == "bcosify":
+        bcosify_from(run.model, config.init_from)
     elif config.init_from:
-        if config.init_transfer == "bcosify":
-            bcosify_from(model, config.init_from)
-        else:
-            initial = load_unet(Path(config.init_from))
-            if initial.config != unet_config:
-                raise BcosdiffError(f"{config.init_from} has another U-Net config than this run")
-            model.load_state_dict(initial.state_dict())
-        if config.weight_norm == "forced":
-            project_bcos_weights(model)
-        ema.load_state_dict(model.state_dict())
-    elif config.weight_norm == "forced":
-        project_bcos_weights(model)
-        ema.load_state_dict(model.state_dict())
-    teacher = (
-        Teacher(config.distill_from, process, accelerator.device) if config.distill_from else None
-    )
-    model, optimiser = accelerator.prepare(model, optimiser)
-    ema.to(accelerator.device)
+        initial = load_unet(Path(config.init_from))
+        if initial.config != run.unet_config:
+            raise BcosdiffError(f"{config.init_from} has another U-Net config than this run")
+        run.model.load_state_dict(initial.state_dict())
+    if config.weight_norm == "forced":
+        project_bcos_weights(run.model)
+    if config.init_from or config.weight_norm == "forced":
+        run.ema.load_state_dict(run.model.state_dict())
 
+
+def _loss(run: _Run, batch: dict, step: int) -> Tensor:
+    """The training loss of one batch. Time steps, noise and prompt dropout are drawn, in
+    that order, from a generator seeded by ``(seed, step, process)``."""
+    config, process, device = run.config, run.process, run.accelerator.device
+    g = torch.Generator().manual_seed(_step_seed(config.seed, step, run.accelerator.process_index))
+    x0 = encode_image(batch["image"], process.encoding).to(device)
+    t = torch.randint(0, process.num_train_timesteps, (x0.shape[0],), generator=g)
+    eps = process.noise(tuple(x0.shape), generator=g).to(device)
+    t = t.to(device)
+    if config.noise_assignment == "immiscible":
+        eps = immiscible_noise(x0, eps, process)
+    x_t = process.q_sample(x0, t, eps)
+    cond = run.text(batch["caption"])
+    context, mask = cond.embeddings, cond.mask
+    # The teacher's prompt dropout replays the student's draws from a copy of g.
+    drops = torch.Generator().set_state(g.get_state()) if run.teacher else None
+    if config.prompt_dropout > 0:  # drawn after t and ε: those stay as without it
+        context, mask = drop_prompts(context, mask, config.prompt_dropout, g)
+    with run.accelerator.autocast():
+        prediction = run.model(x_t, t, context, mask)
+    loss = _weighted_mse(
+        prediction.float() - process.training_target(x0, eps),
+        loss_weights(process, t, config.loss_weighting, config.min_snr_gamma),
+    )
+    if run.teacher is not None and config.distill_weight > 0:
+        taught = run.teacher.predicted_x0(x_t, t, batch["caption"], drops, config.prompt_dropout)
+        own = process.predicted_x0(prediction.float(), x_t, t)
+        loss = loss + config.distill_weight * (own - taught).square().mean()
+    return loss
+
+
+def _update(run: _Run, loss: Tensor, step: int) -> None:
+    """One optimiser step on ``loss`` (learning rate of ``step``, clipping, forced weight
+    norms), then the EMA."""
+    config, accelerator, optimiser = run.config, run.accelerator, run.optimiser
+    for group in optimiser.param_groups:
+        group["lr"] = config.lr * lr_factor(
+            step, config.warmup_steps, config.steps, config.lr_schedule
+        )
+    optimiser.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    if config.agc_factor > 0:
+        accelerator.unscale_gradients()
+        adaptive_clip_(run.model.parameters(), config.agc_factor)
+    elif config.grad_clip > 0:
+        accelerator.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    optimiser.step()
+    trained = accelerator.unwrap_model(run.model)
+    if config.weight_norm == "forced":
+        project_bcos_weights(trained)
+    with torch.no_grad():
+        params = list(trained.parameters())
+        torch._foreach_lerp_(list(run.ema.parameters()), params, 1 - config.ema_decay)
+
+
+class _Metrics:
+    """``metrics.csv`` (one row per ``log_every`` steps: mean loss, learning rate, images per
+    second, cumulative wall time) and the progress bar, on the main process."""
+
+    def __init__(self, run: _Run, progress: bool):
+        self.run, self.main = run, run.accelerator.is_main_process
+        self.running, self.count, self.seen = 0.0, 0, 0
+        self.tick = self.wall0 = time.perf_counter()
+        self.bar = self.file = None
+        if not self.main:
+            return
+        run.out.mkdir(parents=True, exist_ok=True)
+        self.wall_offset = _restart_metrics(run.out / "metrics.csv", run.start)
+        self.file = open(run.out / "metrics.csv", "a", newline="")  # noqa: SIM115 - close()
+        self.log = csv.writer(self.file)
+        if progress:
+            from tqdm.auto import tqdm
+
+            total = run.config.steps
+            self.bar = tqdm(total=total, initial=run.start, desc="train", dynamic_ncols=True)
+
+    def add(self, step: int, loss: float, images: int) -> None:
+        self.running += loss
+        self.count += 1
+        self.seen += images
+        if self.bar is not None:
+            self.bar.update(1)
+        if step % self.run.config.log_every and step != self.run.config.steps:
+            return
+        now = time.perf_counter()
+        rate = self.seen / (now - self.tick)
+        if self.main:
+            mean_loss = self.running / self.count
+            lr = self.run.optimiser.param_groups[0]["lr"]
+            wall = self.wall_offset + now - self.wall0
+            self.log.writerow([step, f"{mean_loss:.6f}", f"{lr:.3g}", f"{rate:.2f}", f"{wall:.1f}"])
+            self.file.flush()
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
+        self.running, self.count, self.seen, self.tick = 0.0, 0, 0, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def _save(run: _Run, step: int, command: str | None) -> None:
+    """An atomic checkpoint of ``step``: weights, EMA, optimiser, config and lineage."""
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
+        return
+    opt_tensors, groups = optimizer_to_tensors(run.optimiser.state_dict())
+    save_checkpoint(
+        run.out / "checkpoints",
+        step,
+        {
+            "model": run.accelerator.unwrap_model(run.model).state_dict(),
+            "ema": run.ema.state_dict(),
+            "optimizer": opt_tensors,
+        },
+        {
+            "step": step,
+            "param_groups": groups,
+            "config": {**run.config.to_dict(), "unet": run.unet_config.to_dict()},
+            **({"init": run.lineage} if run.lineage else {}),
+            **({"command": command} if command else {}),
+        },
+        run.config.keep_last,
+    )
+
+
+def _export(run: _Run, step: int) -> Path:
+    """The EMA weights as a model directory ``OUT/model``."""
+    model_dir = run.out / "model"
+    if run.accelerator.is_main_process:
+        save_unet(run.ema, model_dir)
+        update_config(
+            model_dir,
+            variant=run.config.variant,
+            diffusion=run.process.to_dict(),
+            text=run.text_config.to_dict(),
+            sampling={"guidance": run.config.guidance},
+            training={
+                "steps": step,
+                **({"init": run.lineage} if run.lineage else {}),
+                "config": run.config.to_dict(),
+            },
+        )
+    run.accelerator.wait_for_everyone()
+    return model_dir
+
+
+def train(
+    config: TrainConfig,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[StepInfo], None]] = (),
+    command: str | None = None,
+) -> Path:
+    """Train (or resume) into ``config.output_dir``; return the exported model directory.
+
+    ``callbacks`` are called on every process after every step (for monitoring and tests);
+    ``command`` (the invocation) is recorded in checkpoints for the model card.
+    """
+    run = _build_run(config)
+    accelerator = run.accelerator
     loader = torch.utils.data.DataLoader(
-        dataset,
+        run.dataset,
         batch_sampler=_StepBatches(
-            len(dataset),
+            len(run.dataset),
             config.batch_size,
-            start,
+            run.start,
             config.steps,
             accelerator.process_index,
             accelerator.num_processes,
@@ -281,146 +474,28 @@ def train(
         num_workers=config.num_workers,
         collate_fn=_collate,
     )
-    log_path = out / "metrics.csv"
-    wall_offset = 0.0
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        wall_offset = _restart_metrics(log_path, start)
-        log_file = open(log_path, "a", newline="")  # noqa: SIM115 - closed in finally
-        log = csv.writer(log_file)
-    bar = None
-    if progress and accelerator.is_main_process:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
-    running, count, seen = 0.0, 0, 0
-    tick = wall0 = time.perf_counter()
-    step = start
+    metrics = _Metrics(run, progress)
+    step = run.start
     try:
         for batch in loader:
-            g = torch.Generator().manual_seed(
-                _step_seed(config.seed, step, accelerator.process_index)
-            )
-            x0 = encode_image(batch["image"], process.encoding).to(accelerator.device)
-            n = x0.shape[0]
-            t = torch.randint(0, process.num_train_timesteps, (n,), generator=g)
-            eps = process.noise(tuple(x0.shape), generator=g).to(accelerator.device)
-            t = t.to(accelerator.device)
-            if config.noise_assignment == "immiscible":
-                eps = immiscible_noise(x0, eps, process)
-            x_t = process.q_sample(x0, t, eps)
-            cond = text(batch["caption"])
-            context, mask = cond.embeddings, cond.mask
-            # The teacher's prompt dropout replays the student's draws from a copy of g.
-            drops = torch.Generator().set_state(g.get_state()) if teacher else None
-            if config.prompt_dropout > 0:  # drawn after t and ε: those stay as without it
-                context, mask = drop_prompts(context, mask, config.prompt_dropout, g)
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * lr_factor(
-                    step, config.warmup_steps, config.steps, config.lr_schedule
-                )
-            with accelerator.autocast():
-                prediction = model(x_t, t, context, mask)
-            loss = _weighted_mse(
-                prediction.float() - process.training_target(x0, eps),
-                loss_weights(process, t, config.loss_weighting, config.min_snr_gamma),
-            )
-            if teacher is not None and config.distill_weight > 0:
-                taught = teacher.predicted_x0(
-                    x_t, t, batch["caption"], drops, config.prompt_dropout
-                )
-                own = process.predicted_x0(prediction.float(), x_t, t)
-                loss = loss + config.distill_weight * (own - taught).square().mean()
-            optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if config.agc_factor > 0:
-                accelerator.unscale_gradients()
-                adaptive_clip_(model.parameters(), config.agc_factor)
-            elif config.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimiser.step()
-            if config.weight_norm == "forced":
-                project_bcos_weights(accelerator.unwrap_model(model))
-            with torch.no_grad():
-                source = accelerator.unwrap_model(model).parameters()
-                torch._foreach_lerp_(list(ema.parameters()), list(source), 1 - config.ema_decay)
+            loss = _loss(run, batch, step)
+            _update(run, loss, step)
             step += 1
             if not math.isfinite(loss.item()):
                 raise BcosdiffError(f"loss became {loss.item()} at step {step}")
-            running += loss.item()
-            count += 1
-            if callbacks:
-                info = StepInfo(
-                    step,
-                    loss.item(),
-                    list(batch["caption"]),
-                    accelerator.process_index,
-                    accelerator.num_processes,
-                    accelerator.unwrap_model(model),
-                )
-                for callback in callbacks:
-                    callback(info)
-            seen += n * accelerator.num_processes
-            if bar is not None:
-                bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
-                now = time.perf_counter()
-                rate = seen / (now - tick)
-                if accelerator.is_main_process:
-                    mean_loss = running / count
-                    log.writerow(
-                        [
-                            step,
-                            f"{mean_loss:.6f}",
-                            f"{optimiser.param_groups[0]['lr']:.3g}",
-                            f"{rate:.2f}",
-                            f"{wall_offset + now - wall0:.1f}",
-                        ]
-                    )
-                    log_file.flush()
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
-                running, count, seen, tick = 0.0, 0, 0, now
+            info = StepInfo(
+                step,
+                loss.item(),
+                list(batch["caption"]),
+                accelerator.process_index,
+                accelerator.num_processes,
+                accelerator.unwrap_model(run.model),
+            )
+            for callback in callbacks:
+                callback(info)
+            metrics.add(step, loss.item(), len(batch["caption"]) * accelerator.num_processes)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                accelerator.wait_for_everyone()
-                if accelerator.is_main_process:
-                    opt_tensors, groups = optimizer_to_tensors(optimiser.state_dict())
-                    save_checkpoint(
-                        out / "checkpoints",
-                        step,
-                        {
-                            "model": accelerator.unwrap_model(model).state_dict(),
-                            "ema": ema.state_dict(),
-                            "optimizer": opt_tensors,
-                        },
-                        {
-                            "step": step,
-                            "param_groups": groups,
-                            "config": {**config.to_dict(), "unet": unet_config.to_dict()},
-                            **({"init": lineage} if lineage else {}),
-                            **({"command": command} if command else {}),
-                        },
-                        config.keep_last,
-                    )
+                _save(run, step, command)
     finally:
-        if bar is not None:
-            bar.close()
-        if accelerator.is_main_process:
-            log_file.close()
-    model_dir = out / "model"
-    if accelerator.is_main_process:
-        save_unet(ema, model_dir)
-        update_config(
-            model_dir,
-            variant=config.variant,
-            diffusion=process.to_dict(),
-            text=text_config.to_dict(),
-            sampling={"guidance": config.guidance},
-            training={
-                "steps": step,
-                **({"init": lineage} if lineage else {}),
-                "config": config.to_dict(),
-            },
-        )
-    accelerator.wait_for_everyone()
-    return model_dir
+        metrics.close()
+    return _export(run, step)
