@@ -15,10 +15,9 @@ import argparse
 import time
 
 from bcosdiff.data.emoji_scenes import EmojiScenes
-from bcosdiff.evaluation.emoji import (
+from bcosdiff.evaluation.emoji import EmojiGallery, instrument_accuracy
+from bcosdiff.evaluation.emoji_features import (
     EMOJI_FEATURES,
-    EmojiGallery,
-    instrument_accuracy,
     save_emoji_features,
     train_emoji_features,
 )
