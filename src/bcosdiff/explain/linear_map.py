@@ -121,7 +121,6 @@ def explain_run(
     if decompose_sources and steering is not None and not steering.is_zero:
         raise ValueError("the steering source is separated by the replay (method='replay')")
     sources = RunSources.for_run(unet, process, context, x_T, steps)
-    primals = sources.as_tuple()
 
     def run(ctx: Tensor, x: Tensor, features: Tensor, mean: Tensor, ckpt: bool = False) -> Tensor:
         return run_trajectory(
@@ -137,37 +136,53 @@ def explain_run(
             steering=steering,
         )
 
+    with explanation_mode(unet, active=linearise):
+        return _explain_by_autodiff(
+            run,
+            sources.as_tuple(),
+            contributions=contributions,
+            token_chunk=token_chunk,
+            checkpoint_steps=checkpoint_steps,
+            decompose_sources=decompose_sources,
+            complete=eta == 0,
+        )
+
+
+def _explain_by_autodiff(
+    run: Callable[..., Tensor],
+    primals: tuple[Tensor, ...],
+    *,
+    contributions: bool,
+    token_chunk: int,
+    checkpoint_steps: bool,
+    decompose_sources: bool,
+    complete: bool,
+) -> RunExplanation:
+    """The quantities of :func:`explain_run` by autodiff of ``run(context, x_T, time
+    features, μ)``: the reconstruction by one JVP along the context, relevance by one VJP,
+    the token maps by batched JVPs along each token, the sources by one JVP each."""
+    context = primals[0]
+
     def context_only(tangent: Tensor) -> tuple[Tensor, Tensor]:
         zeros = tuple(torch.zeros_like(p) for p in primals[1:])
         # Forward-mode AD is unaffected by no_grad; without it every step's graph is kept.
         with torch.no_grad():
             return jvp(run, primals, (tangent, *zeros))
 
-    with explanation_mode(unet, active=linearise):
-        sample, reconstruction = context_only(context)
-        # Relevance: a single VJP of the summed output (per-step recomputation bounds memory).
-        ctx = context.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            out = run(ctx, *primals[1:], ckpt=checkpoint_steps)
-            (grad,) = torch.autograd.grad(out.sum(), ctx)
-        totals = (grad * context).sum(-1)[0]
-        maps = None
-        if contributions:
-            length = context.shape[1]
-            eye = torch.eye(length, dtype=context.dtype, device=context.device)
-            chunks = []
-            for start in range(0, length, token_chunk):
-                one_hot = eye[start : start + token_chunk, None, :, None] * context
-                tangent_out = vmap(lambda t: context_only(t)[1])(one_hot)
-                chunks.append(tangent_out[:, 0])
-            maps = torch.cat(chunks)
-        parts = {}
-        if decompose_sources:
-            names = ("prompt", "x_T", "time", "mean")
-            for k, name in enumerate(names):
-                tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
-                with torch.no_grad():
-                    parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
+    sample, reconstruction = context_only(context)
+    # Relevance: a single VJP of the summed output (per-step recomputation bounds memory).
+    ctx = context.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = run(ctx, *primals[1:], ckpt=checkpoint_steps)
+        (grad,) = torch.autograd.grad(out.sum(), ctx)
+    totals = (grad * context).sum(-1)[0]
+    maps = _token_maps_by_jvp(context_only, context, token_chunk) if contributions else None
+    parts = {}
+    if decompose_sources:
+        for k, name in enumerate(("prompt", "x_T", "time", "mean")):
+            tangent = tuple(p if j == k else torch.zeros_like(p) for j, p in enumerate(primals))
+            with torch.no_grad():
+                parts[name] = jvp(run, primals, tangent)[1][0].detach().cpu()
     gaps = []  # the token maps against the prompt's JVP; the sources against the sample
     if maps is not None:
         gaps.append(float((maps.sum(0) - reconstruction[0]).abs().max()))
@@ -182,9 +197,89 @@ def explain_run(
         relevance=relevance.detach().cpu(),
         contributions=None if maps is None else maps.detach().cpu(),
         sources=parts,
-        complete=eta == 0,
+        complete=complete,
         completeness_residual=max(gaps) if gaps else None,
     )
+
+
+def _token_maps_by_jvp(context_only, context: Tensor, token_chunk: int) -> Tensor:
+    """``(L, C, H, W)``: one JVP per token along its own embedding, ``token_chunk`` at once."""
+    length = context.shape[1]
+    eye = torch.eye(length, dtype=context.dtype, device=context.device)
+    chunks = []
+    for start in range(0, length, token_chunk):
+        one_hot = eye[start : start + token_chunk, None, :, None] * context
+        tangent_out = vmap(lambda t: context_only(t)[1])(one_hot)
+        chunks.append(tangent_out[:, 0])
+    return torch.cat(chunks)
+
+
+@dataclass(frozen=True)
+class _ReplayRows:
+    """The batch of a linear replay. Rows: the real run, one row per attended token, the
+    whole prompt alone (computed apart from the token rows, so that their sum is checked
+    against it), then (optionally) x_T, time, μ and the steering vector, each alone."""
+
+    sources: RunSources
+    steering_rows: Tensor  # which rows the steering vector enters
+    valid: Tensor  # the attended token positions
+    prompt_row: int
+    steered: bool
+
+    @classmethod
+    def build(
+        cls,
+        process: DiffusionProcess,
+        sources: RunSources,
+        steps: int | DDIMSchedule,
+        context_mask: Tensor | None,
+        decompose_sources: bool,
+        steered: bool,
+    ) -> _ReplayRows:
+        context, x_T = sources.context, sources.x_T
+        length, device = context.shape[1], context.device
+        if context_mask is None:
+            valid = torch.arange(length, device=device)
+        else:
+            valid = torch.nonzero(context_mask[0].to(device))[:, 0]
+        count = len(valid)
+        token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
+        token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
+        extra = (4 if steered else 3) if decompose_sources else 0
+        prompt_row = 1 + count
+        rows = prompt_row + 1 + extra
+        extra_ctx = context.new_zeros(extra, *context.shape[1:])
+        ctx = torch.cat([context, token_ctx, context, extra_ctx])
+        x = x_T.new_zeros(rows, *x_T.shape[1:])
+        x[0] = x_T[0]
+        features = sources.time_features.new_zeros(
+            len(as_schedule(process, steps)), rows, sources.time_features.shape[1]
+        )
+        features[:, 0] = sources.time_features
+        mean = x_T.new_zeros(rows, 1, 1, 1)
+        mean[0] = process.mean
+        steering_rows = torch.zeros(rows, dtype=torch.bool, device=x_T.device)
+        steering_rows[0] = True  # the steering vector enters the real run, never token rows
+        if decompose_sources:
+            x[prompt_row + 1] = x_T[0]
+            features[:, prompt_row + 2] = sources.time_features
+            mean[prompt_row + 3] = process.mean
+            if steered:
+                steering_rows[prompt_row + 4] = True
+        return cls(RunSources(ctx, x, features, mean), steering_rows, valid, prompt_row, steered)
+
+    @property
+    def rows(self) -> int:
+        return self.sources.x_T.shape[0]
+
+    def padded_noise(self, step_noise: list[Tensor] | None) -> list[Tensor]:
+        """Fresh noise between steps is a bias of the real run only: zero in every other row."""
+        noise = []
+        for n in step_noise or []:
+            padded = n.new_zeros(self.rows, *n.shape[1:])
+            padded[0] = n[0]
+            noise.append(padded)
+        return noise
 
 
 def _explain_by_replay(
@@ -202,81 +297,50 @@ def _explain_by_replay(
     steering: Steering | None,
     progress: Callable[[int, int], None] | None,
 ) -> RunExplanation:
-    context, x_T = sources.context, sources.x_T
-    length = context.shape[1]
-    device = context.device
-    if context_mask is None:
-        valid = torch.arange(length, device=device)
-    else:
-        valid = torch.nonzero(context_mask[0].to(device))[:, 0]
-    count = len(valid)
-    # Rows: the real run, one row per attended token, the whole prompt alone (computed apart
-    # from the token rows, so that their sum is checked against it), then (optionally) x_T,
-    # time, μ and the steering vector, each alone.
-    token_ctx = torch.zeros(count, *context.shape[1:], dtype=context.dtype, device=device)
-    token_ctx[torch.arange(count, device=device), valid] = context[0, valid]
     steered = steering is not None and not steering.is_zero
-    extra = (4 if steered else 3) if decompose_sources else 0
-    prompt_row = 1 + count
-    rows = prompt_row + 1 + extra
-    ctx = torch.cat([context, token_ctx, context, context.new_zeros(extra, *context.shape[1:])])
-    x = x_T.new_zeros(rows, *x_T.shape[1:])
-    x[0] = x_T[0]
-    features = sources.time_features.new_zeros(
-        len(as_schedule(process, steps)), rows, sources.time_features.shape[1]
-    )
-    features[:, 0] = sources.time_features
-    mean = x_T.new_zeros(rows, 1, 1, 1)
-    mean[0] = process.mean
-    steering_rows = torch.zeros(rows, dtype=torch.bool, device=x_T.device)
-    steering_rows[0] = True  # the steering vector enters the real run, never token rows
-    if decompose_sources:
-        x[prompt_row + 1] = x_T[0]
-        features[:, prompt_row + 2] = sources.time_features
-        mean[prompt_row + 3] = process.mean
-        if steered:
-            steering_rows[prompt_row + 4] = True
-    noise = None
-    if eta > 0:  # fresh noise is a bias of the real run only
-        noise = []
-        for n in step_noise or []:
-            padded = n.new_zeros(rows, *n.shape[1:])
-            padded[0] = n[0]
-            noise.append(padded)
+    layout = _ReplayRows.build(process, sources, steps, context_mask, decompose_sources, steered)
     with linear_replay(unet), torch.no_grad():
         out = run_trajectory(
             unet,
             process,
-            RunSources(ctx, x, features, mean),
+            layout.sources,
             steps=steps,
             context_mask=context_mask,
             eta=eta,
-            step_noise=noise,
+            step_noise=layout.padded_noise(step_noise) if eta > 0 else None,
             guidance=guidance,
             steering=steering,
-            steering_rows=steering_rows,
+            steering_rows=layout.steering_rows,
             callback=_progress_callback(progress, len(as_schedule(process, steps))),
         )
-    per_token = out[1:prompt_row]
-    prompt = out[prompt_row]
+    return _read_replay(out, layout, sources, contributions, decompose_sources, eta == 0)
+
+
+def _read_replay(
+    out: Tensor,
+    layout: _ReplayRows,
+    sources: RunSources,
+    contributions: bool,
+    decompose_sources: bool,
+    complete: bool,
+) -> RunExplanation:
+    """The explanation from the replay's per-row outputs (rows: :class:`_ReplayRows`)."""
+    context, x_T, valid, row = sources.context, sources.x_T, layout.valid, layout.prompt_row
+    per_token = out[1:row]
+    prompt = out[row]
     residual = float((per_token.sum(0) - prompt).abs().max())
-    totals = context.new_zeros(length)
+    totals = context.new_zeros(context.shape[1])
     totals[valid] = per_token.sum(dim=(1, 2, 3))
     maps = None
     if contributions:
-        maps = x_T.new_zeros(length, *x_T.shape[1:])
+        maps = x_T.new_zeros(context.shape[1], *x_T.shape[1:])
         maps[valid] = per_token
     total = totals.abs().sum()
     parts = {}
     if decompose_sources:
-        parts = {
-            "prompt": prompt,
-            "x_T": out[prompt_row + 1],
-            "time": out[prompt_row + 2],
-            "mean": out[prompt_row + 3],
-        }
-        if steered:
-            parts["steering"] = out[prompt_row + 4]
+        parts = {"prompt": prompt, "x_T": out[row + 1], "time": out[row + 2], "mean": out[row + 3]}
+        if layout.steered:
+            parts["steering"] = out[row + 4]
         residual = max(residual, float((sum(parts.values()) - out[0]).abs().max()))
     return RunExplanation(
         sample=out[0].cpu(),
@@ -285,7 +349,7 @@ def _explain_by_replay(
         relevance=(totals.abs() / total if total > 0 else totals * 0).cpu(),
         contributions=None if maps is None else maps.cpu(),
         sources={k: v.cpu() for k, v in parts.items()},
-        complete=eta == 0,
+        complete=complete,
         completeness_residual=residual,
     )
 
