@@ -87,7 +87,8 @@ def main() -> None:
     scenes = EmojiScenes(args.data)
     words = non_emoji_words(args.data)
     print(
-        f"{pipe.name}: flag ratio {pipe.flag_ratio:.4g} ({pipe.flag_signal}); "
+        f"{pipe.name}: flag ratio {pipe.explain_settings.flag_ratio:.4g} "
+        f"({pipe.explain_settings.flag_signal}); "
         f"{len(words)} non-emoji words: {', '.join(words)}"
     )
     rng = random.Random(0)
@@ -116,7 +117,8 @@ def main() -> None:
         found = truth.read(np.asarray(exp.image), prompt)
         positions = align([w.text for w in exp.words], prompt.words)
         ratio = {
-            positions[exp.words.index(w)]: r for w, r in peer_ratios(exp.words, pipe.flag_signal)
+            positions[exp.words.index(w)]: r
+            for w, r in peer_ratios(exp.words, pipe.explain_settings.flag_signal)
         }
         for k, obj in enumerate(found):
             keys = [t for t in prompt.key_words if prompt.word_objects[t] == k and t in ratio]

@@ -1,6 +1,7 @@
 """Binding diagnostics on toy explanations whose maps are known."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,7 +119,8 @@ def test_regenerate_retries_until_no_word_is_misbound(tmp_path):
         stuck = pipe.explain(" ".join(words), steps=1, seed=1, method="scripted", regenerate=2)
         assert [s for s, *_ in stuck.attempts] == [1, 2, 3] and stuck.seed == 1
         assert stuck.misbound_words == ["red"]
-        pipe.stray_limit = 1.0  # a word can stray no further than all of its map
+        # A word can stray no further than all of its map.
+        pipe.explain_settings = replace(pipe.explain_settings, stray_limit=1.0)
         assert pipe.explain(" ".join(words), steps=1, seed=3, method="scripted").attempts == [
             (3, [], [])
         ]
@@ -322,7 +324,7 @@ def test_binding_study_reports_each_prompt_and_stage_as_it_completes(tmp_path, m
     assert "test" not in keys[7] and "test" in keys[8] and "regeneration" not in keys[8]
     assert "regeneration" in keys[9]
     assert len(records["calibration"]) == 4 and len(records["measured"]) == 3
-    assert (pipe.flag_ratio, pipe.stray_limit) == (1.0, 0.2)
+    assert (pipe.explain_settings.flag_ratio, pipe.explain_settings.stray_limit) == (1.0, 0.2)
 
 
 def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, capsys):
@@ -415,7 +417,7 @@ def test_a_models_compounds_reach_its_explanations_phrases(tmp_path):
     assert phrases(load_pipeline(model)) == [["glass"], ["milk"], ["rocket"]]
     update_config_section(model, "explain", compounds=["glass of milk"])
     pipe = load_pipeline(model)
-    assert pipe.compounds == ("glass of milk",)
+    assert pipe.explain_settings.compounds == ("glass of milk",)
     assert phrases(pipe) == [["glass", "milk"], ["rocket"]]  # "of" is no content word
     update_config_section(model, "explain", compounds="glass of milk")
     with pytest.raises(ModelLoadError, match="explain.compounds"):

@@ -1,6 +1,7 @@
 """Failure detection: the peer-ratio rule, its calibration, and regeneration."""
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from bcosdiff.data.shapes import BACKGROUND, ShapesDataset, caption_words
 from bcosdiff.evaluation.flags import calibrate_flag_ratio, threshold_at_quantile
 from bcosdiff.explain import SCORES_ONLY
+from bcosdiff.explain.settings import ExplainSettings
 from bcosdiff.explain.tokens import Word, flag_words, peer_ratios, unknown_words
 
 
@@ -83,14 +85,15 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
     from bcosdiff.pipeline import create_model_directory
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
-    pipe.flag_ratio = 1e9  # flags every content word that has peers: no seed can pass
-    pipe.stray_limit = 1.0  # and no word is misbound (regenerate on binding: test_binding)
+    # Every content word that has peers is flagged (no seed can pass), and no word is
+    # misbound (regenerate on binding: test_binding).
+    pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=1e9, stray_limit=1.0)
     exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
     assert exp.seed == 3  # ties keep the earliest attempt
     assert exp.to_dict()["attempts"][1]["flagged_tokens"] == ["red", "circle"]
     assert exp.to_dict()["attempts"][1]["seed"] == 4
-    pipe.flag_ratio = 0.0  # nothing flagged
+    pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=0.0)  # nothing flagged
     exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert exp.attempts == [(3, [], [])] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
@@ -115,15 +118,18 @@ def test_regenerating_skips_words_the_model_never_learned(tmp_path):
     from bcosdiff.pipeline import create_model_directory
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
-    pipe.flag_ratio, pipe.stray_limit = 1e9, 1.0  # every content word with peers is flagged
-    pipe.vocabulary = ShapesDataset().vocabulary()
+    # Every content word with peers is flagged; the model lists its training words.
+    pipe.explain_settings = ExplainSettings(
+        flag_ratio=1e9, stray_limit=1.0, vocabulary=ShapesDataset().vocabulary()
+    )
     exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert exp.flagged_tokens == ["shark", "whale"] and exp.unknown_words == ["shark", "whale"]
     assert [s for s, *_ in exp.attempts] == [3] and exp.findings == []
     assert exp.to_dict()["unknown_words"] == ["shark", "whale"]
     exp = pipe.explain("a red shark", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.findings == ["red"]
-    pipe.vocabulary = None  # unknown vocabulary: every flagged word counts
+    # Unknown vocabulary: every flagged word counts.
+    pipe.explain_settings = replace(pipe.explain_settings, vocabulary=None)
     exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.unknown_words == []
 
@@ -147,7 +153,7 @@ def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path
         contribution = exp.word_contributions()[exp.words.index(word)]
         expected = float(colour_change(contribution, exp.reconstruction).sum())
         assert word.colour_change == pytest.approx(expected, rel=1e-5)
-    pipe.flag_signal, pipe.flag_ratio = "colour_change", 1e9
+    pipe.explain_settings = ExplainSettings(flag_signal="colour_change", flag_ratio=1e9)
     lean = pipe.explain("a red circle", steps=2, seed=1, options=SCORES_ONLY)
     assert lean.contribution_maps is None and lean.flagged_tokens == ["red", "circle"]
     assert lean.to_dict()["flag_signal"] == "colour_change"

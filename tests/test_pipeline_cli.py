@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -262,7 +263,8 @@ def test_generate_request_keeps_the_image_of_the_seed_it_reports(model_dir):
     plain = generate_request(pipe, request)
     assert plain.explanation is None and plain.run.seed == 3
     assert np.array_equal(np.asarray(plain.image), pipe.run(request).image_array())
-    pipe.flag_ratio = 1e9  # every content word with peers flagged: all attempts are tried
+    # Every content word with peers flagged: all attempts are tried.
+    pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=1e9)
     kept = generate_request(pipe, request, regenerate=2)
     assert kept.run is None and [a[0] for a in kept.explanation.attempts] == [3, 4, 5]
     again = pipe.run(request.with_seed(kept.explanation.seed)).image_array()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,8 +20,8 @@ from .diffusion import (
     guided_prediction,
 )
 from .errors import BcosdiffError, ModelLoadError
-from .explain.binding import DEFAULT_STRAY_LIMIT
-from .explain.tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, check_flag_signal, unknown_words
+from .explain.settings import ExplainSettings
+from .explain.tokens import unknown_words
 from .modeldir import load_unet, read_config, save_unet, update_config
 from .networks import UNet, UNetConfig
 from .pictures import to_image
@@ -46,14 +46,9 @@ class Pipeline:
         process: DiffusionProcess,
         text: TextEncoder,
         name: str = "",
-        flag_ratio: float = DEFAULT_FLAG_RATIO,
-        flag_signal: str = "relevance",
         guidance: float = 1.0,
-        stray_limit: float = DEFAULT_STRAY_LIMIT,
-        compounds: tuple[str, ...] = (),
-        vocabulary: Iterable[str] | None = None,
+        explain_settings: ExplainSettings | None = None,
     ):
-        check_flag_signal(flag_signal)
         if unet.config.context_dim != text.dim:
             raise ModelLoadError(
                 f"U-Net expects {unet.config.context_dim}-d context, text model gives {text.dim}"
@@ -64,13 +59,10 @@ class Pipeline:
         self.process = process
         self.text = text
         self.name = name
-        self.flag_ratio = flag_ratio  # failure-detection threshold (explain.tokens)
-        self.flag_signal = flag_signal  # the word score it applies to
-        self.stray_limit = stray_limit  # binding diagnostics (explain.binding)
-        self.compounds = tuple(compounds)  # multi-word names kept in one phrase (explain.phrases)
-        # The words of the training captions (explain.tokens.unknown_words); None: not known.
-        self.vocabulary = None if vocabulary is None else frozenset(w.lower() for w in vocabulary)
         self.guidance = check_guidance(guidance)
+        # What the model directory says about explaining it (flag rule, binding limit,
+        # compound names, training vocabulary); read by the explanation code, not here.
+        self.explain_settings = explain_settings or ExplainSettings()
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Pipeline:
@@ -84,26 +76,10 @@ class Pipeline:
             text_config = TextConfig.from_dict(config["text"])
         except (TypeError, ValueError) as exc:
             raise ModelLoadError(f"bad config in {directory}: {exc}") from None
-        explain = config.get("explain", {})
-        flag_ratio = (
-            explain.get("flag_ratio", DEFAULT_FLAG_RATIO) if isinstance(explain, dict) else None
-        )
-        if not isinstance(flag_ratio, int | float) or not flag_ratio >= 0:
-            raise ModelLoadError(f"bad 'explain.flag_ratio' in {directory / 'config.json'}")
-        flag_signal = explain.get("flag_signal", "relevance")
-        if flag_signal not in FLAG_SIGNALS:
-            raise ModelLoadError(f"bad 'explain.flag_signal' in {directory / 'config.json'}")
-        stray_limit = explain.get("stray_limit", DEFAULT_STRAY_LIMIT)
-        if not isinstance(stray_limit, int | float) or not 0 <= stray_limit <= 1:
-            raise ModelLoadError(f"bad 'explain.stray_limit' in {directory / 'config.json'}")
-        compounds = explain.get("compounds", [])
-        if not isinstance(compounds, list) or not all(isinstance(c, str) for c in compounds):
-            raise ModelLoadError(f"bad 'explain.compounds' in {directory / 'config.json'}")
-        vocabulary = explain.get("vocabulary")
-        if vocabulary is not None and (
-            not isinstance(vocabulary, list) or not all(isinstance(w, str) for w in vocabulary)
-        ):
-            raise ModelLoadError(f"bad 'explain.vocabulary' in {directory / 'config.json'}")
+        try:
+            explain_settings = ExplainSettings.from_section(config.get("explain", {}))
+        except ValueError as exc:
+            raise ModelLoadError(f"{exc} in {directory / 'config.json'}") from None
         sampling = config.get("sampling", {})
         guidance = sampling.get("guidance", 1.0) if isinstance(sampling, dict) else None
         if not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
@@ -113,19 +89,15 @@ class Pipeline:
             process,
             TextEncoder(text_config),
             name=directory.name,
-            flag_ratio=float(flag_ratio),
-            flag_signal=flag_signal,
             guidance=float(guidance),
-            stray_limit=float(stray_limit),
-            compounds=tuple(compounds),
-            vocabulary=vocabulary,
+            explain_settings=explain_settings,
         )
 
     def unknown_words(self, prompt: str) -> list[str]:
         """The content words of ``prompt`` that never occur in the model's training captions
         (:func:`~bcosdiff.explain.tokens.unknown_words`; none when the model does not list
         its vocabulary)."""
-        return unknown_words(caption_words(prompt), self.vocabulary)
+        return unknown_words(caption_words(prompt), self.explain_settings.vocabulary)
 
     @property
     def sample_size(self) -> int:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -306,8 +306,8 @@ def binding_study(
     (``records`` as :meth:`PromptRecord.to_dict` rows per stage): the prompts it explained
     are reused if it was made with the same settings (:func:`study_settings`), else a
     ValueError says which differ. So a study cut short resumes at the prompt it stopped at,
-    and another false-positive budget needs no new images. ``pipe.flag_ratio`` and
-    ``pipe.stray_limit`` are set to the calibrated values. Methods with one map for the
+    and another false-positive budget needs no new images. ``pipe.explain_settings``
+    takes the calibrated flag ratio and stray limit. Methods with one map for the
     whole image (``maps_words = False``) are refused: no word can be placed on an object."""
     from ..service import default_method
 
@@ -371,7 +371,7 @@ def binding_study(
     if on_progress:
         on_progress(report, records)
     # The measured prompts are explained under the calibrated rule.
-    pipe.flag_ratio, pipe.stray_limit = ratio, limit
+    pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=ratio, stray_limit=limit)
     truth, _ = explained(seed, prompts, "measured")
     report["test"] = binding_rates(records["measured"], ratio, limit)
     budgets = sorted(set(budgets) - {0})

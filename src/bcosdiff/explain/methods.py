@@ -150,8 +150,8 @@ class AttributionMethod:
             raise ValueError(f"{self.name!r} needs a sampled run (Pipeline.run)")
         exp = self._attribute(run, options)
         exp.method = self.name
-        exp.stray_limit = self.pipe.stray_limit
-        exp.compounds = self.pipe.compounds
+        exp.stray_limit = self.pipe.explain_settings.stray_limit
+        exp.compounds = self.pipe.explain_settings.compounds
         exp.unknown_words = self.pipe.unknown_words(exp.prompt)
         # The binding diagnostics run here, while every word and map is there.
         exp.attempts = [(exp.seed, list(exp.flagged_tokens), list(exp.misbound_words))]
@@ -228,7 +228,7 @@ class AttributionMethod:
             steps=run.steps,
             model=pipe.name,
             flag_ratio=flag_ratio,
-            flag_signal=pipe.flag_signal if linearise else "relevance",
+            flag_signal=pipe.explain_settings.flag_signal if linearise else "relevance",
             guidance=run.guidance,
         )
 
@@ -266,7 +266,11 @@ class BcosAttribution(AttributionMethod):
     flags_words = True
 
     def _attribute(self, run: GeneratedRun, options: BcosOptions) -> Explanation:
-        ratio = self.pipe.flag_ratio if options.flag_ratio is None else options.flag_ratio
+        ratio = (
+            self.pipe.explain_settings.flag_ratio
+            if options.flag_ratio is None
+            else options.flag_ratio
+        )
         exp = self._explain_whole_run(
             run, options, linearise=True, flag_ratio=ratio, sources=options.sources
         )
