@@ -24,6 +24,7 @@ import numpy as np
 from bcosdiff.data.shapes import COLOURS, HELD_OUT_TEMPLATES, SHAPES, SIZES
 from bcosdiff.evaluation import ShapeChecker, checker_accuracy
 from bcosdiff.pipeline import load_pipeline
+from bcosdiff.request import batch_requests
 
 
 def single_prompts(per_combo: int) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -55,7 +56,9 @@ def score(pipe, checker, prompts, steps, batch, guidance=None):
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
         seeds = list(range(start, start + len(chunk)))
-        samples = pipe.sample_batch([p for p, _ in chunk], steps, seeds, guidance=guidance)
+        samples = pipe.sample_batch(
+            batch_requests([p for p, _ in chunk], seeds, steps=steps, guidance=guidance)
+        )
         for image, (_, wanted) in zip(pipe.images(samples), chunk, strict=True):
             results.append(checker.matches(np.asarray(image), wanted))
     array = np.asarray(results, dtype=float)

@@ -37,7 +37,7 @@ def main() -> None:
     pipe = load_pipeline(args.model)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, model {pipe.name}")
     print(f"\n## generation ({args.steps} steps)\n")
-    print(top_operators(lambda: pipe.sample(args.prompt, steps=args.steps, seed=0), args.top))
+    print(top_operators(lambda: pipe.run(args.prompt, steps=args.steps, seed=0), args.top))
     if pipe.unet.config.kind == "bcos":
         print(f"\n## explanation ({args.steps} steps, every token's map)\n")
         print(top_operators(lambda: pipe.explain(args.prompt, steps=args.steps, seed=0), args.top))

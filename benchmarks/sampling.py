@@ -18,6 +18,7 @@ from pathlib import Path
 from timing import interleaved_median_seconds
 
 from bcosdiff.pipeline import create_model_directory
+from bcosdiff.request import batch_requests
 
 
 def main() -> None:
@@ -45,7 +46,9 @@ def main() -> None:
     print(f"DDIM {args.steps} steps, {args.size}x{args.size}, model_channels {args.channels}")
     for batch in args.batch:
         calls = {
-            name: lambda p=pipe, b=batch: p.sample_batch([prompt] * b, args.steps, list(range(b)))
+            name: lambda p=pipe, b=batch: p.sample_batch(
+                batch_requests([prompt] * b, list(range(b)), steps=args.steps)
+            )
             for name, pipe in pipes.items()
         }
         seconds = interleaved_median_seconds(calls, args.repeats, warmup=1)

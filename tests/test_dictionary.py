@@ -142,8 +142,8 @@ def test_steering_with_strength_zero_leaves_the_image_bit_identical(tmp_path):
     assert pipe.generate("a red circle", steps=3, seed=0, steering=steer(0.0)).tobytes() == (
         plain.tobytes()
     )
-    steered = pipe.sample("a red circle", steps=3, seed=0, steering=steer(3.0))
-    assert not torch.equal(steered, pipe.sample("a red circle", steps=3, seed=0))
+    steered = pipe.run("a red circle", steps=3, seed=0, steering=steer(3.0)).sample
+    assert not torch.equal(steered, pipe.run("a red circle", steps=3, seed=0).sample)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])

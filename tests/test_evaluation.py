@@ -87,8 +87,8 @@ class _FakePipe:
     name = "fake"
     sample_size = 32
 
-    def sample_batch(self, prompts, steps, seeds, guidance=None):
-        return [len(p) for p in prompts]
+    def sample_batch(self, requests):
+        return [len(r.prompt) for r in requests]
 
     def run(self, prompt, steps, seed, guidance=None):
         """The dataset image stands in for the generated one."""
@@ -227,8 +227,8 @@ class _CopyPipe:
         self.dataset = ShapesDataset(size=32, seed=0)
         self.negative = negative
 
-    def sample_batch(self, prompts, steps, seeds, guidance=None):
-        return seeds
+    def sample_batch(self, requests):
+        return [r.seed for r in requests]
 
     def images(self, seeds):
         from PIL import Image
@@ -254,9 +254,9 @@ def test_shards_of_several_processes_cover_every_index_once():
     seen = []
 
     class Recording(_CopyPipe):
-        def sample_batch(self, prompts, steps, seeds, guidance=None):
-            seen.extend(seeds)
-            return seeds
+        def sample_batch(self, requests):
+            seen.extend(r.seed for r in requests)
+            return [r.seed for r in requests]
 
     for rank in range(3):
         frechet_distance(Recording(), count=10, steps=1, batch=2, rank=rank, world=3)

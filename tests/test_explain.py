@@ -268,7 +268,7 @@ def test_eta_makes_the_explanation_say_it_is_incomplete(tmp_path):
     with pytest.warns(UserWarning, match="incomplete"):
         exp = pipe.explain("a red circle", steps=3, seed=2, eta=0.8)
     assert exp.complete is False and exp.to_dict()["complete"] is False
-    sampled = pipe.images(pipe.sample("a red circle", steps=3, seed=2, eta=0.8))[0]
+    sampled = pipe.run("a red circle", steps=3, seed=2, eta=0.8).image
     assert exp.image.tobytes() == sampled.tobytes()  # still the very run that was sampled
     assert pipe.explain("a red circle", steps=3, seed=2).complete is True
 

@@ -13,6 +13,7 @@ from bcosdiff.cli import main
 from bcosdiff.errors import BcosdiffError
 from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
+from bcosdiff.request import batch_requests
 from bcosdiff.variants import VARIANTS
 
 
@@ -30,7 +31,7 @@ def test_every_variant_builds_and_samples(variant, tmp_path):
     )
     loaded = Pipeline.from_directory(tmp_path / variant)
     assert loaded.process == pipe.process and loaded.unet.config == pipe.unet.config
-    sample = loaded.sample("a red circle", steps=2, seed=1)
+    sample = loaded.run("a red circle", steps=2, seed=1).sample.cpu()
     assert sample.shape == (1, pipe.process.channels, 8, 8) and torch.isfinite(sample).all()
 
 
@@ -306,8 +307,8 @@ def test_generate_and_explain_on_cuda(model_dir):
     cpu = load_pipeline(model_dir)
     gpu = load_pipeline(model_dir, "cuda")
     assert gpu.device.type == "cuda"
-    a = cpu.sample("a red circle", steps=3, seed=1)
-    b = gpu.sample("a red circle", steps=3, seed=1)
+    a = cpu.run("a red circle", steps=3, seed=1).sample.cpu()
+    b = gpu.run("a red circle", steps=3, seed=1).sample.cpu()
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
     exp = gpu.explain(
         "a red circle", steps=3, seed=1, options=BcosOptions(sources=True), guidance=2.0
@@ -381,9 +382,16 @@ def test_a_run_request_is_checked_once_and_is_the_one_way_to_sample(tmp_path):
     assert run.seed == 5 and run.steps == 3
     same = pipe.generate("a red circle", steps=3, seed=5)
     assert same.tobytes() == run.image.tobytes() == pipe.generate(request).tobytes()
-    batch = pipe.images(pipe.sample_batch(["a red circle", "a blue square"], 3, [5, 6]))
+    batch = pipe.images(
+        pipe.sample_batch(batch_requests(["a red circle", "a blue square"], [5, 6], steps=3))
+    )
     assert batch[0].tobytes() == same.tobytes()
     assert batch[1].tobytes() == pipe.generate("a blue square", steps=3, seed=6).tobytes()
+    mixed = [request, RunRequest(prompt="a blue square", steps=4, seed=6)]
+    with pytest.raises(ValueError, match="differ in prompt and seed only"):
+        pipe.sample_batch(mixed)
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        batch_requests(["a", "b"], [1], steps=3)
 
 
 @pytest.mark.parametrize("command", ["generate", "explain"])

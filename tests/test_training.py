@@ -55,7 +55,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     names = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
     assert names == ["step-00000004", "step-00000006"]
     pipe = Pipeline.from_directory(tmp_path / "split" / "model")
-    assert pipe.sample("a red circle", steps=2, seed=0).shape == (1, 6, 8, 8)
+    assert pipe.run("a red circle", steps=2, seed=0).sample.shape == (1, 6, 8, 8)
     for weights in ("model", "ema"):
         exported = Pipeline.from_directory(
             export_checkpoint(tmp_path / "split", tmp_path / weights, weights=weights)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bcosdiff import load_pipeline
+from bcosdiff.request import batch_requests
 
 PROMPTS = (
     "a cat face",
@@ -82,7 +83,7 @@ def main() -> None:
         prompts += [p.prompt for p in drawn]
         seeds += list(range(len(drawn)))
         asked += [p.concepts[0] for p in drawn]
-    images = pipe.images(pipe.sample_batch(prompts, 25, seeds))
+    images = pipe.images(pipe.sample_batch(batch_requests(prompts, seeds, steps=25)))
     if gallery is not None:
         ranks = _ranks(gallery, asked, images)
     rows = (len(prompts) + COLUMNS - 1) // COLUMNS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -186,36 +186,35 @@ class Pipeline:
             )
         return request.check_for(self.process.num_train_timesteps)
 
-    def sample(self, prompt: str | RunRequest, **options) -> torch.Tensor:
-        """The final encoded sample ``x_0`` of one run: ``(1, C, H, W)`` on the CPU
-        (``options``: those of :meth:`request`)."""
-        return self.run(prompt, **options).sample.cpu()
-
     @torch.no_grad()
-    def sample_batch(
-        self,
-        prompts: list[str],
-        steps: int,
-        seeds: list[int],
-        *,
-        eta: float = 0.0,
-        guidance: float | None = None,
-        steering: Steering | None = None,
-    ) -> torch.Tensor:
-        """Encoded samples for several prompts at once, with the sampler :meth:`run` uses;
-        row ``i`` equals ``sample(prompts[i], seed=seeds[i])`` (each row's initial noise comes
-        from its own seed; with ``eta > 0`` the between-step noise is drawn for the batch)."""
-        if len(prompts) != len(seeds):
-            raise ValueError("one seed per prompt is needed")
-        requests = [
-            self.request(p, steps=steps, seed=s, eta=eta, guidance=guidance, steering=steering)
-            for p, s in zip(prompts, seeds, strict=True)
-        ]
-        cond = self.encode(list(prompts))
+    def sample_batch(self, requests: Sequence[RunRequest]) -> torch.Tensor:
+        """Encoded samples of several requests at once, with the sampler :meth:`run` uses:
+        row ``i`` equals ``run(requests[i]).sample`` (each row's initial noise comes from its
+        own seed; with ``eta > 0`` the between-step noise is drawn for the batch, from the
+        first seed + 1). The requests may differ in prompt and seed only
+        (:func:`~bcosdiff.request.batch_requests` builds them)."""
+        requests = [self.request(r) for r in requests]
+        if not requests:
+            raise ValueError("a batch needs at least one request")
+        first = requests[0]
+
+        def shared(r: RunRequest) -> tuple:
+            return (r.steps, r.eta, r.guidance, r.schedule, id(r.steering))
+
+        if any(shared(r) != shared(first) for r in requests):
+            raise ValueError(
+                "the requests of a batch may differ in prompt and seed only "
+                "(steps, eta, guidance, schedule and steering are shared)"
+            )
+        cond = self.encode([r.prompt for r in requests])
         x_T = torch.cat([self.initial_noise(r.seed) for r in requests])
-        g = torch.Generator().manual_seed(seeds[0] + 1) if eta > 0 else None
-        model = self.denoiser(cond, guidance, steering)
-        return ddim_sample(model, self.process, x_T, steps=steps, eta=eta, generator=g).cpu()
+        g = torch.Generator().manual_seed(first.seed + 1) if first.eta > 0 else None
+        model = self.denoiser(cond, first.guidance, first.steering)
+        if first.schedule is not None:
+            timing = {"schedule": first.schedule}
+        else:
+            timing = {"steps": first.steps}
+        return ddim_sample(model, self.process, x_T, eta=first.eta, generator=g, **timing).cpu()
 
     def prepare_run(self, prompt: str | RunRequest, **options):
         """The inputs of a run (a :class:`~bcosdiff.explain.GeneratedRun` not yet sampled):

@@ -9,12 +9,13 @@ depend on the model (the number of training time steps) by :meth:`RunRequest.che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .diffusion import DDIMSchedule, check_guidance
 from .errors import BcosdiffError
 
-__all__ = ["MAX_SEED", "RunRequest", "check_generation_args", "shorten"]
+__all__ = ["MAX_SEED", "RunRequest", "batch_requests", "check_generation_args", "shorten"]
 
 MAX_SEED = 2**63 - 1
 
@@ -74,3 +75,16 @@ class RunRequest:
 
     def with_seed(self, seed: int) -> RunRequest:
         return replace(self, seed=seed)
+
+
+def batch_requests(
+    prompts: Sequence[str], seeds: Sequence[int], *, steps: int, guidance: float | None = None
+) -> list[RunRequest]:
+    """One request per prompt, prompt ``i`` with seed ``seeds[i]``, sharing the rest: what
+    :meth:`~bcosdiff.pipeline.Pipeline.sample_batch` samples at once."""
+    if len(prompts) != len(seeds):
+        raise ValueError("one seed per prompt is needed")
+    return [
+        RunRequest(prompt=p, steps=steps, seed=s, guidance=guidance)
+        for p, s in zip(prompts, seeds, strict=True)
+    ]

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..data.emoji_scenes import EmojiConcept, EmojiScenes, emoji_phrase
 from ..pictures import border_colour, departure
+from ..request import batch_requests
 from .emoji_features import (
     EMOJI_FEATURES,
     EmojiFeatureNet,
@@ -288,7 +289,7 @@ def generate_images(
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
         seeds = [seed + start + i for i in range(len(chunk))]
-        samples = pipe.sample_batch(chunk, steps, seeds, guidance=guidance)
+        samples = pipe.sample_batch(batch_requests(chunk, seeds, steps=steps, guidance=guidance))
         images += [np.asarray(image, dtype=np.uint8) for image in pipe.images(samples)]
     return np.stack(images)
 

@@ -23,6 +23,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ..data.images import ImageFolderDataset
 from ..data.shapes import ShapesDataset
+from ..request import batch_requests
 
 __all__ = ["FrechetResult", "frechet_distance"]
 
@@ -105,7 +106,9 @@ def frechet_distance(
         real, captions = zip(*(get(i) for i in chunk), strict=True)
         fid.update(torch.stack(real), real=True)
         seeds = [seed + i for i in chunk]
-        samples = pipe.sample_batch(list(captions), steps, seeds, guidance=guidance)
+        samples = pipe.sample_batch(
+            batch_requests(list(captions), seeds, steps=steps, guidance=guidance)
+        )
         fake = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in pipe.images(samples)]
         fid.update(torch.stack(fake), real=False)
     value = float(fid.compute())

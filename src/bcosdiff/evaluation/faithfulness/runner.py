@@ -13,6 +13,7 @@ import torch
 
 from ...explain.registry import METHODS, get_method
 from ...explain.tokens import is_content_word
+from ...request import batch_requests
 from .metrics import spearman
 from .report import FaithfulnessResult, summarise
 from .scoring import Attribution, Tally, score_image, to_attribution
@@ -128,7 +129,9 @@ def _deletion(tally: Tally, attribution: Attribution, caption: str, pipe, run, c
     todo = sorted({e for e in edited if (e, seed) not in cache})
     if todo:
         base = attribution.image.astype(np.float64) / 255.0
-        samples = pipe.sample_batch(todo, run.steps, [seed] * len(todo), guidance=run.guidance)
+        samples = pipe.sample_batch(
+            batch_requests(todo, [seed] * len(todo), steps=run.steps, guidance=run.guidance)
+        )
         images = pipe.images(samples)
         for prompt, image in zip(todo, images, strict=True):
             cache[prompt, seed] = float(np.abs(np.asarray(image, np.float64) / 255.0 - base).mean())
