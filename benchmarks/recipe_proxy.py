@@ -46,12 +46,16 @@ def training_steps(config: dict) -> int:
     return int(training.get("steps", 0)) + int(training.get("init", {}).get("total_steps", 0))
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="an emoji import (bcosdiff data emoji)")
     parser.add_argument("--model", action="append", required=True)
-    parser.add_argument("--prompts", type=int, default=120)
-    parser.add_argument("--two-object", type=int, default=50)
+    parser.add_argument("--prompts", type=int, default=120, help="0: no one-emoji prompts")
+    parser.add_argument("--two-object", type=int, default=50, help="0: no two-emoji prompts")
     parser.add_argument("--val-scenes", type=int, default=256)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--json", help="also write every number to this file")
@@ -75,18 +79,24 @@ def main() -> None:
         pipe = load_pipeline(model)
         guidance = pipe.guidance
         loss = validation_loss(pipe, held_out, args.val_scenes)
-        images = generate_images(pipe, [p.prompt for p in singles], args.steps, 0, guidance)
-        overall = single_report(gallery, singles, images)[0][-1]
-        scene_images = generate_images(
-            pipe, [p.prompt for p in pairs], args.steps, 10_000, guidance
-        )
-        scene, _ = scene_report(gallery, pairs, scene_images)
+        overall = {"top1": None, "top5": None}
+        if singles:
+            images = generate_images(pipe, [p.prompt for p in singles], args.steps, 0, guidance)
+            overall = single_report(gallery, singles, images)[0][-1]
+        scene = None
+        if pairs:
+            scene_images = generate_images(
+                pipe, [p.prompt for p in pairs], args.steps, 10_000, guidance
+            )
+            scene, _ = scene_report(gallery, pairs, scene_images)
         elapsed = time.perf_counter() - start
         steps = training_steps(read_config(resolve_model(model)))
+        pair_cell = (
+            f"{scene['both']:.0%} ({scene['first']:.0%} / {scene['second']:.0%})" if scene else "–"
+        )
         print(
             f"| {model} | {pipe.unet.config.kind} | {steps} | {loss.mean:.5f} | "
-            f"{overall['top1']:.1%} | {overall['top5']:.1%} | {scene['both']:.0%} "
-            f"({scene['first']:.0%} / {scene['second']:.0%}) | {elapsed:.0f} |",
+            f"{_pct(overall['top1'])} | {_pct(overall['top5'])} | {pair_cell} | {elapsed:.0f} |",
             flush=True,
         )
         report[model] = {
