@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -328,60 +328,32 @@ def binding_study(
         steps=steps,
         guidance=guidance,
     )
-    done = {}
-    if saved is not None:
-        earlier = {"data": "shapes", **saved[0]}  # studies saved before emoji scenes
-        differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
-        if differ:
-            raise ValueError(f"the saved study was made with other {', '.join(differ)}")
-        done = load_records(saved[1])
-    report: dict = dict(settings)
-    records: dict[str, list[PromptRecord]] = {}
-
-    def explained(truth_seed: int, count: int, label: str):
-        """The stage's records (``label`` names it): the saved ones while they follow the
-        stage's prompts in order, then the rest, each reported as it is explained."""
-        truth = binding_truth(str(data), pipe.sample_size, truth_seed)
-        chosen = binding_prompts(truth, count)
-        kept = []
-        for record, prompt in zip(done.get(label, []), chosen, strict=False):
-            if record.prompt != prompt:
-                break
-            kept.append(record)
-        records[label] = kept
-        todo = chosen[len(kept) :]
-        for k in progress(todo, label) if progress and todo else todo:
-            kept.append(
-                explain_and_check(pipe, truth, k, k, steps=steps, guidance=guidance, method=method)
-            )
-            if on_progress:
-                on_progress(report, records)
-        return truth, kept
-
-    explained(calibration_seed, calibration_prompts, "calibration")
-    ratio, limit = calibrate_binding(records["calibration"], max_fpr)
-    report["calibration"] = {
+    stages = _Stages(
+        pipe, method, str(data), steps, guidance, dict(settings), _saved_records(settings, saved)
+    )
+    stages.progress, stages.on_progress = progress, on_progress
+    stages.explained(calibration_seed, calibration_prompts, "calibration")
+    ratio, limit = calibrate_binding(stages.records["calibration"], max_fpr)
+    stages.report["calibration"] = {
         "prompts": calibration_prompts,
         "seed": calibration_seed,
         "max_fpr": max_fpr,
         "flag_ratio": ratio,
         "stray_limit": limit,
-        "rates": binding_rates(records["calibration"], ratio, limit),
+        "rates": binding_rates(stages.records["calibration"], ratio, limit),
     }
-    if on_progress:
-        on_progress(report, records)
+    stages.saving()
     # The measured prompts are explained under the calibrated rule.
     pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=ratio, stray_limit=limit)
-    truth, _ = explained(seed, prompts, "measured")
-    report["test"] = binding_rates(records["measured"], ratio, limit)
+    truth = stages.explained(seed, prompts, "measured")
+    stages.report["test"] = binding_rates(stages.records["measured"], ratio, limit)
     budgets = sorted(set(budgets) - {0})
     if budgets and method == default_method(pipe):
-        if on_progress:
-            on_progress(report, records)
-        report["regeneration"] = regeneration_success(
+        stages.saving()
+        stages.report["regeneration"] = regeneration_success(
             pipe,
             truth,
-            records["measured"],
+            stages.records["measured"],
             budgets,
             flag_ratio=ratio,
             stray_limit=limit,
@@ -389,9 +361,66 @@ def binding_study(
             guidance=guidance,
             progress=(lambda items: progress(items, "regenerating")) if progress else None,
         )
-    if on_progress:
-        on_progress(report, records)
-    return report, records
+    stages.saving()
+    return stages.report, stages.records
+
+
+def _saved_records(settings: dict, saved: tuple[dict, dict] | None) -> dict:
+    """The records of an earlier study made with the same settings (none without one)."""
+    if saved is None:
+        return {}
+    earlier = {"data": "shapes", **saved[0]}  # studies saved before emoji scenes
+    differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
+    if differ:
+        raise ValueError(f"the saved study was made with other {', '.join(differ)}")
+    return load_records(saved[1])
+
+
+@dataclass
+class _Stages:
+    """The explained prompts of a binding study, stage by stage, reported as they come."""
+
+    pipe: object
+    method: str
+    data: str
+    steps: int
+    guidance: float
+    report: dict
+    done: dict  # records of an earlier run of the same study, by stage
+    records: dict = field(default_factory=dict)
+    progress: Callable[[Iterable, str], Iterable] | None = None
+    on_progress: Callable[[dict, dict], None] | None = None
+
+    def saving(self) -> None:
+        if self.on_progress:
+            self.on_progress(self.report, self.records)
+
+    def explained(self, truth_seed: int, count: int, label: str):
+        """The stage's truth; its records (``label`` names it) are the saved ones while they
+        follow the stage's prompts in order, then the rest, each reported as explained."""
+        truth = binding_truth(self.data, self.pipe.sample_size, truth_seed)
+        chosen = binding_prompts(truth, count)
+        kept = []
+        for record, prompt in zip(self.done.get(label, []), chosen, strict=False):
+            if record.prompt != prompt:
+                break
+            kept.append(record)
+        self.records[label] = kept
+        todo = chosen[len(kept) :]
+        for k in self.progress(todo, label) if self.progress and todo else todo:
+            kept.append(
+                explain_and_check(
+                    self.pipe,
+                    truth,
+                    k,
+                    k,
+                    steps=self.steps,
+                    guidance=self.guidance,
+                    method=self.method,
+                )
+            )
+            self.saving()
+        return truth
 
 
 def study_settings(
