@@ -422,3 +422,12 @@ def test_a_models_compounds_reach_its_explanations_phrases(tmp_path):
     update_config_section(model, "explain", compounds="glass of milk")
     with pytest.raises(ModelLoadError, match="explain.compounds"):
         load_pipeline(model)
+
+
+def test_the_regenerate_policy_keeps_the_first_clean_attempt_else_the_fewest_findings():
+    from bcosdiff.service import kept_attempt
+
+    assert kept_attempt([0]) == 0
+    assert kept_attempt([2, 0, 0]) == 1  # the first without a finding
+    assert kept_attempt([2, 1, 1, 3]) == 1  # none clean: the fewest, the earliest of equals
+    assert kept_attempt([3, 3]) == 0

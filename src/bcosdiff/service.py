@@ -26,6 +26,7 @@ __all__ = [
     "explain_request",
     "generate_request",
     "Generated",
+    "kept_attempt",
     "read_steering",
     "steering_for",
 ]
@@ -118,21 +119,28 @@ def explain_request(
         raise BcosdiffError(f"regenerate needs a method that flags words; {method!r} flags none")
     check_explainable(pipe, request, regenerate)
     options = explainer.with_progress(explainer.options, progress)
-    best, attempts = None, []
+    explained = []
     for seed in range(request.seed, request.seed + regenerate + 1):
         attempt = request.with_seed(seed)
         if explainer.needs_sample:
             run = pipe.run(attempt, progress=progress)
         else:
             run = pipe.prepare_run(attempt)
-        exp = explainer.attribute(run, options)
-        attempts.append(exp.attempts[0])
-        if best is None or _findings(exp) < _findings(best):
-            best = exp
-        if not _findings(exp):
+        explained.append(explainer.attribute(run, options))
+        if not explained[-1].findings:
             break
-    best.attempts = attempts
+    best = explained[kept_attempt([len(e.findings) for e in explained])]
+    best.attempts = [e.attempts[0] for e in explained]
     return best
+
+
+def kept_attempt(findings: Sequence[int]) -> int:
+    """The regenerate policy's choice among attempts with ``findings[i]`` findings each, in
+    the order they were tried: the first without any, else the one with the fewest (the
+    earliest among equals). :func:`explain_request` and the binding study
+    (:func:`bcosdiff.evaluation.binding.regeneration_success`) both keep what this says."""
+    clean = [i for i, n in enumerate(findings) if n == 0]
+    return clean[0] if clean else min(range(len(findings)), key=findings.__getitem__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,10 +177,6 @@ def generate_request(
         pipe, request, method=method, options=options, regenerate=regenerate, progress=progress
     )
     return Generated(run=None, explanation=explanation)
-
-
-def _findings(exp) -> int:
-    return len(exp.findings)
 
 
 def explain_methods(

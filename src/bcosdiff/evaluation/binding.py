@@ -48,6 +48,7 @@ from ..explain.binding import phrase_stray
 from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
 from ..modeldir import atomic_write
+from ..service import default_method, kept_attempt
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
@@ -266,10 +267,11 @@ def regeneration_success(
             )
         for n in budgets:
             tried = attempts[: n + 1]
-            clean = [a for a in tried if not finding(a)]
-            chosen = clean[0] if clean else min(tried, key=count)  # min keeps the earliest
-            kept[n] += chosen.right
-            sampled[n] += len(tried) if not clean else tried.index(clean[0]) + 1
+            # Stopped at the first attempt without a finding: every attempt up to it sampled.
+            clean = [i for i, a in enumerate(tried) if not finding(a)]
+            chosen = kept_attempt([max(1, count(a)) if finding(a) else 0 for a in tried])
+            kept[n] += tried[chosen].right
+            sampled[n] += clean[0] + 1 if clean else len(tried)
     count = max(len(first), 1)
     return {
         "prompts": len(first),
@@ -309,8 +311,6 @@ def binding_study(
     and another false-positive budget needs no new images. ``pipe.explain_settings``
     takes the calibrated flag ratio and stray limit. Methods with one map for the
     whole image (``maps_words = False``) are refused: no word can be placed on an object."""
-    from ..service import default_method
-
     if not getattr(method_class(method), "maps_words", True):
         raise BcosdiffError(
             f"{method!r} gives one map for the whole image, and binding needs a map per word; "
