@@ -130,7 +130,7 @@ def test_regenerate_retries_until_no_word_is_misbound(tmp_path):
 
 def test_findings_reach_the_json_and_the_html_view():
 
-    from bcosdiff.explain.html import explanation_html
+    from bcosdiff.report.html import explanation_html
 
     image, left, right = _scene()
     words = caption_words("a red circle and a blue square")

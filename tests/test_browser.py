@@ -6,8 +6,8 @@ import shutil
 import pytest
 from conftest import TINY_UNET
 
-from bcosdiff.explain.html import explanation_page
 from bcosdiff.pipeline import create_model_directory
+from bcosdiff.report.html import explanation_page
 
 webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,8 +7,8 @@ from conftest import TINY_UNET
 
 from bcosdiff.cli import main
 from bcosdiff.explain import BcosOptions
-from bcosdiff.explain.html import explanation_html, explanation_page
 from bcosdiff.pipeline import create_model_directory
+from bcosdiff.report.html import explanation_html, explanation_page
 
 
 @pytest.fixture(scope="module")

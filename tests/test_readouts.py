@@ -150,7 +150,7 @@ def _explanation(contributions: torch.Tensor, words: list[str]) -> Explanation:
 
 
 def test_figure_overlays_share_one_scale_across_words():
-    from bcosdiff.explain.overlays import word_overlays
+    from bcosdiff.report.overlays import word_overlays
 
     contributions = _toy_contributions(mass_free=False)
     # A second colour word that paints half as much of the same red.
@@ -183,7 +183,7 @@ def test_words_read_out_the_sum_of_their_pieces():
 
 
 def test_heatmap_panels_spread_evenly_over_the_fewest_rows():
-    from bcosdiff.explain.figures import panel_grid
+    from bcosdiff.report.figures import panel_grid
 
     assert panel_grid(2) == (1, 2)
     assert panel_grid(6) == (1, 6)

@@ -97,8 +97,8 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_circles():
     graph = import_graph()
-    assert "bcosdiff.explain.figures" in graph and len(graph) > 50
-    assert "bcosdiff.explain.explanation" in graph["bcosdiff.explain.figures"]
+    assert "bcosdiff.report.figures" in graph and len(graph) > 50
+    assert "bcosdiff.explain.explanation" in graph["bcosdiff.report.figures"]
     assert import_circles(graph) == []
 
 
@@ -122,3 +122,15 @@ def test_the_circle_finder_finds_a_circle(tmp_path):
     (package / "f.py").write_text("from .e import z\n")
     circles = import_circles(import_graph(package))
     assert circles == [["bcosdiff.a", "bcosdiff.b"], ["bcosdiff.c", "bcosdiff.d"]]
+
+
+def test_calls_go_one_way_between_the_layers():
+    """Attribution never imports its presentation; the report reads explanations and nothing
+    upstream of them (no model loading, sampling, service or command line)."""
+    graph = import_graph()
+    for module, targets in graph.items():
+        if module.startswith("bcosdiff.explain"):
+            assert not any(t.startswith("bcosdiff.report") for t in targets), module
+        if module.startswith("bcosdiff.report"):
+            upstream = ("pipeline", "service", "cli", "serve", "evaluation", "training")
+            assert not any(t.split(".")[1] in upstream for t in targets), module

@@ -25,7 +25,7 @@ def __getattr__(name: str):
     # The pipeline pulls in torch and diffusers (seconds): imported on first use, so that
     # `bcosdiff --help` and argument errors answer at once.
     if name in ("Pipeline", "load_pipeline"):
-        from . import pipeline
+        from . import pipeline, report  # noqa: F401 - the report registers the notebook view
 
         return getattr(pipeline, name)
     if name == "RunRequest":

@@ -5,7 +5,7 @@ static document with a little script, and the server has three JSON endpoints. A
 single-user viewer needs nothing more, and gradio (what the field's demos use) would pull
 in a large web stack for the same page. The server binds 127.0.0.1 unless told otherwise.
 
-* ``GET /`` — the page (a form, then the explanations as :mod:`bcosdiff.explain.html` views).
+* ``GET /`` — the page (a form, then the explanations as :mod:`bcosdiff.report.html` views).
 * ``POST /api/explain`` — ``{"model", "prompt", "compare", "steps", "seed", "guidance",
   "regenerate"}`` → ``{"job": id}``, or status 400 with ``{"error": message}``. ``model``
   names one of the offered models (the one served first when missing).
@@ -198,7 +198,7 @@ class ViewerServer(ThreadingHTTPServer):
         return self.pipes[name]
 
     def _explain(self, job: Job) -> str:
-        from .explain.html import explanation_html
+        from .report.html import explanation_html
         from .service import default_method, explain_request
 
         request = job.request

@@ -119,7 +119,7 @@ def generate(
     if generated.explanation is not None:
         _report_attempts(generated.explanation)
     if progression is not None:
-        from ..explain.figures import progression_strip
+        from ..report.figures import progression_strip
 
         save_image(progression_strip(generated.run), progression)
     save_image(generated.image, out)
@@ -186,8 +186,8 @@ def explain(
     """Generate an image for PROMPT and explain it token by token."""
     import json
 
-    from ..explain.figures import save_explanation
     from ..explain.registry import get_method
+    from ..report.figures import save_explanation
     from ..service import explain_methods
 
     methods = list(dict.fromkeys(method or ["bcos"]))
@@ -208,7 +208,7 @@ def explain(
     with writing(out):
         data = save_explanation(explanation, out)
         if html:
-            from ..explain.html import explanation_page
+            from ..report.html import explanation_page
 
             (out / "report.html").write_text(explanation_page(views), encoding="utf-8")
     if as_json:

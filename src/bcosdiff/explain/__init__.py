@@ -4,7 +4,6 @@ post-hoc methods it is compared with, behind one attribution API
 
 from .explanation import Explanation, build_attribution, build_explanation
 from .gradcam import CamOptions, DFCam
-from .html import explanation_html  # also the notebook view of an Explanation
 from .linear_map import (
     RunExplanation,
     explain_run,
@@ -47,7 +46,6 @@ __all__ = [
     "build_attribution",
     "build_explanation",
     "explain_run",
-    "explanation_html",
     "get_method",
     "normalized_reconstruction",
     "patch_backward_contributions",

@@ -183,7 +183,7 @@ class Explanation:
         return self.known_flagged + self.misbound_words
 
     def _repr_html_(self) -> str | None:
-        """The interactive view (:mod:`bcosdiff.explain.html`) in a notebook."""
+        """The interactive view (:mod:`bcosdiff.report.html`) in a notebook."""
         return None if _html_view is None else _html_view(self)
 
     def to_dict(self) -> dict:

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 from PIL import Image
 
+from ..explain.explanation import Explanation, set_html_view
 from ..pictures import to_image
-from .explanation import Explanation, set_html_view
 from .overlays import map_overlays, reconstruction_rgb, word_overlays
 
 __all__ = ["explanation_html", "explanation_page"]

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .readouts import DEFAULT_READOUT, get_readout, painted_colour
+from ..explain.readouts import DEFAULT_READOUT, get_readout, painted_colour
 
 if TYPE_CHECKING:  # only for annotations
-    from .explanation import Explanation
+    from ..explain.explanation import Explanation
 
 __all__ = ["UPSCALE", "map_overlays", "reconstruction_rgb", "word_overlays"]
 

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from ..diffusion import decode_image
+from ..explain.explanation import Explanation
+from ..explain.run import GeneratedRun
 from ..pictures import to_image
-from .explanation import Explanation
 from .overlays import UPSCALE, map_overlays, reconstruction_rgb, word_overlays
-from .run import GeneratedRun
 
 __all__ = ["panel_grid", "progression_strip", "save_explanation"]
 
