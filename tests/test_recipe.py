@@ -19,6 +19,7 @@ from bcosdiff.training.recipe import (
     INITIAL_ROW_NORM,
     Teacher,
     adaptive_clip_,
+    ema_decay_at,
     immiscible_noise,
     loss_weights,
     lr_factor,
@@ -56,6 +57,15 @@ def test_min_snr_weights(process):
         assert weights[0] == weights[10] and weights[-1] < weights[0] / 100
     else:  # the ε error is not down-weighted where the signal is weak
         assert weights[-1] == weights.max()
+
+
+def test_ema_warmup_forgets_the_start_and_reaches_the_decay():
+    assert ema_decay_at(0, 0.999, False) == 0.999
+    assert ema_decay_at(0, 0.999, True) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.999, True) == pytest.approx(0.91)
+    assert ema_decay_at(10**6, 0.999, True) == 0.999
+    kept = math.prod(ema_decay_at(t, 0.999, True) for t in range(500))
+    assert kept < 1e-2 < math.prod(ema_decay_at(t, 0.999, False) for t in range(500))
 
 
 def test_forced_weight_norm_keeps_the_function_and_sets_the_norm():
@@ -188,6 +198,7 @@ def test_bcosified_distilled_run_with_every_recipe_option(tmp_path):
         "lr_schedule": "cosine",
         "agc_factor": 0.01,
         "noise_assignment": "immiscible",
+        "ema_warmup": True,
     }
     model_dir = train(TrainConfig.from_dict(options), progress=False)
     parts, state = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000003")

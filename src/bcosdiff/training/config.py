@@ -51,6 +51,7 @@ class TrainConfig(ConfigRecord):
     weight_norm: str = "free"  # or "forced": B-cos weights held at their initial norm
     distill_from: str | None = None  # a trained model whose predicted x0 the run follows
     distill_weight: float = 1.0  # λ of λ·‖x̂0 − x̂0(teacher)‖² (with distill_from)
+    ema_warmup: bool = False  # decay min(ema_decay, (1 + t)/(10 + t)): early weights fade fast
     agc_factor: float = 0.0  # > 0: adaptive gradient clipping instead of grad_clip
     noise_assignment: str = "independent"  # or "immiscible" (noise matched to images)
     # Classifier-free guidance: the share of samples trained with an empty prompt (every

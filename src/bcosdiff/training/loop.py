@@ -41,6 +41,7 @@ from .config import TrainConfig
 from .recipe import (
     Teacher,
     adaptive_clip_,
+    ema_decay_at,
     immiscible_noise,
     loss_weights,
     lr_factor,
@@ -351,7 +352,8 @@ def _update(run: _Run, loss: Tensor, step: int) -> None:
         project_bcos_weights(trained)
     with torch.no_grad():
         params = list(trained.parameters())
-        torch._foreach_lerp_(list(run.ema.parameters()), params, 1 - config.ema_decay)
+        decay = ema_decay_at(step, config.ema_decay, config.ema_warmup)
+        torch._foreach_lerp_(list(run.ema.parameters()), params, 1 - decay)
 
 
 class _Metrics:

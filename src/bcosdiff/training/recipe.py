@@ -25,6 +25,7 @@ __all__ = [
     "LR_SCHEDULES",
     "Teacher",
     "adaptive_clip_",
+    "ema_decay_at",
     "immiscible_noise",
     "loss_weights",
     "lr_factor",
@@ -47,6 +48,14 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
         return warm
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """The EMA decay after optimiser step ``step`` (0-based). With ``warmup`` it is
+    ``min(decay, (1 + step) / (10 + step))``: the average forgets its starting weights within
+    the first hundreds of steps instead of keeping ``decay^step`` of them, which for a short
+    run started from converted weights (B-cosification) is most of the average."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
 def _snr(process: DiffusionProcess, t: Tensor) -> Tensor:
