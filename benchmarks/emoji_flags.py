@@ -31,6 +31,7 @@ from bcosdiff.evaluation.faithfulness.scoring import align
 from bcosdiff.explain import SCORES_ONLY
 from bcosdiff.explain.tokens import peer_ratios
 from bcosdiff.pipeline import load_pipeline
+from bcosdiff.service import explain_prompt
 
 # Nouns a user might type; those that occur in any emoji's name or keywords are dropped.
 CANDIDATES = (
@@ -97,7 +98,7 @@ def main() -> None:
         concept = rng.choice(scenes.concepts)
         word = words[index % len(words)]
         prompt = f"{emoji_phrase(concept.name)} and {emoji_phrase(word)}"
-        exp = pipe.explain(prompt, steps=args.steps, seed=index, options=SCORES_ONLY)
+        exp = explain_prompt(pipe, prompt, steps=args.steps, seed=index, options=SCORES_ONLY)
         caught += word in exp.flagged_tokens
         name = concept.name.split()
         concept_words += len(name)
@@ -113,7 +114,9 @@ def main() -> None:
     scores, missed, flagged = [], [], []
     for index in range(args.prompts):
         prompt = truth.prompt(index)
-        exp = pipe.explain(prompt.caption, steps=args.steps, seed=index, options=SCORES_ONLY)
+        exp = explain_prompt(
+            pipe, prompt.caption, steps=args.steps, seed=index, options=SCORES_ONLY
+        )
         found = truth.read(np.asarray(exp.image), prompt)
         positions = align([w.text for w in exp.words], prompt.words)
         ratio = {

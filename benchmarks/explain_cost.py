@@ -17,6 +17,7 @@ from timing import interleaved_median_seconds
 
 from bcosdiff.explain import patch_backward_contributions
 from bcosdiff.pipeline import load_pipeline
+from bcosdiff.service import explain_prompt
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     seconds = interleaved_median_seconds(
         {
             "generate": lambda: pipe.generate(args.prompt, steps=args.steps, seed=0),
-            "explain": lambda: pipe.explain(args.prompt, steps=args.steps, seed=0),
+            "explain": lambda: explain_prompt(pipe, args.prompt, steps=args.steps, seed=0),
         },
         args.repeats,
         warmup=1,

@@ -19,6 +19,7 @@ from bcosdiff.data import COLOURS, SHAPES, ShapesDataset
 from bcosdiff.data.shapes import HELD_OUT_TEMPLATES
 from bcosdiff.explain import SCORES_ONLY
 from bcosdiff.pipeline import load_pipeline
+from bcosdiff.service import explain_prompt
 
 UNSEEN = ("shark", "guitar", "volcano", "umbrella", "pizza", "bicycle")
 
@@ -39,7 +40,9 @@ def main() -> None:
     mses, content, filler = [], [], []
     for index in range(args.prompts):
         sample = dataset.sample(index)
-        exp = pipe.explain(sample.caption, steps=args.steps, seed=index, options=SCORES_ONLY)
+        exp = explain_prompt(
+            pipe, sample.caption, steps=args.steps, seed=index, options=SCORES_ONLY
+        )
         if exp.reconstruction_mse is not None:
             mses.append(exp.reconstruction_mse)
         truth = {w.lower(): k for w, k in zip(sample.words, sample.word_objects, strict=True)}
@@ -69,7 +72,7 @@ def main() -> None:
     cases = [(*combos[i % len(combos)], UNSEEN[i % len(UNSEEN)]) for i in range(args.unseen)]
     for i, (colour, shape, unseen) in enumerate(cases):
         prompt = f"a {colour} {shape} and a {unseen}"
-        exp = pipe.explain(prompt, steps=args.steps, seed=i, options=SCORES_ONLY)
+        exp = explain_prompt(pipe, prompt, steps=args.steps, seed=i, options=SCORES_ONLY)
         flagged = set(exp.flagged_tokens)
         hits += unseen in flagged
         clean += not ({colour, shape} & flagged)

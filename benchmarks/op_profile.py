@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bcosdiff.pipeline import load_pipeline
+from bcosdiff.service import explain_prompt
 
 
 def top_operators(work, top: int) -> str:
@@ -40,7 +41,11 @@ def main() -> None:
     print(top_operators(lambda: pipe.run(args.prompt, steps=args.steps, seed=0), args.top))
     if pipe.unet.config.kind == "bcos":
         print(f"\n## explanation ({args.steps} steps, every token's map)\n")
-        print(top_operators(lambda: pipe.explain(args.prompt, steps=args.steps, seed=0), args.top))
+        print(
+            top_operators(
+                lambda: explain_prompt(pipe, args.prompt, steps=args.steps, seed=0), args.top
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from bcosdiff.data.shapes import caption_words
 from bcosdiff.explain.binding import drawn_objects, find_misbound
 from bcosdiff.explain.phrases import parse_phrases
+from bcosdiff.service import explain_prompt
 
 
 def _scene(touching: bool = False):
@@ -113,17 +114,21 @@ def test_regenerate_retries_until_no_word_is_misbound(tmp_path):
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
     register_method("scripted", Scripted)
     try:
-        exp = pipe.explain(" ".join(words), steps=1, seed=3, method="scripted", regenerate=5)
+        exp = explain_prompt(
+            pipe, " ".join(words), steps=1, seed=3, method="scripted", regenerate=5
+        )
         assert exp.attempts == [(3, [], ["red"]), (4, [], ["red"]), (5, [], [])]
         assert exp.seed == 5 and exp.misbound_words == []
-        stuck = pipe.explain(" ".join(words), steps=1, seed=1, method="scripted", regenerate=2)
+        stuck = explain_prompt(
+            pipe, " ".join(words), steps=1, seed=1, method="scripted", regenerate=2
+        )
         assert [s for s, *_ in stuck.attempts] == [1, 2, 3] and stuck.seed == 1
         assert stuck.misbound_words == ["red"]
         # A word can stray no further than all of its map.
         pipe.explain_settings = replace(pipe.explain_settings, stray_limit=1.0)
-        assert pipe.explain(" ".join(words), steps=1, seed=3, method="scripted").attempts == [
-            (3, [], [])
-        ]
+        assert explain_prompt(
+            pipe, " ".join(words), steps=1, seed=3, method="scripted"
+        ).attempts == [(3, [], [])]
     finally:
         METHODS.pop("scripted")
 
@@ -411,7 +416,7 @@ def test_a_models_compounds_reach_its_explanations_phrases(tmp_path):
     prompt = "a glass of milk and a rocket"
 
     def phrases(pipe):
-        exp = pipe.explain(prompt, steps=1, seed=0)
+        exp = explain_prompt(pipe, prompt, steps=1, seed=0)
         return [[exp.words[i].text for i in p.words] for p in exp.phrases]
 
     assert phrases(load_pipeline(model)) == [["glass"], ["milk"], ["rocket"]]

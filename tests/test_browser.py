@@ -8,6 +8,7 @@ from conftest import TINY_UNET
 
 from bcosdiff.pipeline import create_model_directory
 from bcosdiff.report.html import explanation_page
+from bcosdiff.service import explain_prompt
 
 webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,7 +38,7 @@ def test_hovering_a_word_shows_its_map_offline(browser, tmp_path):
     pipe = create_model_directory(
         tmp_path / "m", "bcos-x0", unet=TINY_UNET, text={"max_length": 12}
     )
-    exp = pipe.explain("a red circle and a shark", steps=2, seed=0)
+    exp = explain_prompt(pipe, "a red circle and a shark", steps=2, seed=0)
     page = tmp_path / "report.html"
     page.write_text(explanation_page(exp), encoding="utf-8")
     browser.get(page.as_uri())

@@ -10,6 +10,7 @@ from bcosdiff.cli import main
 from bcosdiff.explain import BcosOptions
 from bcosdiff.explain.registry import get_method
 from bcosdiff.pipeline import DEFAULT_MODEL, bundled_models, load_pipeline, resolve_model
+from bcosdiff.service import explain_prompt
 
 
 def test_the_default_model_is_bundled_and_generates_deterministically(tmp_path):
@@ -74,8 +75,8 @@ def test_the_default_model_at_its_default_guidance_flags_an_unseen_word():
     """At the model's own guidance scale: "shark" (never in the training data) is flagged,
     the words it can draw are not, and every source's contribution adds up to the sample."""
     pipe = load_pipeline()
-    exp = pipe.explain(
-        "a red circle and a shark", steps=25, seed=0, options=BcosOptions(sources=True)
+    exp = explain_prompt(
+        pipe, "a red circle and a shark", steps=25, seed=0, options=BcosOptions(sources=True)
     )
     assert exp.guidance == pipe.guidance
     assert "shark" in exp.flagged_tokens

@@ -18,6 +18,7 @@ from bcosdiff.dictionary import (
 )
 from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import create_model_directory
+from bcosdiff.service import explain_prompt
 
 
 def _sparse_data(rows: int, dim: int, atoms: int, active: int, seed: int):
@@ -150,7 +151,8 @@ def test_steering_with_strength_zero_leaves_the_image_bit_identical(tmp_path):
 def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
     pipe, steer = _steering_pipe(tmp_path)
     steering = steer(3.0)
-    exp = pipe.explain(
+    exp = explain_prompt(
+        pipe,
         "a red circle",
         steps=3,
         seed=1,

@@ -10,6 +10,7 @@ from bcosdiff.bcos import explanation_mode, is_explanation_mode
 from bcosdiff.diffusion import DiffusionProcess, ddim_sample
 from bcosdiff.explain import RunSources, explain_run, normalized_reconstruction, run_trajectory
 from bcosdiff.networks import UNet
+from bcosdiff.service import explain_prompt
 
 PROCESSES = [
     DiffusionProcess(target="x0"),
@@ -203,7 +204,7 @@ def test_pipeline_explain(variant, tmp_path):
     pipe = create_model_directory(
         tmp_path / variant, variant, unet=TINY_UNET, text={"max_length": 12}
     )
-    exp = pipe.explain("a red circle", steps=3, seed=4)
+    exp = explain_prompt(pipe, "a red circle", steps=3, seed=4)
     if variant == "bcos-x0":
         assert exp.tokens == ["a", "red", "circle"]
     else:  # nothing masked: start, prompt tokens, end, and the padding as [REST]
@@ -266,11 +267,11 @@ def test_eta_makes_the_explanation_say_it_is_incomplete(tmp_path):
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
     with pytest.warns(UserWarning, match="incomplete"):
-        exp = pipe.explain("a red circle", steps=3, seed=2, eta=0.8)
+        exp = explain_prompt(pipe, "a red circle", steps=3, seed=2, eta=0.8)
     assert exp.complete is False and exp.to_dict()["complete"] is False
     sampled = pipe.run("a red circle", steps=3, seed=2, eta=0.8).image
     assert exp.image.tobytes() == sampled.tobytes()  # still the very run that was sampled
-    assert pipe.explain("a red circle", steps=3, seed=2).complete is True
+    assert explain_prompt(pipe, "a red circle", steps=3, seed=2).complete is True
 
 
 def test_vanilla_models_cannot_be_explained(tmp_path):
@@ -279,4 +280,4 @@ def test_vanilla_models_cannot_be_explained(tmp_path):
 
     pipe = create_model_directory(tmp_path / "v", "vanilla", unet=TINY_UNET, text={"max_length": 8})
     with pytest.raises(BcosdiffError, match="only B-cos"):
-        pipe.explain("a red circle", steps=2)
+        explain_prompt(pipe, "a red circle", steps=2)

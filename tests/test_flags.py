@@ -14,6 +14,7 @@ from bcosdiff.evaluation.flags import calibrate_flag_ratio, threshold_at_quantil
 from bcosdiff.explain import SCORES_ONLY
 from bcosdiff.explain.settings import ExplainSettings
 from bcosdiff.explain.tokens import Word, flag_words, peer_ratios, unknown_words
+from bcosdiff.service import explain_prompt
 
 
 def test_peer_ratio_is_relevance_over_the_median_of_the_other_content_words():
@@ -66,7 +67,13 @@ class _OracleModel:
         return SimpleNamespace(image=Image.fromarray(image), words=words)
 
 
-def test_calibration_uses_only_words_the_image_shows():
+def test_calibration_uses_only_words_the_image_shows(monkeypatch):
+    import bcosdiff.evaluation.flags as flags
+
+    def oracle_explain(model, caption, *, steps, seed, options):
+        return model.explain(caption, steps, seed, options)
+
+    monkeypatch.setattr(flags, "explain_prompt", oracle_explain)
     model = _OracleModel(seed=3)
     calibration = calibrate_flag_ratio(model, captions=20, steps=1, seed=3, quantile=0.0)
     # Even seeds are drawn correctly: 10 colour + 10 shape words; odd seeds show nothing.
@@ -88,13 +95,13 @@ def test_explain_regenerates_until_no_word_is_flagged(tmp_path):
     # Every content word that has peers is flagged (no seed can pass), and no word is
     # misbound (regenerate on binding: test_binding).
     pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=1e9, stray_limit=1.0)
-    exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    exp = explain_prompt(pipe, "a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.flagged_tokens == ["red", "circle"]
     assert exp.seed == 3  # ties keep the earliest attempt
     assert exp.to_dict()["attempts"][1]["flagged_tokens"] == ["red", "circle"]
     assert exp.to_dict()["attempts"][1]["seed"] == 4
     pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=0.0)  # nothing flagged
-    exp = pipe.explain("a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    exp = explain_prompt(pipe, "a red circle", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert exp.attempts == [(3, [], [])] and exp.flagged_tokens == []
     reference = pipe.generate("a red circle", steps=2, seed=3)
     assert exp.image.tobytes() == reference.tobytes()
@@ -122,15 +129,19 @@ def test_regenerating_skips_words_the_model_never_learned(tmp_path):
     pipe.explain_settings = ExplainSettings(
         flag_ratio=1e9, stray_limit=1.0, vocabulary=ShapesDataset().vocabulary()
     )
-    exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    exp = explain_prompt(
+        pipe, "a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2
+    )
     assert exp.flagged_tokens == ["shark", "whale"] and exp.unknown_words == ["shark", "whale"]
     assert [s for s, *_ in exp.attempts] == [3] and exp.findings == []
     assert exp.to_dict()["unknown_words"] == ["shark", "whale"]
-    exp = pipe.explain("a red shark", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    exp = explain_prompt(pipe, "a red shark", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.findings == ["red"]
     # Unknown vocabulary: every flagged word counts.
     pipe.explain_settings = replace(pipe.explain_settings, vocabulary=None)
-    exp = pipe.explain("a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2)
+    exp = explain_prompt(
+        pipe, "a shark and a whale", steps=2, seed=3, options=SCORES_ONLY, regenerate=2
+    )
     assert [s for s, *_ in exp.attempts] == [3, 4, 5] and exp.unknown_words == []
 
 
@@ -148,13 +159,13 @@ def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path
         peer_ratios(words, "nope")
 
     pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
-    exp = pipe.explain("a red circle", steps=2, seed=1)
+    exp = explain_prompt(pipe, "a red circle", steps=2, seed=1)
     for word in exp.words:  # each word's score is the total of its removal map
         contribution = exp.word_contributions()[exp.words.index(word)]
         expected = float(colour_change(contribution, exp.reconstruction).sum())
         assert word.colour_change == pytest.approx(expected, rel=1e-5)
     pipe.explain_settings = ExplainSettings(flag_signal="colour_change", flag_ratio=1e9)
-    lean = pipe.explain("a red circle", steps=2, seed=1, options=SCORES_ONLY)
+    lean = explain_prompt(pipe, "a red circle", steps=2, seed=1, options=SCORES_ONLY)
     assert lean.contribution_maps is None and lean.flagged_tokens == ["red", "circle"]
     assert lean.to_dict()["flag_signal"] == "colour_change"
     assert [w.colour_change for w in lean.words] == [w.colour_change for w in exp.words]

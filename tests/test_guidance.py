@@ -20,6 +20,7 @@ from bcosdiff.errors import BcosdiffError, ModelLoadError
 from bcosdiff.explain import BcosOptions, RunSources, explain_run, run_trajectory
 from bcosdiff.networks import UNet
 from bcosdiff.pipeline import Pipeline, create_model_directory
+from bcosdiff.service import explain_prompt
 
 PROCESSES = [DiffusionProcess(target="x0"), DiffusionProcess(target="unit_eps")]
 
@@ -156,7 +157,9 @@ def test_model_directory_records_its_default_guidance(guided_pipe, tmp_path):
 
 
 def test_guided_explanation_is_the_generated_image_and_its_sources_add_up(guided_pipe):
-    exp = guided_pipe.explain("a red circle", steps=3, seed=2, options=BcosOptions(sources=True))
+    exp = explain_prompt(
+        guided_pipe, "a red circle", steps=3, seed=2, options=BcosOptions(sources=True)
+    )
     assert exp.guidance == 3.0 and exp.to_dict()["guidance"] == 3.0
     assert exp.image.tobytes() == guided_pipe.generate("a red circle", steps=3, seed=2).tobytes()
     assert set(exp.sources) == {"prompt", "x_T", "time", "mean"}
@@ -165,8 +168,8 @@ def test_guided_explanation_is_the_generated_image_and_its_sources_add_up(guided
     torch.testing.assert_close(exp.sources["prompt"], exp.reconstruction)
     assert exp.completeness_residual < 1e-4 * float(exp.sample.abs().max())
     with pytest.raises(BcosdiffError, match="takes CrossAttentionOptions, not BcosOptions"):
-        guided_pipe.explain(
-            "a red circle", steps=3, method="xattn", options=BcosOptions(sources=True)
+        explain_prompt(
+            guided_pipe, "a red circle", steps=3, method="xattn", options=BcosOptions(sources=True)
         )
 
 

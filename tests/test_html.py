@@ -9,6 +9,7 @@ from bcosdiff.cli import main
 from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import create_model_directory
 from bcosdiff.report.html import explanation_html, explanation_page
+from bcosdiff.service import explain_prompt
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,8 @@ def pipe(tmp_path_factory):
 
 
 def test_the_view_has_a_map_per_word_and_needs_no_network(pipe):
-    exp = pipe.explain(
-        "a red circle and a shark", steps=2, seed=0, options=BcosOptions(flag_ratio=10.0)
+    exp = explain_prompt(
+        pipe, "a red circle and a shark", steps=2, seed=0, options=BcosOptions(flag_ratio=10.0)
     )
     page = explanation_page(exp)
     words = re.findall(r'class="word( flagged)?" data-word="([^"]+)" data-map="([^"]*)"', page)

@@ -23,6 +23,7 @@ from bcosdiff.explain import (
 from bcosdiff.explain.rise import random_masks, structure_similarity
 from bcosdiff.explain.xattn import cross_attention_maps
 from bcosdiff.pipeline import create_model_directory, load_pipeline
+from bcosdiff.service import explain_prompt
 
 PROMPT = "a big red circle and a small blue square"
 
@@ -92,12 +93,12 @@ def test_words_keeps_only_the_named_words(pipes):
 
 def test_pipeline_explain_dispatches_on_the_method(pipes):
     pipe = pipes["vanilla"]
-    exp = pipe.explain(PROMPT, steps=3, seed=1, method="xattn")
+    exp = explain_prompt(pipe, PROMPT, steps=3, seed=1, method="xattn")
     assert exp.method == "xattn" and exp.token_maps is not None and exp.flagged_tokens == []
     with pytest.raises(BcosdiffError, match="unknown method"):
-        pipe.explain(PROMPT, steps=3, method="lime")
+        explain_prompt(pipe, PROMPT, steps=3, method="lime")
     with pytest.raises(BcosdiffError, match="regenerate needs a method that flags words"):
-        pipe.explain(PROMPT, steps=3, method="xattn", regenerate=2)
+        explain_prompt(pipe, PROMPT, steps=3, method="xattn", regenerate=2)
 
 
 def test_explain_cli_writes_cross_attention_maps_for_a_vanilla_model(model_dirs, tmp_path, capsys):

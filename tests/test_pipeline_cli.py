@@ -14,6 +14,7 @@ from bcosdiff.errors import BcosdiffError
 from bcosdiff.explain import BcosOptions
 from bcosdiff.pipeline import Pipeline, create_model_directory, load_pipeline
 from bcosdiff.request import batch_requests
+from bcosdiff.service import explain_prompt
 from bcosdiff.variants import VARIANTS
 
 
@@ -310,13 +311,13 @@ def test_generate_and_explain_on_cuda(model_dir):
     a = cpu.run("a red circle", steps=3, seed=1).sample.cpu()
     b = gpu.run("a red circle", steps=3, seed=1).sample.cpu()
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
-    exp = gpu.explain(
-        "a red circle", steps=3, seed=1, options=BcosOptions(sources=True), guidance=2.0
+    exp = explain_prompt(
+        gpu, "a red circle", steps=3, seed=1, options=BcosOptions(sources=True), guidance=2.0
     )
     total = sum(exp.sources.values())
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
     for method in ("xattn", "dfcam", "gradxinput"):
-        gpu.explain("a red circle", steps=3, seed=1, method=method)
+        explain_prompt(gpu, "a red circle", steps=3, seed=1, method=method)
 
 
 @pytest.mark.parametrize(("suffix", "kind"), [(".png", "PNG"), (".jpg", "JPEG"), (".webp", "WEBP")])

@@ -12,6 +12,7 @@ from conftest import TINY_UNET
 from bcosdiff.errors import BcosdiffError
 from bcosdiff.pipeline import create_model_directory
 from bcosdiff.serve import Limits, make_server, parse_request
+from bcosdiff.service import explain_prompt
 
 
 def test_requests_are_checked_with_one_clear_message():
@@ -78,7 +79,7 @@ def test_explain_reports_progress_per_step(tmp_path, method):
         tmp_path / "m", "bcos-x0", unet=TINY_UNET, text={"max_length": 12}
     )
     seen = []
-    pipe.explain("a red circle", steps=3, method=method, progress=lambda *a: seen.append(a))
+    explain_prompt(pipe, "a red circle", steps=3, method=method, progress=lambda *a: seen.append(a))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 

@@ -134,3 +134,9 @@ def test_calls_go_one_way_between_the_layers():
         if module.startswith("bcosdiff.report"):
             upstream = ("pipeline", "service", "cli", "serve", "evaluation", "training")
             assert not any(t.split(".")[1] in upstream for t in targets), module
+    # A request flows cli / serve → service → pipeline → networks, diffusion, text: nothing
+    # below the service calls back up into it.
+    below = ("pipeline", "networks", "diffusion", "text", "bcos", "request")
+    for module, targets in graph.items():
+        if module.split(".")[1:2] in [[layer] for layer in below]:
+            assert not any(t.split(".")[1:2] in (["service"], ["cli"], ["serve"]) for t in targets)

@@ -13,12 +13,14 @@ __all__ = [
     "Pipeline",
     "RunRequest",
     "__version__",
+    "explain_prompt",
     "load_pipeline",
 ]
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline, load_pipeline
     from .request import RunRequest
+    from .service import explain_prompt
 
 
 def __getattr__(name: str):
@@ -28,6 +30,10 @@ def __getattr__(name: str):
         from . import pipeline, report  # noqa: F401 - the report registers the notebook view
 
         return getattr(pipeline, name)
+    if name == "explain_prompt":
+        from . import report, service  # noqa: F401 - as above
+
+        return service.explain_prompt
     if name == "RunRequest":
         from .request import RunRequest
 

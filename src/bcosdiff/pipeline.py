@@ -273,42 +273,6 @@ class Pipeline:
         run.states = states
         return run
 
-    def explain(
-        self,
-        prompt: str | RunRequest,
-        *,
-        method: str = "bcos",
-        options=None,
-        regenerate: int = 0,
-        progress: Callable[[int, int], None] | None = None,
-        **request_options,
-    ):
-        """Generate and explain: an :class:`~bcosdiff.explain.Explanation`.
-
-        ``prompt`` is a :class:`~bcosdiff.request.RunRequest` or a prompt with the options of
-        :meth:`request` (steps, seed, eta, guidance, schedule, steering). ``method`` names an
-        attribution method (:data:`bcosdiff.explain.METHODS`): the B-cos explanation
-        ``"bcos"`` (default; B-cos models only) or a post-hoc method (``"xattn"``,
-        ``"gradxinput"``, ``"dfrise"``, ``"dfcam"``; any model); ``options`` are that
-        method's options (``Method.Options``, e.g. :class:`~bcosdiff.explain.BcosOptions`
-        with ``sources=True``, ``keep_maps=False`` or ``flag_ratio=``). ``regenerate=N``
-        (methods that flag words: B-cos) retries with seeds ``seed + 1 … seed + N`` while
-        some content word is flagged (:func:`bcosdiff.service.explain_request`).
-        ``progress(done, total)`` is called after each step. With ``eta > 0`` fresh noise
-        enters between steps; the explanation then covers only part of the computation and
-        says so (``complete`` is False, with a warning).
-        """
-        from .service import explain_request
-
-        return explain_request(
-            self,
-            self.request(prompt, **request_options),
-            method=method,
-            options=options,
-            regenerate=regenerate,
-            progress=progress,
-        )
-
     def images(self, samples: torch.Tensor) -> list[Image.Image]:
         """PIL images of encoded samples."""
         rgb = decode_image(samples, self.process.encoding)

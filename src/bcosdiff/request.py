@@ -2,7 +2,7 @@
 
 ``RunRequest(prompt="a red circle", steps=25, seed=0)`` is what
 :meth:`~bcosdiff.pipeline.Pipeline.run` samples; :meth:`~bcosdiff.pipeline.Pipeline.generate`,
-:meth:`~bcosdiff.pipeline.Pipeline.explain`, the CLI, the viewer and the evaluation build one.
+:func:`~bcosdiff.service.explain_prompt`, the CLI, the viewer and the evaluation build one.
 Everything that can be checked without the model is checked on construction; the bounds that
 depend on the model (the number of training time steps) by :meth:`RunRequest.check_for`.
 """

@@ -17,12 +17,15 @@ from .request import MAX_SEED, RunRequest, shorten
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .dictionary.steering import Steering
+    from .diffusion import DDIMSchedule
     from .explain import Explanation, GeneratedRun
 
 __all__ = [
     "check_explainable",
     "default_method",
     "explain_methods",
+    "explain_prompt",
     "explain_request",
     "generate_request",
     "Generated",
@@ -88,6 +91,48 @@ def check_explainable(pipe, request: RunRequest, regenerate: int = 0) -> None:
             "incomplete",
             stacklevel=4,
         )
+
+
+def explain_prompt(
+    pipe,
+    prompt: str | RunRequest,
+    *,
+    method: str = "bcos",
+    options=None,
+    regenerate: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    steps: int = 25,
+    seed: int = 0,
+    eta: float = 0.0,
+    guidance: float | None = None,
+    schedule: DDIMSchedule | None = None,
+    steering: Steering | None = None,
+) -> Explanation:
+    """Generate and explain: the :class:`~bcosdiff.explain.Explanation` of one image.
+
+    ``prompt`` is a :class:`~bcosdiff.request.RunRequest`, or a prompt with the request
+    options of :meth:`bcosdiff.Pipeline.request` (``steps``, ``seed``, ``eta``, ``guidance``,
+    ``schedule``, ``steering``). ``method`` names an attribution method
+    (:data:`bcosdiff.explain.METHODS`): the B-cos explanation ``"bcos"`` (default; B-cos
+    models only) or a post-hoc one (``"xattn"``, ``"gradxinput"``, ``"dfrise"``,
+    ``"dfcam"``; any model). ``options`` are that method's options (``Method.Options``, e.g.
+    :class:`~bcosdiff.explain.BcosOptions` with ``sources=True``). ``regenerate=N`` retries
+    with seeds ``seed + 1 … seed + N`` while a word is flagged or misbound
+    (:func:`explain_request`, which this calls). ``progress(done, total)`` is called after
+    each step. With ``eta > 0`` fresh noise enters between steps; the explanation then covers
+    only part of the computation and says so (``complete`` is False, with a warning)."""
+    request = pipe.request(
+        prompt,
+        steps=steps,
+        seed=seed,
+        eta=eta,
+        guidance=guidance,
+        schedule=schedule,
+        steering=steering,
+    )
+    return explain_request(
+        pipe, request, method=method, options=options, regenerate=regenerate, progress=progress
+    )
 
 
 def explain_request(

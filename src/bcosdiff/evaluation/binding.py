@@ -48,7 +48,7 @@ from ..explain.binding import phrase_stray
 from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
 from ..modeldir import atomic_write
-from ..service import default_method, kept_attempt
+from ..service import default_method, explain_prompt, kept_attempt
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
@@ -144,7 +144,9 @@ def explain_and_check(
     """Explain prompt ``index`` of ``truth`` (a :class:`ShapesTruth` or an
     :class:`~.faithfulness.truth.EmojiTruth`) sampled with ``seed``, and score its objects."""
     prompt = truth.prompt(index)
-    exp = pipe.explain(prompt.caption, steps=steps, seed=seed, guidance=guidance, method=method)
+    exp = explain_prompt(
+        pipe, prompt.caption, steps=steps, seed=seed, guidance=guidance, method=method
+    )
     found = truth.read(np.asarray(exp.image), prompt)
     texts = [w.text for w in exp.words]
     ratios = {}

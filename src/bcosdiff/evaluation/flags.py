@@ -28,6 +28,7 @@ import numpy as np
 
 from ..explain.methods import SCORES_ONLY
 from ..explain.tokens import check_flag_signal, peer_ratios
+from ..service import explain_prompt
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
 
@@ -82,7 +83,7 @@ def calibrate_flag_ratio(
     missed: list[float] = []
     for index in range(captions):
         prompt = truth.prompt(index)
-        exp = pipe.explain(prompt.caption, steps=steps, seed=index, options=SCORES_ONLY)
+        exp = explain_prompt(pipe, prompt.caption, steps=steps, seed=index, options=SCORES_ONLY)
         found = truth.read(np.asarray(exp.image), prompt)
         positions = align([w.text for w in exp.words], prompt.words)
         where = {id(w): t for w, t in zip(exp.words, positions, strict=True)}

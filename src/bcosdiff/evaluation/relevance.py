@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..explain.methods import SCORES_ONLY
 from ..explain.tokens import is_content_word
+from ..service import explain_prompt
 
 __all__ = ["RelevanceTable", "WordRelevance", "pearson", "relevance_table"]
 
@@ -93,7 +94,7 @@ def relevance_table(
     counts: dict[str, int] = defaultdict(int)
     indexed = list(enumerate(captions))
     for k, caption in progress(indexed) if progress else indexed:
-        exp = pipe.explain(caption, steps=steps, seed=seed + k, options=SCORES_ONLY)
+        exp = explain_prompt(pipe, caption, steps=steps, seed=seed + k, options=SCORES_ONLY)
         per_caption: dict[str, float] = defaultdict(float)
         for word in exp.words:
             per_caption[word.text.lower()] += word.relevance

@@ -53,7 +53,7 @@ class Explanation:
     flagged_tokens: list[str]  # content words judged not reflected in the image
     words: list[Word] = field(default_factory=list)
     complete: bool = True  # False when fresh noise entered between steps (eta > 0)
-    # (seed, flagged words, misbound words) of every seed tried (Pipeline.explain regenerate)
+    # (seed, flagged words, misbound words) of every seed tried (explain_prompt with regenerate)
     attempts: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
     token_positions: list[list[int]] = field(default_factory=list)  # context positions per token
     flag_signal: str = "relevance"  # the word score the flagging rule compared

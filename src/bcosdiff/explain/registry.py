@@ -1,6 +1,6 @@
 """The attribution methods by name: one explicit table, filled when this module is read.
 
-``bcosdiff explain --method NAME``, :meth:`~bcosdiff.pipeline.Pipeline.explain` and the
+``bcosdiff explain --method NAME``, :func:`~bcosdiff.service.explain_prompt` and the
 faithfulness benchmark look methods up here. :func:`register_method` adds a method of one's
 own (tests use it for oracles).
 """
@@ -67,7 +67,7 @@ METHODS: dict[str, Callable[..., AttributionMethod]] = {
 
 def register_method(name: str, factory: Callable[..., AttributionMethod]) -> None:
     """Make ``factory(pipe, options=None)`` available by ``name``
-    (``Pipeline.explain(method=…)``, the CLI and ``eval faithfulness``)."""
+    (``bcosdiff.explain_prompt(…, method=…)``, the CLI and ``eval faithfulness``)."""
     METHODS[name] = factory
 
 
