@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -84,12 +85,12 @@ def main() -> None:
         "instrument on real images: lone emoji top-1 {single_top1:.1%}, top-5 "
         "{single_top5:.1%}; own style left out top-1 {cross_style_top1:.1%}, top-5 "
         "{cross_style_top5:.1%}; both emoji of real two-emoji scenes {pairs_both_top5:.1%}".format(
-            **instrument
+            **asdict(instrument)
         )
     )
     singles = concept_prompts(gallery, args.prompts, args.seed)
     pairs = scene_prompts(gallery, args.two_object, args.seed)
-    report = {"instrument": instrument, "models": {}}
+    report = {"instrument": asdict(instrument), "models": {}}
     for model in args.model:
         pipe = load_pipeline(model)
         guidance = pipe.guidance_scale(args.guidance)
@@ -109,13 +110,13 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: | ---: |")
         for row in rows:
             print(
-                f"| {row['style']} | {row['prompts']} | {_pct(row['top1'])} | "
-                f"{_pct(row['top5'])} | {_pct(row['style_match'])} |"
+                f"| {row.style} | {row.prompts} | {_pct(row.top1)} | "
+                f"{_pct(row.top5)} | {_pct(row.style_match)} |"
             )
         print(
-            f"two-emoji prompts: both recognised {scene['both']:.1%} of {scene['prompts']} "
-            f"(first {scene['first']:.1%}, second {scene['second']:.1%}); at least two "
-            f"objects found in {scene['two_regions']:.1%}"
+            f"two-emoji prompts: both recognised {scene.both:.1%} of {scene.prompts} "
+            f"(first {scene.first:.1%}, second {scene.second:.1%}); at least two "
+            f"objects found in {scene.two_regions:.1%}"
         )
         print(
             f"emoji Fréchet distance {fd:.2f} (the same real emoji at scale 0.75 instead of "
@@ -123,9 +124,9 @@ def main() -> None:
         )
         report["models"][model] = {
             "guidance": guidance,
-            "single": rows,
+            "single": [asdict(r) for r in rows],
             "ranks": ranks,
-            "two_emoji": scene,
+            "two_emoji": asdict(scene),
             "frechet": fd,
             "frechet_real_vs_real": reference,
         }

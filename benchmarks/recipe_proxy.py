@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 
 from bcosdiff.data.emoji_scenes import HELD_OUT_EMOJI_TEMPLATES, EmojiScenes
 from bcosdiff.evaluation.emoji import (
@@ -91,12 +92,10 @@ def main() -> None:
             scene, _ = scene_report(gallery, pairs, scene_images)
         elapsed = time.perf_counter() - start
         steps = training_steps(read_config(resolve_model(model)))
-        pair_cell = (
-            f"{scene['both']:.0%} ({scene['first']:.0%} / {scene['second']:.0%})" if scene else "–"
-        )
+        pair_cell = f"{scene.both:.0%} ({scene.first:.0%} / {scene.second:.0%})" if scene else "–"
         print(
             f"| {model} | {pipe.unet.config.kind} | {steps} | {loss.mean:.5f} | "
-            f"{_pct(overall['top1'])} | {_pct(overall['top5'])} | {pair_cell} | {elapsed:.0f} |",
+            f"{_pct(overall.top1)} | {_pct(overall.top5)} | {pair_cell} | {elapsed:.0f} |",
             flush=True,
         )
         report[model] = {
@@ -105,9 +104,9 @@ def main() -> None:
             "guidance": guidance,
             "validation_mse": loss.mean,
             "validation_mse_per_t": loss.per_level,
-            "top1": overall["top1"],
-            "top5": overall["top5"],
-            "pairs": scene,
+            "top1": overall.top1,
+            "top5": overall.top5,
+            "pairs": asdict(scene) if scene else None,
             "seconds": elapsed,
         }
     if args.json:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 from bcosdiff.data.emoji_scenes import EmojiScenes
 from bcosdiff.evaluation.emoji import EmojiGallery, instrument_accuracy
@@ -33,7 +34,7 @@ def main() -> None:
     start = time.perf_counter()
     net = train_emoji_features(scenes, steps=args.steps)
     print(f"trained {args.steps} steps in {time.perf_counter() - start:.0f} s")
-    for name, value in instrument_accuracy(EmojiGallery(net, scenes)).items():
+    for name, value in asdict(instrument_accuracy(EmojiGallery(net, scenes))).items():
         print(f"{name:18s} {value:.1%}")
     save_emoji_features(net, args.out, note=f"{args.steps} steps, data seed 1")
     print(args.out)

@@ -160,6 +160,7 @@ def _record(prompt, *objects, seed=None):
 
 def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
     from bcosdiff.evaluation.binding import binding_rates, calibrate_binding
+    from bcosdiff.evaluation.binding_report import RuleRates
 
     # Missed objects stray 0.9 / 0.7 / 0.3 (the last with a weak word, ratio 0.05); drawn
     # ones stray 0.1 … 0.6, one with a word at ratio 0.2.
@@ -175,16 +176,16 @@ def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
     ratio, limit = calibrate_binding(records, max_fpr=0.0, flag_quantile=0.0)
     assert ratio == 0.2 and limit == 0.6
     rates = binding_rates(records, ratio, limit)
-    assert rates["either"] == {"tpr": 1.0, "fpr": 0.0}
-    assert rates["flagged"] == {"tpr": 1 / 3, "fpr": 0.0}
-    assert rates["misbound"] == {"tpr": 2 / 3, "fpr": 0.0}
-    assert rates["auroc_stray"] == pytest.approx(1 - 2 / 15)  # 0.3 below 0.4 and 0.6
+    assert rates.either == RuleRates(tpr=1.0, fpr=0.0)
+    assert rates.flagged == RuleRates(tpr=1 / 3, fpr=0.0)
+    assert rates.misbound == RuleRates(tpr=2 / 3, fpr=0.0)
+    assert rates.auroc_stray == pytest.approx(1 - 2 / 15)  # 0.3 below 0.4 and 0.6
     # A quantile of one drawn object in five flags below the second-lowest ratio (1.0): the
     # drawn object at 0.2 becomes a false positive, and within a budget of 0.2 the stray limit
     # then cannot afford another (it stays at 0.6); with no budget nothing fits.
     ratio, limit = calibrate_binding(records, max_fpr=0.2, flag_quantile=0.2)
     assert ratio == 1.0 and limit == 0.6
-    assert binding_rates(records, ratio, limit)["either"] == {"tpr": 1.0, "fpr": 0.2}
+    assert binding_rates(records, ratio, limit).either == RuleRates(tpr=1.0, fpr=0.2)
     with pytest.raises(ValueError, match="flag ratio alone exceeds"):
         calibrate_binding(records, max_fpr=0.0, flag_quantile=0.2)
     # Objects all missed (or all drawn) cannot calibrate anything.
@@ -193,13 +194,14 @@ def test_the_limits_are_the_best_rule_within_the_false_positive_budget():
 
 
 def test_a_saved_study_reads_back_as_saved_and_a_broken_one_is_refused(tmp_path):
-    from bcosdiff.evaluation.binding import load_records, read_study, save_study
+    from bcosdiff.evaluation.binding import BindingReport, load_records, read_study, save_study
 
     out = tmp_path / "study"
     assert read_study(out) is None  # nothing saved: a fresh run
     records = {"calibration": [_record(0, (True, 0.05, 0.9), (False, 1.0, 0.1))], "measured": []}
     # A report saved while the calibration prompts are still being explained.
-    report = {"model": "m", "method": "bcos", "steps": 2, "calibration_prompts": 4}
+    settings = {"model": "m", "method": "bcos", "steps": 2, "calibration_prompts": 4}
+    report = BindingReport(settings=settings)
     save_study(out, report, records)
     assert sorted(p.name for p in out.iterdir()) == ["binding.json", "binding.md", "records.json"]
     saved_report, rows = read_study(out)
@@ -238,10 +240,9 @@ def test_regeneration_keeps_the_first_seed_without_findings(monkeypatch):
     result = binding.regeneration_success(
         None, None, first, budgets=(3, 5), flag_ratio=0.1, stray_limit=0.5
     )
-    assert result["first_seed"] == 0.5  # prompt 1's first seed is right
-    assert result["regenerate_3"] == 1.0 and result["regenerate_5"] == 1.0  # fewest findings
-    assert result["images_per_prompt_3"] == (2 + 4) / 2
-    assert result["images_per_prompt_5"] == (2 + 6) / 2
+    assert result.first_seed == 0.5  # prompt 1's first seed is right
+    assert result.regenerate == {3: 1.0, 5: 1.0}  # fewest findings
+    assert result.images_per_prompt == {3: (2 + 4) / 2, 5: (2 + 6) / 2}
 
 
 def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkeypatch, capsys):
@@ -299,11 +300,11 @@ def test_binding_study_reports_each_prompt_and_stage_as_it_completes(tmp_path, m
     calls = []
 
     def seen(report, records):
-        calls.append((sorted(report), {k: len(v) for k, v in records.items()}))
+        calls.append((sorted(report.to_dict()), {k: len(v) for k, v in records.items()}))
         markdown = binding.binding_markdown(report)
-        if "calibration" not in report:
+        if report.calibration is None:
             assert "still being explained" in markdown
-        elif "test" not in report:
+        elif report.test is None:
             assert "still to come" in markdown
         else:
             assert "still" not in markdown
@@ -436,3 +437,38 @@ def test_the_regenerate_policy_keeps_the_first_clean_attempt_else_the_fewest_fin
     assert kept_attempt([2, 0, 0]) == 1  # the first without a finding
     assert kept_attempt([2, 1, 1, 3]) == 1  # none clean: the fewest, the earliest of equals
     assert kept_attempt([3, 3]) == 0
+
+
+def test_a_full_report_reads_back_from_its_json_as_it_was():
+    from bcosdiff.evaluation.binding import BindingReport, binding_markdown, binding_rates
+    from bcosdiff.evaluation.binding_report import BindingCalibration, RegenerationSuccess
+
+    records = [
+        _record(0, (True, 0.05, 0.9), (False, 1.0, 0.1)),
+        _record(1, (False, 1.0, 0.3), (True, 1.0, 0.6)),
+    ]
+    rates = binding_rates(records, 0.1, 0.5)
+    report = BindingReport(
+        settings={"model": "m", "method": "bcos", "data": "shapes", "steps": 2, "guidance": 2.0}
+        | {"prompts": 2, "seed": 1, "calibration_prompts": 2, "calibration_seed": 0},
+        calibration=BindingCalibration(
+            prompts=2, seed=0, max_fpr=0.15, flag_ratio=0.1, stray_limit=0.5, rates=rates
+        ),
+        test=rates,
+        regeneration=RegenerationSuccess(
+            prompts=2, first_seed=0.5, regenerate={3: 1.0}, images_per_prompt={3: 2.5}
+        ),
+    )
+    saved = json.loads(json.dumps(report.to_dict()))
+    assert saved["regeneration"] == {
+        "prompts": 2,
+        "first_seed": 0.5,
+        "regenerate_3": 1.0,
+        "images_per_prompt_3": 2.5,
+    }
+    assert saved["test"]["either"] == {"tpr": 1.0, "fpr": 0.0}
+    again = BindingReport.from_dict(saved)
+    assert again == report and binding_markdown(again) == binding_markdown(report)
+    del saved["test"]["flagged"]
+    with pytest.raises(ValueError, match="malformed report"):
+        BindingReport.from_dict(saved)

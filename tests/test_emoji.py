@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -315,15 +316,21 @@ def test_the_scene_report_counts_recognised_emoji_and_two_object_layouts(gallery
     ]
     real = np.stack([s.image for s in samples])
     report, hits = scene_report(gallery, prompts, real)
-    assert report["prompts"] == 3 and report["two_regions"] == 1.0
-    assert hits == [[True, True]] * 3 and report["both"] == 1.0
+    assert report.prompts == 3 and report.two_regions == 1.0
+    assert hits == [[True, True]] * 3 and report.both == 1.0
     # One emoji alone (the first asked) per image: one object found, so no two-object layout.
     alone = np.stack([lone_emoji(gallery.scenes, s.concepts[0], "fluent") for s in samples])
     report, _ = scene_report(gallery, prompts, alone)
-    assert report["two_regions"] == 0.0 and report["first"] == 1.0
+    assert report.two_regions == 0.0 and report.first == 1.0
     blank = np.full_like(real, 255)
     report, _ = scene_report(gallery, prompts, blank)
-    assert report == {"prompts": 3, "both": 0.0, "first": 0.0, "second": 0.0, "two_regions": 0.0}
+    assert asdict(report) == {
+        "prompts": 3,
+        "both": 0.0,
+        "first": 0.0,
+        "second": 0.0,
+        "two_regions": 0.0,
+    }
 
 
 def test_reports_count_what_they_claim(gallery):
@@ -355,12 +362,12 @@ def test_reports_count_what_they_claim(gallery):
     )
     rows, ranks = single_report(gallery, prompts, right)
     overall = rows[-1]
-    assert overall["style"] == "overall" and overall["prompts"] == 3
-    assert overall["top1"] == 1.0 and ranks == [0, 0, 0] and overall["style_match"] == 1.0
+    assert overall.style == "overall" and overall.prompts == 3
+    assert overall.top1 == 1.0 and ranks == [0, 0, 0] and overall.style_match == 1.0
     # The same images for the prompts rotated by one: no prompt's concept is shown.
     rotated = [prompts[1], prompts[2], prompts[0]]
     rows, ranks = single_report(gallery, rotated, right)
-    assert rows[-1]["top1"] == 0.0 and all(r > 0 for r in ranks)
+    assert rows[-1].top1 == 0.0 and all(r > 0 for r in ranks)
     assert emoji_frechet_distance(gallery, right, right) < 1e-3
     assert emoji_frechet_distance(gallery, right[::-1].copy(), np.full_like(right, 255)) > 1e-3
 

@@ -143,7 +143,7 @@ def eval_binding(
         raise BcosdiffError("--write stores the limit of the model's own method only")
     saved = _saved_binding_study(out) if resume else None
 
-    def save(report: dict, records: dict) -> None:  # after every prompt and stage
+    def save(report, records: dict) -> None:  # after every prompt and stage
         with writing(out):
             save_study(out, report, records)
 
@@ -169,7 +169,7 @@ def eval_binding(
     except ValueError as exc:
         prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
         raise BcosdiffError(prefix + str(exc)) from None
-    ratio, limit = report["calibration"]["flag_ratio"], report["calibration"]["stray_limit"]
+    ratio, limit = report.calibration.flag_ratio, report.calibration.stray_limit
     typer.echo(binding_markdown(report), nl=False)
     if write:
         with writing(directory):
@@ -179,7 +179,7 @@ def eval_binding(
                 flag_ratio=ratio,
                 flag_ratio_source="eval binding",
                 stray_limit=limit,
-                binding_calibration=report["calibration"],
+                binding_calibration=report.to_dict()["calibration"],
             )
         note(
             f"flag_ratio {ratio:.4g} and stray_limit {limit:.4g} written to "
@@ -187,7 +187,7 @@ def eval_binding(
         )
 
 
-def _saved_binding_study(out: Path) -> tuple[dict, dict] | None:
+def _saved_binding_study(out: Path):
     """``(report, records)`` an earlier ``eval binding`` saved in ``out``, or None."""
     from ..evaluation.binding import read_study
 

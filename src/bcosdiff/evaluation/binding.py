@@ -49,12 +49,21 @@ from ..explain.registry import method_class, word_map_methods
 from ..explain.tokens import peer_ratios
 from ..modeldir import atomic_write
 from ..service import default_method, explain_prompt, kept_attempt
+from .binding_report import (
+    BindingCalibration,
+    BindingRates,
+    BindingReport,
+    RegenerationSuccess,
+    RuleRates,
+    binding_markdown,
+)
 from .faithfulness.metrics import auroc
 from .faithfulness.scoring import align
 from .faithfulness.truth import ShapesTruth
 from .flags import threshold_at_quantile
 
 __all__ = [
+    "BindingReport",
     "ObjectRecord",
     "PromptRecord",
     "binding_prompts",
@@ -174,31 +183,33 @@ def explain_and_check(
     return PromptRecord(index, seed, tuple(objects), rest)
 
 
-def binding_rates(records: Iterable[PromptRecord], flag_ratio: float, stray_limit: float) -> dict:
+def binding_rates(
+    records: Iterable[PromptRecord], flag_ratio: float, stray_limit: float
+) -> BindingRates:
     """Per asked object: true- and false-positive rates of the flag rule, of the binding rule
     and of both (flagged or misbound), and the AUROC of each continuous score."""
     objects = [o for r in records for o in r.objects]
     missed = [o.missed for o in objects]
 
-    def rates(caught: list[bool]) -> dict:
+    def rates(caught: list[bool]) -> RuleRates:
         pos = [c for c, m in zip(caught, missed, strict=True) if m]
         neg = [c for c, m in zip(caught, missed, strict=True) if not m]
-        return {
-            "tpr": sum(pos) / len(pos) if pos else math.nan,
-            "fpr": sum(neg) / len(neg) if neg else math.nan,
-        }
+        return RuleRates(
+            tpr=sum(pos) / len(pos) if pos else math.nan,
+            fpr=sum(neg) / len(neg) if neg else math.nan,
+        )
 
-    return {
-        "objects": len(objects),
-        "missed": sum(missed),
-        "flag_ratio": flag_ratio,
-        "stray_limit": stray_limit,
-        "flagged": rates([o.weakest < flag_ratio for o in objects]),
-        "misbound": rates([o.stray > stray_limit for o in objects]),
-        "either": rates([o.caught(flag_ratio, stray_limit) for o in objects]),
-        "auroc_stray": auroc([o.stray for o in objects], missed, higher=True),
-        "auroc_weakest": auroc([o.weakest for o in objects], missed),
-    }
+    return BindingRates(
+        objects=len(objects),
+        missed=sum(missed),
+        flag_ratio=flag_ratio,
+        stray_limit=stray_limit,
+        flagged=rates([o.weakest < flag_ratio for o in objects]),
+        misbound=rates([o.stray > stray_limit for o in objects]),
+        either=rates([o.caught(flag_ratio, stray_limit) for o in objects]),
+        auroc_stray=auroc([o.stray for o in objects], missed, higher=True),
+        auroc_weakest=auroc([o.weakest for o in objects], missed),
+    )
 
 
 def calibrate_binding(
@@ -240,7 +251,7 @@ def regeneration_success(
     steps: int = 25,
     guidance: float | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
-) -> dict:
+) -> RegenerationSuccess:
     """Share of prompts whose kept image shows both objects as asked: the first seed alone,
     and ``--regenerate N`` for each budget (the policy of
     :func:`bcosdiff.service.explain_request`: seeds ``s, s + 1, …`` until one has no
@@ -275,12 +286,12 @@ def regeneration_success(
             kept[n] += tried[chosen].right
             sampled[n] += clean[0] + 1 if clean else len(tried)
     count = max(len(first), 1)
-    return {
-        "prompts": len(first),
-        "first_seed": sum(r.right for r in first) / count,
-        **{f"regenerate_{n}": kept[n] / count for n in budgets},
-        **{f"images_per_prompt_{n}": sampled[n] / count for n in budgets},
-    }
+    return RegenerationSuccess(
+        prompts=len(first),
+        first_seed=sum(r.right for r in first) / count,
+        regenerate={n: kept[n] / count for n in budgets},
+        images_per_prompt={n: sampled[n] / count for n in budgets},
+    )
 
 
 def binding_study(
@@ -297,9 +308,9 @@ def binding_study(
     steps: int = 25,
     guidance: float | None = None,
     progress: Callable[[Iterable, str], Iterable] | None = None,
-    on_progress: Callable[[dict, dict], None] | None = None,
-    saved: tuple[dict, dict] | None = None,
-) -> tuple[dict, dict]:
+    on_progress: Callable[[BindingReport, dict], None] | None = None,
+    saved: tuple[BindingReport, dict] | None = None,
+) -> tuple[BindingReport, dict]:
     """The whole study behind ``bcosdiff eval binding``: calibrate the flag ratio and stray
     limit on ``calibration_prompts`` prompts of ``calibration_seed``
     (:func:`calibrate_binding`), measure the rates on ``prompts`` prompts of ``seed`` under
@@ -331,28 +342,34 @@ def binding_study(
         guidance=guidance,
     )
     stages = _Stages(
-        pipe, method, str(data), steps, guidance, dict(settings), _saved_records(settings, saved)
+        pipe,
+        method,
+        str(data),
+        steps,
+        guidance,
+        BindingReport(settings=settings),
+        _saved_records(settings, saved),
     )
     stages.progress, stages.on_progress = progress, on_progress
     stages.explained(calibration_seed, calibration_prompts, "calibration")
     ratio, limit = calibrate_binding(stages.records["calibration"], max_fpr)
-    stages.report["calibration"] = {
-        "prompts": calibration_prompts,
-        "seed": calibration_seed,
-        "max_fpr": max_fpr,
-        "flag_ratio": ratio,
-        "stray_limit": limit,
-        "rates": binding_rates(stages.records["calibration"], ratio, limit),
-    }
+    stages.report.calibration = BindingCalibration(
+        prompts=calibration_prompts,
+        seed=calibration_seed,
+        max_fpr=max_fpr,
+        flag_ratio=ratio,
+        stray_limit=limit,
+        rates=binding_rates(stages.records["calibration"], ratio, limit),
+    )
     stages.saving()
     # The measured prompts are explained under the calibrated rule.
     pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=ratio, stray_limit=limit)
     truth = stages.explained(seed, prompts, "measured")
-    stages.report["test"] = binding_rates(stages.records["measured"], ratio, limit)
+    stages.report.test = binding_rates(stages.records["measured"], ratio, limit)
     budgets = sorted(set(budgets) - {0})
     if budgets and method == default_method(pipe):
         stages.saving()
-        stages.report["regeneration"] = regeneration_success(
+        stages.report.regeneration = regeneration_success(
             pipe,
             truth,
             stages.records["measured"],
@@ -367,11 +384,11 @@ def binding_study(
     return stages.report, stages.records
 
 
-def _saved_records(settings: dict, saved: tuple[dict, dict] | None) -> dict:
+def _saved_records(settings: dict, saved: tuple[BindingReport, dict] | None) -> dict:
     """The records of an earlier study made with the same settings (none without one)."""
     if saved is None:
         return {}
-    earlier = {"data": "shapes", **saved[0]}  # studies saved before emoji scenes
+    earlier = {"data": "shapes", **saved[0].settings}  # studies saved before emoji scenes
     differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
     if differ:
         raise ValueError(f"the saved study was made with other {', '.join(differ)}")
@@ -387,11 +404,11 @@ class _Stages:
     data: str
     steps: int
     guidance: float
-    report: dict
+    report: BindingReport
     done: dict  # records of an earlier run of the same study, by stage
     records: dict = field(default_factory=dict)
     progress: Callable[[Iterable, str], Iterable] | None = None
-    on_progress: Callable[[dict, dict], None] | None = None
+    on_progress: Callable[[BindingReport, dict], None] | None = None
 
     def saving(self) -> None:
         if self.on_progress:
@@ -461,7 +478,7 @@ def load_records(rows: dict) -> dict[str, list[PromptRecord]]:
         raise ValueError(f"malformed records ({exc!r})") from None
 
 
-def save_study(out: Path, report: dict, records: dict[str, list[PromptRecord]]) -> None:
+def save_study(out: Path, report: BindingReport, records: dict[str, list[PromptRecord]]) -> None:
     """Write a study into the folder ``out``: ``records.json`` (the explained prompts per
     stage), ``binding.json`` (the report) and ``binding.md``. Each file is replaced whole
     (:func:`~bcosdiff.modeldir.atomic_write`), the records first, so a run killed at any
@@ -470,14 +487,14 @@ def save_study(out: Path, report: dict, records: dict[str, list[PromptRecord]]) 
     rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
     texts = {
         "records.json": json.dumps(rows, indent=1) + "\n",
-        "binding.json": json.dumps(report, indent=2) + "\n",
+        "binding.json": json.dumps(report.to_dict(), indent=2) + "\n",
         "binding.md": binding_markdown(report),
     }
     for name, text in texts.items():
         atomic_write(Path(out) / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
 
 
-def read_study(out: Path) -> tuple[dict, dict] | None:
+def read_study(out: Path) -> tuple[BindingReport, dict] | None:
     """``(report, records rows)`` that :func:`save_study` left in ``out``, to pass to
     ``binding_study(saved=…)``; None when nothing was saved there. A file that is not a
     saved study raises ValueError."""
@@ -490,7 +507,7 @@ def read_study(out: Path) -> tuple[dict, dict] | None:
     load_records(rows)  # malformed records fail here, before any model work
     if not isinstance(report, dict):
         raise ValueError("binding.json is not a report")
-    return report, rows
+    return BindingReport.from_dict(report), rows
 
 
 def _records(rows: dict) -> dict[str, list[PromptRecord]]:
@@ -506,65 +523,3 @@ def _records(rows: dict) -> dict[str, list[PromptRecord]]:
         ]
         for stage, found in rows.items()
     }
-
-
-def _data_label(report: dict) -> str:
-    data = report.get("data", "shapes")
-    return "shapes prompts" if data == "shapes" else "emoji scenes"
-
-
-def binding_markdown(report: dict) -> str:
-    """The report of ``bcosdiff eval binding`` as Markdown tables (a report saved before the
-    measured stage shows the calibration's rates; one saved before those, a line)."""
-    if "calibration" not in report:
-        return (
-            f"{report['model']} ({report['method']}, {_data_label(report)}), "
-            f"{report['steps']} steps: the "
-            f"{report['calibration_prompts']} calibration prompts are still being explained\n"
-        )
-    measured = "test" in report
-    rates = report["test"] if measured else report["calibration"]["rates"]
-    where = (
-        f"measured on {report['prompts']} other prompts (data seed {report['seed']})"
-        if measured
-        else "rates on the calibration prompts (the measured prompts are still to come)"
-    )
-    lines = [
-        f"{report['model']} ({report['method']}, {_data_label(report)}), {report['steps']} "
-        f"steps, guidance {report['guidance']:g}; flag ratio {rates['flag_ratio']:.3g} and "
-        f"stray limit {rates['stray_limit']:.3f} calibrated on "
-        f"{report['calibration']['prompts']} prompts (data seed "
-        f"{report['calibration']['seed']}, false-positive rate at most "
-        f"{report['calibration']['max_fpr']:g}); {where}: {rates['objects']} asked objects, "
-        f"{rates['missed']} not drawn as asked",
-        "",
-        "| rule | true-positive rate | false-positive rate |",
-        "| --- | ---: | ---: |",
-    ]
-    for name, label in (
-        ("flagged", "a word flagged"),
-        ("misbound", "a word misbound"),
-        ("either", "flagged or misbound"),
-    ):
-        lines.append(f"| {label} | {rates[name]['tpr']:.3f} | {rates[name]['fpr']:.3f} |")
-    aurocs = [
-        f"{label} {value:.3f}"
-        for label, value in (("stray", rates["auroc_stray"]), ("weakest", rates["auroc_weakest"]))
-        if value is not None
-    ]
-    lines += ["", f"AUROC of the continuous scores: {', '.join(aurocs) or 'n/a'}"]
-    regen = report.get("regeneration")
-    if regen:
-        budgets = sorted(int(k.rsplit("_", 1)[1]) for k in regen if k.startswith("regenerate_"))
-        lines += [
-            "",
-            "| kept image | both objects as asked | images sampled per prompt |",
-            "| --- | ---: | ---: |",
-            f"| first seed (= plain reseeding at any budget) | {regen['first_seed']:.3f} | 1 |",
-        ]
-        for n in budgets:
-            lines.append(
-                f"| --regenerate {n} | {regen[f'regenerate_{n}']:.3f} | "
-                f"{regen[f'images_per_prompt_{n}']:.2f} |"
-            )
-    return "\n".join(lines) + "\n"

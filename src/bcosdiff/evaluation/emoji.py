@@ -210,7 +210,23 @@ def recognised_in_scene(
     return [any(r.rank_of(c) < k for r in found) for c in asked]
 
 
-def instrument_accuracy(gallery: EmojiGallery, count: int = 400, seed: int = 77) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class InstrumentAccuracy:
+    """The recogniser on real images (shares): lone emoji found at rank 1 and in the top 5,
+    with the drawing's own style found; the same with that style left out of the gallery;
+    and real two-emoji scenes with both emoji in the top 5 of some region."""
+
+    single_top1: float
+    single_top5: float
+    single_style: float
+    cross_style_top1: float
+    cross_style_top5: float
+    pairs_both_top5: float
+
+
+def instrument_accuracy(
+    gallery: EmojiGallery, count: int = 400, seed: int = 77
+) -> InstrumentAccuracy:
     """The instrument on real images: top-1 / top-5 retrieval of lone emoji at other scales
     and places (scenes of data seed ``seed``); the same with the emoji's own style left out
     of the gallery (only other design teams' drawings of the concept can match, so this
@@ -232,14 +248,14 @@ def instrument_accuracy(gallery: EmojiGallery, count: int = 400, seed: int = 77)
         sample = pairs.sample(i)
         asked = [index[c.key] for c in sample.concepts]
         both.append(all(recognised_in_scene(gallery, sample.image, asked)))
-    return {
-        "single_top1": float(np.mean([r < 1 for r in ranks])),
-        "single_top5": float(np.mean([r < 5 for r in ranks])),
-        "single_style": float(np.mean(styles)),
-        "cross_style_top1": float(np.mean([r < 1 for r in cross])),
-        "cross_style_top5": float(np.mean([r < 5 for r in cross])),
-        "pairs_both_top5": float(np.mean(both)),
-    }
+    return InstrumentAccuracy(
+        single_top1=float(np.mean([r < 1 for r in ranks])),
+        single_top5=float(np.mean([r < 5 for r in ranks])),
+        single_style=float(np.mean(styles)),
+        cross_style_top1=float(np.mean([r < 1 for r in cross])),
+        cross_style_top5=float(np.mean([r < 5 for r in cross])),
+        pairs_both_top5=float(np.mean(both)),
+    )
 
 
 STYLE_NOT_ASKED = "(none)"
@@ -294,8 +310,35 @@ def generate_images(
     return np.stack(images)
 
 
-def single_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np.ndarray):
-    """Rows ``{style, prompts, top1, top5, style_match}`` per style asked, then overall."""
+@dataclass(frozen=True, kw_only=True)
+class StyleRecognition:
+    """Recognisability of one-emoji images for one style asked (``"overall"``: all): the
+    share of ``prompts`` whose asked emoji is retrieved at rank 1 and in the top 5, and the
+    share whose nearest real emoji has the asked style (None when no style was asked)."""
+
+    style: str
+    prompts: int
+    top1: float
+    top5: float
+    style_match: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneRecognition:
+    """Two-emoji images (shares of ``prompts``): both asked emoji recognised (top 5 of some
+    region), the first, the second, and at least two objects found whatever they show."""
+
+    prompts: int
+    both: float
+    first: float
+    second: float
+    two_regions: float
+
+
+def single_report(
+    gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np.ndarray
+) -> tuple[list[StyleRecognition], list[int]]:
+    """One :class:`StyleRecognition` per style asked, then overall; and each prompt's rank."""
     found = gallery.retrieve(torch.from_numpy(images).permute(0, 3, 1, 2))
     ranks = [r.rank_of(p.concepts[0]) for r, p in zip(found, prompts, strict=True)]
     drawn = [r.style for r in found]
@@ -306,35 +349,35 @@ def single_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: n
             continue
         asked = [i for i in picked if prompts[i].style != STYLE_NOT_ASKED]
         rows.append(
-            {
-                "style": style,
-                "prompts": len(picked),
-                "top1": float(np.mean([ranks[i] < 1 for i in picked])),
-                "top5": float(np.mean([ranks[i] < 5 for i in picked])),
-                "style_match": (
+            StyleRecognition(
+                style=style,
+                prompts=len(picked),
+                top1=float(np.mean([ranks[i] < 1 for i in picked])),
+                top5=float(np.mean([ranks[i] < 5 for i in picked])),
+                style_match=(
                     float(np.mean([drawn[i] == prompts[i].style for i in asked])) if asked else None
                 ),
-            }
+            )
         )
     return rows, ranks
 
 
-def scene_report(gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np.ndarray):
-    """``{prompts, both, first, second, two_regions}``: shares of two-emoji images whose
-    asked emoji are recognised (top 5 of some region), and of those in which
-    :func:`emoji_regions` finds at least two objects (the layout of two emoji, whatever
-    they show)."""
+def scene_report(
+    gallery: EmojiGallery, prompts: list[ConceptPrompt], images: np.ndarray
+) -> tuple[SceneRecognition, list[list[bool]]]:
+    """The :class:`SceneRecognition` of two-emoji images (regions found by
+    :func:`emoji_regions`), and per image whether each asked emoji was recognised."""
     hits = [
         recognised_in_scene(gallery, image, p.concepts)
         for image, p in zip(images, prompts, strict=True)
     ]
-    return {
-        "prompts": len(prompts),
-        "both": float(np.mean([all(h) for h in hits])),
-        "first": float(np.mean([h[0] for h in hits])),
-        "second": float(np.mean([h[1] for h in hits])),
-        "two_regions": float(np.mean([len(emoji_regions(image)) >= 2 for image in images])),
-    }, hits
+    return SceneRecognition(
+        prompts=len(prompts),
+        both=float(np.mean([all(h) for h in hits])),
+        first=float(np.mean([h[0] for h in hits])),
+        second=float(np.mean([h[1] for h in hits])),
+        two_regions=float(np.mean([len(emoji_regions(image)) >= 2 for image in images])),
+    ), hits
 
 
 def emoji_frechet_distance(gallery: EmojiGallery, images: np.ndarray, real: np.ndarray) -> float:
