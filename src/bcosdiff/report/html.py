@@ -96,18 +96,15 @@ def _faded(exp: Explanation) -> np.ndarray:
     return np.repeat((0.75 + 0.25 * grey)[..., None], 3, axis=2)
 
 
-def _panel(exp: Explanation, name: str) -> str:
-    """The image, its word maps and relevance bars for one method."""
+def _word_rows(exp: Explanation) -> str:
+    """One row per word: its map (as a data attribute), relevance bar and marks."""
     esc = html.escape
-    painted = exp.contribution_maps is not None
     overlays = None
-    if painted:
+    if exp.contribution_maps is not None:
         overlays, _ = word_overlays(exp)
     elif exp.token_maps is not None or exp.saliency is not None:
         overlays, _ = map_overlays(exp)
-    image_uri, faded_uri = _png(exp.image), _png(_faded(exp))
-    flagged = set(exp.flagged_tokens)
-    misbound = set(exp.misbound_words)
+    flagged, misbound = set(exp.flagged_tokens), set(exp.misbound_words)
     unknown = set(exp.unknown_words)
     scores = [w.relevance for w in exp.words] if exp.relevance is not None else None
     top = max(scores) if scores else 0.0
@@ -128,44 +125,63 @@ def _panel(exp: Explanation, name: str) -> str:
             f'<span class="bar" style="width:{width}px"></span>'
             f'<span class="value">{share}</span></div>'
         )
-    what = (
-        "colour = what the word painted, opacity = its share of the pixel's departure from "
-        "the background"
-        if painted
-        else f"{esc(exp.method)} map (one scale for all words)"
-    )
-    if exp.saliency is not None:
-        what = f"{esc(exp.method)}: one map for the whole image (the same for every word)"
-    flag_note = ""
-    if flagged:
-        flag_note = (
+    return "".join(rows)
+
+
+def _finding_notes(exp: Explanation) -> str:
+    """The words the image does not reflect, never saw in training, or bound elsewhere."""
+    esc = html.escape
+    notes = ""
+    if exp.flagged_tokens:
+        notes = (
             '<div class="flagnote">not reflected in the image: '
-            + ", ".join(esc(f) for f in sorted(flagged))
+            + ", ".join(esc(f) for f in sorted(set(exp.flagged_tokens)))
             + "</div>"
         )
-    if unknown:
-        flag_note += (
+    if exp.unknown_words:
+        notes += (
             '<div class="flagnote unknownnote">not in the model\'s training captions: '
             + ", ".join(esc(w) for w in exp.unknown_words)
             + "</div>"
         )
     findings = exp.binding[0]
     if findings:
-        flag_note += (
+        notes += (
             '<div class="flagnote bindnote">bound to another object: '
             + "; ".join(esc(f.sentence()) for f in findings)
             + "</div>"
         )
+    return notes
+
+
+def _reconstruction_figures(exp: Explanation) -> str:
+    """Small figures of the reconstruction W(x)·x and its normalised form, where computed."""
+    esc = html.escape
     extra = []
     if exp.reconstruction is not None:
         extra.append(("reconstruction W(x)·x", _png(to_image(reconstruction_rgb(exp)))))
     if exp.normalized_reconstruction is not None:
         extra.append(("normalised reconstruction", _png(to_image(exp.normalized_reconstruction))))
-    figures = "".join(
+    return "".join(
         f'<figure class="small"><img src="{uri}" alt="{esc(title)}">'
         f"<figcaption>{esc(title)}</figcaption></figure>"
         for title, uri in extra
     )
+
+
+def _panel(exp: Explanation, name: str) -> str:
+    """The image, its word maps and relevance bars for one method."""
+    esc = html.escape
+    image_uri, faded_uri = _png(exp.image), _png(_faded(exp))
+    if exp.saliency is not None:
+        what = f"{esc(exp.method)}: one map for the whole image (the same for every word)"
+    elif exp.contribution_maps is not None:
+        what = (
+            "colour = what the word painted, opacity = its share of the pixel's departure from "
+            "the background"
+        )
+    else:
+        what = f"{esc(exp.method)} map (one scale for all words)"
     return (
         f'<div class="panel" data-method="{esc(name)}">'
         f'<div class="row"><div><div class="stage">'
@@ -173,8 +189,8 @@ def _panel(exp: Explanation, name: str) -> str:
         f'data-faded="{faded_uri}" alt="generated image">'
         f'<img class="overlay" src="" style="visibility:hidden" alt="word map"></div>'
         f'<div class="note">hover or click a word to see its map; {what}</div></div>'
-        f'<div class="words">{"".join(rows)}{flag_note}</div>'
-        f'<div class="row">{figures}</div></div></div>'
+        f'<div class="words">{_word_rows(exp)}{_finding_notes(exp)}</div>'
+        f'<div class="row">{_reconstruction_figures(exp)}</div></div></div>'
     )
 
 
