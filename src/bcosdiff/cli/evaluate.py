@@ -197,6 +197,100 @@ def _saved_binding_study(out: Path):
         raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
 
 
+@app.command("phrasing")
+def eval_phrasing(
+    model: ModelOption = None,
+    method: Annotated[
+        str | None, typer.Option(help="Explanation method; default the model's own.")
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="Two-object scenes per phrasing.")] = 20,
+    seed: Annotated[int, typer.Option(help="Data seed of the scenes.")] = 1,
+    calibrate: Annotated[
+        list[str] | None,
+        typer.Option(help="Phrasing the limits are calibrated on (repeatable)."),
+    ] = None,
+    measure: Annotated[
+        list[str] | None,
+        typer.Option(help="Phrasing measured (repeatable); default every other one."),
+    ] = None,
+    max_fpr: Annotated[
+        float, typer.Option(help="Highest false-positive rate allowed in calibration.")
+    ] = 0.15,
+    regenerate: Annotated[
+        list[int] | None,
+        typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
+    ] = None,
+    steps: StepsOption = 25,
+    guidance: GuidanceOption = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-phrasing"),
+    resume: Annotated[
+        bool,
+        typer.Option(help="Reuse the explained prompts saved in --out by the same study."),
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: DeviceOption = None,
+) -> None:
+    """The binding and flag study on the same two-object scenes in several phrasings the
+    model never saw: calibrate on some, measure on each of the others."""
+
+    from tqdm import tqdm
+
+    from ..evaluation.phrasing import (
+        DEFAULT_CALIBRATION,
+        PHRASINGS,
+        phrasing_markdown,
+        phrasing_study,
+        read_phrasing_study,
+        save_phrasing_study,
+    )
+    from ..pipeline import load_pipeline, resolve_model
+    from ..service import default_method
+
+    names = [p.name for p in PHRASINGS]
+    for name in (*(calibrate or ()), *(measure or ())):
+        if name not in names:
+            raise BcosdiffError(f"no phrasing {name!r}; known: {', '.join(names)}")
+    if prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
+        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
+    budgets = sorted(set(regenerate if regenerate is not None else [3]))
+    if any(n < 0 for n in budgets):
+        raise BcosdiffError("--regenerate budgets must be at least 0")
+    pipe = load_pipeline(resolve_model(model), device)
+    saved = None
+    if resume:
+        try:
+            saved = read_phrasing_study(out)
+        except (OSError, ValueError) as exc:
+            raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
+
+    def save(report, records: dict) -> None:
+        with writing(out):
+            save_phrasing_study(out, report, records)
+
+    try:
+        report, _ = phrasing_study(
+            pipe,
+            method=method or default_method(pipe),
+            prompts=prompts,
+            seed=seed,
+            calibrate=calibrate or DEFAULT_CALIBRATION,
+            measure=measure,
+            max_fpr=max_fpr,
+            budgets=budgets,
+            steps=steps,
+            guidance=guidance,
+            progress=(lambda items, label: tqdm(items, desc=label, unit="prompt"))
+            if progress
+            else None,
+            on_progress=save,
+            saved=saved,
+        )
+    except ValueError as exc:
+        prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
+        raise BcosdiffError(prefix + str(exc)) from None
+    typer.echo(phrasing_markdown(report), nl=False)
+
+
 @app.command("relevance")
 def eval_relevance(
     model: ModelOption = None,

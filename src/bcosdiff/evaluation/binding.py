@@ -341,17 +341,19 @@ def binding_study(
         steps=steps,
         guidance=guidance,
     )
-    stages = _Stages(
+    stages = StudyStages(
         pipe,
         method,
-        str(data),
         steps,
         guidance,
         BindingReport(settings=settings),
         _saved_records(settings, saved),
     )
     stages.progress, stages.on_progress = progress, on_progress
-    stages.explained(calibration_seed, calibration_prompts, "calibration")
+    size = pipe.sample_size
+    stages.explained(
+        binding_truth(str(data), size, calibration_seed), calibration_prompts, "calibration"
+    )
     ratio, limit = calibrate_binding(stages.records["calibration"], max_fpr)
     stages.report.calibration = BindingCalibration(
         prompts=calibration_prompts,
@@ -364,7 +366,8 @@ def binding_study(
     stages.saving()
     # The measured prompts are explained under the calibrated rule.
     pipe.explain_settings = replace(pipe.explain_settings, flag_ratio=ratio, stray_limit=limit)
-    truth = stages.explained(seed, prompts, "measured")
+    truth = binding_truth(str(data), size, seed)
+    stages.explained(truth, prompts, "measured")
     stages.report.test = binding_rates(stages.records["measured"], ratio, limit)
     budgets = sorted(set(budgets) - {0})
     if budgets and method == default_method(pipe):
@@ -396,28 +399,27 @@ def _saved_records(settings: dict, saved: tuple[BindingReport, dict] | None) -> 
 
 
 @dataclass
-class _Stages:
+class StudyStages:
     """The explained prompts of a binding study, stage by stage, reported as they come."""
 
     pipe: object
     method: str
-    data: str
     steps: int
     guidance: float
-    report: BindingReport
+    report: object  # the study's report (BindingReport, PhrasingReport), saved as it grows
     done: dict  # records of an earlier run of the same study, by stage
     records: dict = field(default_factory=dict)
     progress: Callable[[Iterable, str], Iterable] | None = None
-    on_progress: Callable[[BindingReport, dict], None] | None = None
+    on_progress: Callable[[object, dict], None] | None = None
 
     def saving(self) -> None:
         if self.on_progress:
             self.on_progress(self.report, self.records)
 
-    def explained(self, truth_seed: int, count: int, label: str):
-        """The stage's truth; its records (``label`` names it) are the saved ones while they
-        follow the stage's prompts in order, then the rest, each reported as explained."""
-        truth = binding_truth(self.data, self.pipe.sample_size, truth_seed)
+    def explained(self, truth, count: int, label: str) -> None:
+        """Explain the first ``count`` binding prompts of ``truth`` as the stage ``label``: its
+        records are the saved ones while they follow the stage's prompts in order, then the
+        rest, each reported as explained."""
         chosen = binding_prompts(truth, count)
         kept = []
         for record, prompt in zip(self.done.get(label, []), chosen, strict=False):
@@ -439,7 +441,6 @@ class _Stages:
                 )
             )
             self.saving()
-        return truth
 
 
 def study_settings(

@@ -1,0 +1,318 @@
+"""Do the diagnostics hold on phrasing the model never saw? The binding study
+(:mod:`bcosdiff.evaluation.binding`) on the same two-object scenes captioned in several
+phrasings.
+
+Every phrasing captions the same objects (held-out shapes scenes of one data seed, two
+distinct colours and shapes), so the phrasing is the only thing that changes between them:
+prompt ``k`` of every phrasing asks for the same two objects and is sampled with seed ``k``.
+The flag ratio and stray limit are calibrated on the pooled records of some phrasings
+(:func:`~bcosdiff.evaluation.binding.calibrate_binding`) and the rules are measured on each of
+the others separately, so a diagnostic that works only on the phrasings it was tuned on shows
+up as a phrasing with a low true-positive or a high false-positive rate.
+
+:data:`PHRASINGS` holds the training captions' own shape (``known``: "a red circle and a blue
+square") and seven that no training caption has: lead-ins, joiners other than "and", a
+numeral, trailing context, and size and other adjectives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..data.shapes import COLOURS, SHAPES, ShapeObject, caption_words
+from ..modeldir import atomic_write
+from ..service import default_method
+from .binding import (
+    StudyStages,
+    binding_prompts,
+    binding_rates,
+    calibrate_binding,
+    load_records,
+    regeneration_success,
+)
+from .binding_report import BindingRates, RegenerationSuccess
+from .faithfulness.truth import ShapesTruth, TruthPrompt
+
+__all__ = [
+    "PHRASINGS",
+    "PhrasedTruth",
+    "Phrasing",
+    "PhrasingReport",
+    "get_phrasing",
+    "phrasing_markdown",
+    "phrasing_study",
+    "read_phrasing_study",
+    "save_phrasing_study",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phrasing:
+    """One way to ask for two objects: ``template`` around the two object phrases joined by
+    ``joiner``; each object phrase is ``article``, that object's ``adjectives`` (the first
+    object's, then the second's), its colour and its shape."""
+
+    name: str
+    template: str = "{}"
+    joiner: str = "and"
+    article: str = "a"
+    adjectives: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    known: bool = False  # the training captions use this shape
+
+    def caption(self, objects: Sequence[ShapeObject]) -> tuple[str, list[str], list[int | None]]:
+        """``(caption, words, object per word)`` for ``objects``: the colour, shape and
+        adjective words of object ``k``'s phrase describe object ``k``; every other word
+        (articles, the joiner, the template's words) none."""
+        prefix, _, suffix = self.template.partition("{}")
+        parts: list[tuple[str, int | None]] = [(prefix.strip(), None)]
+        for k, obj in enumerate(objects):
+            if k:
+                parts.append((self.joiner, None))
+            parts.append((self.article, None))
+            parts += [(w, k) for w in (*self.adjectives[k % 2], obj.colour, obj.shape)]
+        parts.append((suffix.strip(), None))
+        parts = [(text, k) for text, k in parts if text]
+        words, labels = [], []
+        for text, k in parts:
+            pieces = caption_words(text)
+            words += pieces
+            labels += [k] * len(pieces)
+        return " ".join(text for text, _ in parts), words, labels
+
+
+PHRASINGS: tuple[Phrasing, ...] = (
+    Phrasing(name="known", known=True),
+    Phrasing(name="picture-of", template="a picture of {}"),
+    Phrasing(name="illustration-with", template="an illustration with {}"),
+    Phrasing(name="beside", joiner="beside"),
+    Phrasing(name="next-to", joiner="next to"),
+    Phrasing(name="numeral", template="two shapes: {}", article="one"),
+    Phrasing(name="trailing", template="{} in the middle of the page"),
+    Phrasing(name="adjectives", adjectives=(("big", "bright"), ("small", "plain"))),
+)
+DEFAULT_CALIBRATION = ("known", "picture-of", "beside")
+
+
+def get_phrasing(name: str) -> Phrasing:
+    for phrasing in PHRASINGS:
+        if phrasing.name == name:
+            return phrasing
+    raise KeyError(f"no phrasing {name!r}; known: {', '.join(p.name for p in PHRASINGS)}")
+
+
+class PhrasedTruth:
+    """The ground truth of :class:`~.faithfulness.truth.ShapesTruth`'s two-object scenes of
+    data seed ``seed``, captioned in ``phrasing``."""
+
+    name = "shapes"
+    key_words_label = "colour/shape words"
+
+    def __init__(self, size: int, seed: int, phrasing: Phrasing):
+        self.scenes = ShapesTruth(size, seed, two_object_share=1.0)
+        self.phrasing = phrasing
+
+    def prompt(self, index: int) -> TruthPrompt:
+        sample = self.scenes.prompt(index).sample
+        caption, words, labels = self.phrasing.caption(sample.objects)
+        keys = [
+            j
+            for j, (w, k) in enumerate(zip(words, labels, strict=True))
+            if k is not None and w.lower() in (*COLOURS, *SHAPES)
+        ]
+        return TruthPrompt(caption, words, labels, len(sample.objects), keys, sample)
+
+    def two_distinct(self, prompt: TruthPrompt) -> bool:
+        return self.scenes.two_distinct(prompt)
+
+    def read(self, image, prompt: TruthPrompt):
+        return self.scenes.read(image, prompt)
+
+
+@dataclass(kw_only=True)
+class PhrasingReport:
+    """A phrasing study: ``settings`` (what its records depend on), the limits calibrated on
+    the pooled calibration phrasings, the rules' rates per phrasing (calibration phrasings
+    included, marked by ``settings["calibrate"]``), pooled over the measured phrasings, and
+    the success of ``--regenerate N`` per phrasing."""
+
+    settings: dict
+    examples: dict[str, str] = field(default_factory=dict)  # one caption per phrasing
+    flag_ratio: float | None = None
+    stray_limit: float | None = None
+    rates: dict[str, BindingRates] = field(default_factory=dict)
+    measured_pooled: BindingRates | None = None
+    regeneration: dict[str, RegenerationSuccess] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.settings,
+            "examples": self.examples,
+            "flag_ratio": self.flag_ratio,
+            "stray_limit": self.stray_limit,
+            "rates": {name: asdict(r) for name, r in self.rates.items()},
+            "measured_pooled": asdict(self.measured_pooled) if self.measured_pooled else None,
+            "regeneration": {name: r.to_dict() for name, r in self.regeneration.items()},
+        }
+
+
+def phrasing_study(
+    pipe,
+    *,
+    method: str,
+    prompts: int = 20,
+    seed: int = 1,
+    calibrate: Iterable[str] = DEFAULT_CALIBRATION,
+    measure: Iterable[str] | None = None,
+    max_fpr: float = 0.15,
+    budgets: Iterable[int] = (3,),
+    steps: int = 25,
+    guidance: float | None = None,
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    on_progress: Callable[[PhrasingReport, dict], None] | None = None,
+    saved: tuple[dict, dict] | None = None,
+) -> tuple[PhrasingReport, dict]:
+    """Explain ``prompts`` two-object scenes of data seed ``seed`` in every phrasing named in
+    ``calibrate`` and ``measure`` (default: all others), calibrate the limits on the pooled
+    ``calibrate`` records within ``max_fpr``, and measure the rules on each phrasing. With
+    the model's own method, also the success of ``--regenerate N`` per phrasing for each
+    budget. ``saved`` is ``(settings, record rows)`` of an earlier study
+    (:func:`read_phrasing_study`): its prompts are reused if it was made with the same
+    settings, else a ValueError says which differ. Returns ``(report, records by
+    phrasing)``."""
+    calibrate = [get_phrasing(n).name for n in calibrate]
+    measure = [
+        get_phrasing(n).name
+        for n in (measure if measure is not None else (p.name for p in PHRASINGS))
+        if n not in calibrate
+    ]
+    if not calibrate or not measure:
+        raise ValueError("need at least one phrasing to calibrate on and one to measure")
+    guidance = pipe.guidance_scale(guidance)
+    settings = {
+        "model": pipe.name,
+        "method": method,
+        "steps": steps,
+        "guidance": guidance,
+        "prompts": prompts,
+        "seed": seed,
+        "calibrate": calibrate,
+        "measure": measure,
+    }
+    done = {}
+    if saved is not None:
+        differ = sorted(k for k, v in settings.items() if saved[0].get(k) != v)
+        if differ:
+            raise ValueError(f"the saved study was made with other {', '.join(differ)}")
+        done = load_records(saved[1])
+    stages = StudyStages(pipe, method, steps, guidance, PhrasingReport(settings=settings), done)
+    stages.progress, stages.on_progress = progress, on_progress
+    truths = {n: PhrasedTruth(pipe.sample_size, seed, get_phrasing(n)) for n in calibrate + measure}
+    for name in calibrate + measure:
+        stages.report.examples[name] = (
+            truths[name].prompt(binding_prompts(truths[name], 1)[0]).caption
+        )
+        stages.explained(truths[name], prompts, name)
+    pooled = [r for n in calibrate for r in stages.records[n]]
+    ratio, limit = calibrate_binding(pooled, max_fpr)
+    report = stages.report
+    report.flag_ratio, report.stray_limit = ratio, limit
+    report.rates = {n: binding_rates(stages.records[n], ratio, limit) for n in calibrate + measure}
+    measured = [r for n in measure for r in stages.records[n]]
+    report.measured_pooled = binding_rates(measured, ratio, limit)
+    budgets = sorted(set(budgets) - {0})
+    if budgets and method == default_method(pipe):
+        stages.saving()
+        for name in calibrate + measure:
+            report.regeneration[name] = regeneration_success(
+                pipe,
+                truths[name],
+                stages.records[name],
+                budgets,
+                flag_ratio=ratio,
+                stray_limit=limit,
+                steps=steps,
+                guidance=guidance,
+                progress=(lambda items, n=name: progress(items, f"regenerating {n}"))
+                if progress
+                else None,
+            )
+            stages.saving()
+    stages.saving()
+    return report, stages.records
+
+
+def phrasing_markdown(report: PhrasingReport) -> str:
+    """The study as Markdown: one row per phrasing (an example caption, objects missed, and
+    the true- and false-positive rates of each rule), the measured phrasings pooled, and the
+    regeneration success per phrasing."""
+    s = report.settings
+    if report.flag_ratio is None:
+        return f"{s['model']} ({s['method']}): the phrasings are still being explained\n"
+    lines = [
+        f"{s['model']} ({s['method']}), {s['steps']} steps, guidance {s['guidance']:g}; "
+        f"{s['prompts']} two-object scenes of data seed {s['seed']} in each phrasing; flag "
+        f"ratio {report.flag_ratio:.3g} and stray limit {report.stray_limit:.3f} calibrated "
+        f"on {', '.join(s['calibrate'])} (pooled)",
+        "",
+        "| phrasing | example | missed of asked | either TPR | either FPR | flagged TPR | "
+        "flagged FPR | misbound TPR | misbound FPR |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def row(label: str, caption: str, r: BindingRates) -> str:
+        return (
+            f"| {label} | {caption} | {r.missed} of {r.objects} | {r.either.tpr:.2f} | "
+            f"{r.either.fpr:.2f} | {r.flagged.tpr:.2f} | {r.flagged.fpr:.2f} | "
+            f"{r.misbound.tpr:.2f} | {r.misbound.fpr:.2f} |"
+        )
+
+    for name, rates in report.rates.items():
+        label = f"{name} (calibration)" if name in s["calibrate"] else name
+        lines.append(row(label, f'"{report.examples.get(name, "")}"', rates))
+    if report.measured_pooled:
+        lines.append(row("**measured, pooled**", "", report.measured_pooled))
+    if report.regeneration:
+        budgets = next(iter(report.regeneration.values())).regenerate
+        lines += [
+            "",
+            "| phrasing | both right, first seed | "
+            + " | ".join(f"--regenerate {n}" for n in budgets)
+            + " |",
+            "| --- | ---: |" + " ---: |" * len(budgets),
+        ]
+        for name, regen in report.regeneration.items():
+            cells = " | ".join(f"{v:.2f}" for v in regen.regenerate.values())
+            lines.append(f"| {name} | {regen.first_seed:.2f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def save_phrasing_study(out: Path, report: PhrasingReport, records: dict) -> None:
+    """Write ``records.json`` (the explained prompts per phrasing), ``phrasing.json`` and
+    ``phrasing.md`` into the folder ``out``, each replaced whole, the records first."""
+    rows = {name: [r.to_dict() for r in found] for name, found in records.items()}
+    texts = {
+        "records.json": json.dumps(rows, indent=1) + "\n",
+        "phrasing.json": json.dumps(report.to_dict(), indent=2) + "\n",
+        "phrasing.md": phrasing_markdown(report),
+    }
+    for name, text in texts.items():
+        atomic_write(Path(out) / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+
+
+def read_phrasing_study(out: Path) -> tuple[dict, dict] | None:
+    """``(settings, record rows)`` that :func:`save_phrasing_study` left in ``out``, for
+    ``phrasing_study(saved=…)``; None when nothing was saved there. A file that is not a
+    saved study raises ValueError."""
+    out = Path(out)
+    try:
+        report = json.loads((out / "phrasing.json").read_text(encoding="utf-8"))
+        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    load_records(rows)  # malformed records fail here, before any model work
+    if not isinstance(report, dict):
+        raise ValueError("phrasing.json is not a report")
+    return report, rows
