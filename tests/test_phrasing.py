@@ -140,3 +140,35 @@ def test_eval_phrasing_saves_resumes_and_refuses_bad_names(tmp_path, monkeypatch
     assert err.count("\n") == 0 and "cannot resume" in err and "other steps" in err
     assert main([*argv, "--measure", "shouting"]) == 2
     assert "no phrasing 'shouting'" in capsys.readouterr().err
+
+
+def test_a_word_the_model_never_saw_catches_no_object(tmp_path):
+    """The study scores what the explanation reports as a finding: an unknown word's low
+    peer ratio is reported as unknown, so it leaves ``weakest`` as if it were absent."""
+    from bcosdiff.explain.tokens import peer_ratios
+    from bcosdiff.pipeline import create_model_directory
+    from bcosdiff.service import explain_prompt
+
+    pipe = create_model_directory(tmp_path / "m", "bcos-x0", unet=TINY_UNET)
+    truth = PhrasedTruth(pipe.sample_size, 1, get_phrasing("adjectives"))
+    index = next(i for i in range(20) if truth.two_distinct(truth.prompt(i)))
+    prompt = truth.prompt(index)
+    words = {w for w in prompt.words if w.isalpha()}
+    first = [w for w, k in zip(prompt.words, prompt.word_objects, strict=True) if k == 0]
+    exp = explain_prompt(pipe, prompt.caption, steps=2, seed=0)
+    ratios = {w.text: r for w, r in peer_ratios(exp.words, exp.flag_signal)}
+    lowest = min(first, key=lambda w: ratios[w])  # the weakest word of the first phrase
+    assert record_weakest(pipe, truth, index, frozenset(words)) == ratios[lowest]
+    # Unknown to the model: reported as such, and the next weakest word decides.
+    rest = min(ratios[w] for w in first if w != lowest)
+    assert rest > ratios[lowest]
+    assert record_weakest(pipe, truth, index, frozenset(words - {lowest})) == pytest.approx(rest)
+
+
+def record_weakest(pipe, truth, index, vocabulary):
+    from dataclasses import replace
+
+    from bcosdiff.evaluation.binding import explain_and_check
+
+    pipe.explain_settings = replace(pipe.explain_settings, vocabulary=vocabulary)
+    return explain_and_check(pipe, truth, index, 0, steps=2).objects[0].weakest

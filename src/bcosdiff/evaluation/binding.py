@@ -13,7 +13,8 @@ threshold:
 
 * ``stray`` — the phrase's stray share (high: the phrase painted another object);
 * ``weakest`` — the lowest peer ratio of its phrase's words under the model's flag signal
-  (low: a word left little trace).
+  (low: a word left little trace). Words the model never saw in training are left out: the
+  explanation reports them as unknown, not as findings (``Explanation.findings``).
 
 Calibration (:func:`calibrate_binding`) chooses both limits on prompts of one data seed.
 The flag ratio flags at most 1 % of the objects drawn as asked (the ``floor(0.01 n)``-th
@@ -160,8 +161,15 @@ def explain_and_check(
     texts = [w.text for w in exp.words]
     ratios = {}
     if exp.relevance is not None:
+        # A flagged word the model never saw in training is reported as unknown, not as a
+        # finding (Explanation.findings): it catches nothing here either.
+        unknown = set(exp.unknown_words)
         by_word = {id(w): r for w, r in peer_ratios(exp.words, exp.flag_signal)}
-        ratios = {i: by_word[id(w)] for i, w in enumerate(exp.words) if id(w) in by_word}
+        ratios = {
+            i: by_word[id(w)]
+            for i, w in enumerate(exp.words)
+            if id(w) in by_word and w.text.lower() not in unknown
+        }
     _, _, placed = exp.binding
     weights = exp.painting_weights()
     positions = align(texts, prompt.words)
