@@ -471,7 +471,7 @@ def test_an_emoji_model_exports_the_names_its_phrases_must_keep(scenes_root, mon
     with pytest.warns(UserWarning, match="no multi-word names"):
         assert export.trained_compounds({**data, "root": str(scenes_root / "gone")}) == []
     named = [SimpleNamespace(name=n) for n in ("cat face", "glass of milk", "fork and knife")]
-    fake = SimpleNamespace(concepts=named, vocabulary=frozenset)
+    fake = SimpleNamespace(concepts=named, vocabulary=frozenset, depicting_vocabulary=frozenset)
     monkeypatch.setattr(loop, "build_dataset", lambda data, seed: fake)
     assert export.trained_compounds(data) == ["fork and knife", "glass of milk"]
 
@@ -491,6 +491,14 @@ def test_an_exported_model_lists_the_words_of_its_training_captions(scenes_root)
     for concept in concepts:
         assert set(" ".join([concept.name, *concept.keywords]).lower().split()) <= set(vocabulary)
     assert "triangle" in export.trained_vocabulary({"kind": "shapes"})
+    # The depicting words: names, keywords and styles, not the templates' frame words.
+    _, _, depicting = export._trained_words(data)
+    assert set(depicting) < set(vocabulary) and "emoji" not in scenes.depicting_vocabulary()
+    assert {w for c in concepts for w in c.name.lower().split()} <= set(depicting)
+    assert set(scenes.styles) <= set(depicting) and not {"of", "icon", "with"} & set(depicting)
+    shapes = export._trained_words({"kind": "shapes"})[2]
+    assert {"red", "triangle", "big", "left"} <= set(shapes)
+    assert not {"photo", "stock", "image", "and", "a", "on"} & set(shapes)
     assert export.trained_vocabulary({"kind": "folder", "root": "anywhere"}) is None
     with pytest.warns(UserWarning, match="no multi-word names or vocabulary"):
         assert export.trained_vocabulary({**data, "root": str(scenes_root / "gone")}) is None

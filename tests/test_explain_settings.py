@@ -14,17 +14,18 @@ def test_settings_read_their_keys_and_leave_the_records():
         "stray_limit": 0.5,
         "compounds": ["glass of milk"],
         "vocabulary": ["Cat", "face"],
+        "depicting": ["Cat"],
         "calibration": {"ratio": 0.2},  # provenance: kept in the file, not a setting
         "flag_ratio_source": "eval flags",
     }
     settings = ExplainSettings.from_section(section)
     assert settings == ExplainSettings(
-        0.2, "colour_change", 0.5, ("glass of milk",), {"cat", "face"}
+        0.2, "colour_change", 0.5, ("glass of milk",), {"cat", "face"}, {"cat"}
     )
     assert settings.vocabulary == frozenset({"cat", "face"})
     empty = ExplainSettings.from_section({})
     assert (empty.flag_ratio, empty.stray_limit) == (DEFAULT_FLAG_RATIO, DEFAULT_STRAY_LIMIT)
-    assert empty.vocabulary is None and empty.compounds == ()
+    assert empty.vocabulary is None and empty.depicting is None and empty.compounds == ()
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,7 @@ def test_settings_read_their_keys_and_leave_the_records():
         ({"stray_limit": 1.5}, "stray_limit"),
         ({"compounds": "glass of milk"}, "compounds"),
         ({"vocabulary": [1, 2]}, "vocabulary"),
+        ({"depicting": "cat"}, "depicting"),
     ],
 )
 def test_a_bad_value_names_its_key(section, key):

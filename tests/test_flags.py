@@ -64,7 +64,7 @@ class _OracleModel:
             elif text == target.shape:
                 relevance = 0.05 * (1 + seed % 7)  # a spread of shape ratios
             words.append(Word(text, [position], relevance))
-        return SimpleNamespace(image=Image.fromarray(image), words=words)
+        return SimpleNamespace(image=Image.fromarray(image), words=words, depicting=None)
 
 
 def test_calibration_uses_only_words_the_image_shows(monkeypatch):
@@ -174,3 +174,25 @@ def test_the_colour_change_signal_takes_peer_ratios_of_the_removal_maps(tmp_path
 def test_calibration_rejects_an_unknown_signal():
     with pytest.raises(ValueError, match="unknown flag signal"):
         calibrate_flag_ratio(_OracleModel(seed=0), captions=2, steps=1, signal="nope")
+
+
+def test_with_the_depicting_words_frame_words_neither_flag_nor_move_the_peers():
+    """A word's peer ratio is read against the other depicting words only: a frame word
+    taking most of the relevance ("picture") or almost none ("page") changes nothing."""
+    from bcosdiff.explain.tokens import flag_words, judged_words
+
+    depicting = frozenset({"red", "circle", "blue", "square"})
+    core = [Word("red", [1], 0.2), Word("circle", [2], 0.2), Word("blue", [4], 0.2)]
+    core.append(Word("square", [5], 0.01))
+
+    def ratios(words):
+        return {w.text: r for w, r in peer_ratios(words, "relevance", depicting)}
+
+    framed = [Word("picture", [0], 0.9), *core, Word("page", [6], 0.0001)]
+    assert ratios(framed) == ratios(core)
+    assert [w.text for w in judged_words(framed, depicting)] == ["red", "circle", "blue", "square"]
+    assert flag_words(framed, 0.1, "relevance", depicting) == ["square"]
+    # Without them, "page" is flagged and moves the peers' median ("picture" is filler).
+    assert flag_words(framed, 0.1, "relevance") == ["square", "page"]
+    red = next(r for w, r in peer_ratios(framed) if w.text == "red")
+    assert red == pytest.approx(0.2 / 0.105) and ratios(core)["red"] == pytest.approx(1.0)

@@ -59,3 +59,24 @@ def test_compounds_to_keep_are_the_names_the_rules_would_cut():
     for name in kept:  # cut without the list, one phrase with it, inside a prompt
         words = caption_words(f"a {name} next to a rocket")
         assert len(parse_phrases(words)) == 3 and len(parse_phrases(words, kept)) == 2
+
+
+def test_with_the_depicting_words_frame_words_start_and_join_no_phrase():
+    depicting = frozenset({"red", "blue", "circle", "square", "big", "left"})
+
+    def texts(prompt, depicting=depicting):
+        words = caption_words(prompt)
+        return [[words[i] for i in p.words] for p in parse_phrases(words, (), depicting)]
+
+    expected = [["red", "circle"], ["blue", "square"]]
+    assert texts("a picture of a red circle and a blue square") == expected
+    assert texts("an illustration with a red circle beside a blue square") == expected
+    assert texts("two shapes: one red circle and one blue square") == expected
+    assert texts("a red circle and a blue square in the middle of the page") == expected
+    assert texts("a big bright red circle and a blue square") == [
+        ["big", "red", "circle"],
+        ["blue", "square"],
+    ]
+    # Without them, the frame words make phrases and join them (the rules' old reading).
+    assert texts("a sketch of a red circle", None) == [["sketch"], ["red", "circle"]]
+    assert texts("two shapes: one red circle", None) == [["two", "shapes", "red", "circle"]]

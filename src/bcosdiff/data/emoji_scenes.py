@@ -132,6 +132,13 @@ class EmojiScenes(torch.utils.data.Dataset):
         parts += [text for c in self.concepts for text in (c.name, *c.keywords)]
         return caption_vocabulary(parts)
 
+    def depicting_vocabulary(self) -> frozenset[str]:
+        """The words of :meth:`vocabulary` that describe what is drawn: the concept names,
+        their keywords and the style names (not the templates' framing words, joiners or
+        articles)."""
+        parts = [text for c in self.concepts for text in (c.name, *c.keywords)]
+        return caption_vocabulary([*parts, *self.styles])
+
     def concept(self, name: str) -> EmojiConcept:
         for concept in self.concepts:
             if concept.name == name:

@@ -226,6 +226,11 @@ class ShapesDataset(torch.utils.data.Dataset):
         parts = [*self.templates, *ARTICLES, *JOINERS, *COLOURS, *SHAPES, *SIZES, *POSITIONS]
         return caption_vocabulary([*parts, "on the", "at the"])
 
+    def depicting_vocabulary(self) -> frozenset[str]:
+        """The words of :meth:`vocabulary` that describe what is drawn: colours, shapes,
+        sizes and positions (not the templates' framing words, articles or joiners)."""
+        return caption_vocabulary([*COLOURS, *SHAPES, *SIZES, *POSITIONS])
+
     def _rng(self, index: int) -> random.Random:
         return random.Random(f"shapes:{self.seed}:{index}")
 

@@ -72,6 +72,7 @@ class Explanation:
     completeness_residual: float | None = None
     stray_limit: float = DEFAULT_STRAY_LIMIT  # binding: the model's calibrated limit
     compounds: tuple[str, ...] = ()  # the model's multi-word names, each kept in one phrase
+    depicting: frozenset[str] | None = None  # the model's depicting words (ExplainSettings)
     unknown_words: list[str] = field(default_factory=list)  # content words never in training
 
     @cached_property
@@ -151,7 +152,7 @@ class Explanation:
         ``words``, with the model's multi-word names (``compounds``) kept whole."""
         from .phrases import parse_phrases
 
-        return parse_phrases([w.text for w in self.words], self.compounds)
+        return parse_phrases([w.text for w in self.words], self.compounds, self.depicting)
 
     def painting_weights(self) -> np.ndarray:
         """How much each word painted, for the binding diagnostics: its ``colour_change``
@@ -282,6 +283,7 @@ def build_explanation(
     flag_ratio: float = DEFAULT_FLAG_RATIO,
     flag_signal: str = "relevance",
     guidance: float = 1.0,
+    depicting: frozenset[str] | None = None,
 ) -> Explanation:
     """The report of ``run``, contribution maps included (the attribution method drops them
     after the binding diagnostics when asked to, :class:`~bcosdiff.explain.WholeRunOptions`)."""
@@ -301,7 +303,7 @@ def build_explanation(
             word.colour_change = total
     elif run.contributions is None and flag_signal != "relevance":
         raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
-    flagged = flag_words(words, flag_ratio, flag_signal)
+    flagged = flag_words(words, flag_ratio, flag_signal, depicting)
     return Explanation(
         prompt=prompt,
         seed=seed,

@@ -68,7 +68,9 @@ class Phrase:
         return tuple(i for i in self.words if i != self.noun)
 
 
-def _is_phrase_word(word: str) -> bool:
+def _is_phrase_word(word: str, depicting: frozenset[str] | None) -> bool:
+    if depicting is not None:
+        return is_content_word(word) and word.lower() in depicting
     return is_content_word(word) and word.lower() not in FRAME_WORDS
 
 
@@ -80,10 +82,17 @@ def _relation_at(lowered: Sequence[str], start: int) -> int:
     return 0
 
 
-def parse_phrases(words: Sequence[str], compounds: Iterable[str] = ()) -> list[Phrase]:
+def parse_phrases(
+    words: Sequence[str],
+    compounds: Iterable[str] = (),
+    depicting: frozenset[str] | None = None,
+) -> list[Phrase]:
     """Phrases of a prompt given as words (the explanation's words or
     :func:`~bcosdiff.data.shapes.caption_words`). ``compounds``: multi-word names to keep in
-    one phrase (their last word is the noun)."""
+    one phrase (their last word is the noun). ``depicting``: the model's words that name or
+    describe what is drawn (:class:`~bcosdiff.explain.settings.ExplainSettings`); where
+    known, only they belong to phrases, so frame words ("a picture of", "two shapes:") and
+    words the model never saw start no phrase and join none."""
     lowered = [w.lower() for w in words]
     names = sorted({tuple(c.lower().split()) for c in compounds if c.strip()}, key=len)[::-1]
     chunks: list[list[int]] = [[]]
@@ -103,7 +112,7 @@ def parse_phrases(words: Sequence[str], compounds: Iterable[str] = ()) -> list[P
         i += 1
     phrases = []
     for chunk in chunks:
-        content = [j for j in chunk if _is_phrase_word(words[j])]
+        content = [j for j in chunk if _is_phrase_word(words[j], depicting)]
         nouns = [j for j in content if lowered[j] not in POSITION_WORDS]
         if not nouns:
             if content and phrases:  # "on the left" after a phrase: a position of that noun

@@ -23,13 +23,17 @@ class ExplainSettings:
     """``flag_ratio`` and ``flag_signal``: the failure-detection rule (:mod:`.tokens`);
     ``stray_limit``: the binding diagnostics' limit (:mod:`.binding`); ``compounds``:
     multi-word names kept in one phrase (:mod:`.phrases`); ``vocabulary``: the words of the
-    training captions, lower-cased (None: not known; :func:`.tokens.unknown_words`)."""
+    training captions, lower-cased (None: not known; :func:`.tokens.unknown_words`);
+    ``depicting``: those of them that name or describe what is drawn (object names and
+    keywords, colours, shapes, sizes, positions, styles), the only words the flagging rule
+    judges and phrases hold (None: not known, every content word; :func:`.tokens.judged_words`)."""
 
     flag_ratio: float = DEFAULT_FLAG_RATIO
     flag_signal: str = "relevance"
     stray_limit: float = DEFAULT_STRAY_LIMIT
     compounds: tuple[str, ...] = ()
     vocabulary: frozenset[str] | None = field(default=None)
+    depicting: frozenset[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -38,9 +42,10 @@ class ExplainSettings:
         object.__setattr__(self, "flag_ratio", float(self.flag_ratio))
         object.__setattr__(self, "stray_limit", float(self.stray_limit))
         object.__setattr__(self, "compounds", tuple(self.compounds))
-        if self.vocabulary is not None:
-            words = frozenset(w.lower() for w in self.vocabulary)
-            object.__setattr__(self, "vocabulary", words)
+        for name in ("vocabulary", "depicting"):
+            if getattr(self, name) is not None:
+                words = frozenset(w.lower() for w in getattr(self, name))
+                object.__setattr__(self, name, words)
 
     @classmethod
     def from_section(cls, section: object) -> ExplainSettings:
@@ -48,7 +53,7 @@ class ExplainSettings:
         a :class:`ValueError` names the first bad key as ``explain.KEY``."""
         if not isinstance(section, dict):
             raise ValueError("bad 'explain' section: it must be a mapping")
-        names = ("flag_ratio", "flag_signal", "stray_limit", "compounds", "vocabulary")
+        names = ("flag_ratio", "flag_signal", "stray_limit", "compounds", "vocabulary", "depicting")
         return cls(**{name: section[name] for name in names if name in section})
 
 
@@ -69,6 +74,7 @@ def _problem(settings: ExplainSettings) -> str | None:
         "stray_limit": _is_number(settings.stray_limit) and 0 <= settings.stray_limit <= 1,
         "compounds": _words(settings.compounds),
         "vocabulary": settings.vocabulary is None or _words(settings.vocabulary),
+        "depicting": settings.depicting is None or _words(settings.depicting),
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"bad 'explain.{bad[0]}'" if bad else None

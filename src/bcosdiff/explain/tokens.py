@@ -41,6 +41,7 @@ __all__ = [
     "flag_words",
     "group_words",
     "is_content_word",
+    "judged_words",
     "peer_ratios",
     "unknown_words",
 ]
@@ -231,15 +232,29 @@ def check_flag_signal(signal: str) -> None:
         raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
 
 
-def peer_ratios(words: list[Word], signal: str = "relevance") -> list[tuple[Word, float]]:
-    """``(word, score / median score of the other content words)`` per content word, the
-    score being the word's ``signal`` (:data:`FLAG_SIGNALS`).
+def judged_words(words: list[Word], depicting: frozenset[str] | None = None) -> list[Word]:
+    """The words the flagging rule judges: the content words, and where the model's
+    ``depicting`` vocabulary is known (the training captions' words that name or describe
+    what is drawn, lower case) only those in it. Frame words ("a picture of", "in the middle
+    of the page") and words the model never saw are then no peers and are never flagged, so
+    a word's peer ratio does not depend on how the prompt around the objects is phrased."""
+    content = [w for w in words if is_content_word(w.text)]
+    if depicting is None:
+        return content
+    return [w for w in content if w.text.lower() in depicting]
 
-    Empty for prompts with fewer than two content words; the ratio is ``inf`` when the
+
+def peer_ratios(
+    words: list[Word], signal: str = "relevance", depicting: frozenset[str] | None = None
+) -> list[tuple[Word, float]]:
+    """``(word, score / median score of the other judged words)`` per judged word
+    (:func:`judged_words`), the score being the word's ``signal`` (:data:`FLAG_SIGNALS`).
+
+    Empty for prompts with fewer than two judged words; the ratio is ``inf`` when the
     peers' median is zero.
     """
     check_flag_signal(signal)
-    content = [w for w in words if is_content_word(w.text)]
+    content = judged_words(words, depicting)
     if len(content) < 2:
         return []
     ratios = []
@@ -251,10 +266,13 @@ def peer_ratios(words: list[Word], signal: str = "relevance") -> list[tuple[Word
 
 
 def flag_words(
-    words: list[Word], ratio: float = DEFAULT_FLAG_RATIO, signal: str = "relevance"
+    words: list[Word],
+    ratio: float = DEFAULT_FLAG_RATIO,
+    signal: str = "relevance",
+    depicting: frozenset[str] | None = None,
 ) -> list[str]:
-    """Content words whose peer ratio is below ``ratio`` (see the module docstring)."""
-    return [word.text for word, peer in peer_ratios(words, signal) if peer < ratio]
+    """Judged words whose peer ratio is below ``ratio`` (see the module docstring)."""
+    return [word.text for word, peer in peer_ratios(words, signal, depicting) if peer < ratio]
 
 
 def unknown_words(words: Iterable[str], vocabulary: frozenset[str] | None) -> list[str]:

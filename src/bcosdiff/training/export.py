@@ -134,28 +134,30 @@ def trained_vocabulary(data: dict) -> list[str] | None:
     return _trained_words(data)[1]
 
 
-def _trained_words(data: dict) -> tuple[list[str], list[str] | None]:
-    """``(compounds, vocabulary)`` of a run's data, its data set built once."""
+def _trained_words(data: dict) -> tuple[list[str], list[str] | None, list[str] | None]:
+    """``(compounds, vocabulary, depicting words)`` of a run's data, its data set built
+    once; no vocabularies for open-ended captions."""
     from ..explain.phrases import compounds_to_keep
     from .loop import build_dataset
 
     kind = data.get("kind", "shapes")
     if kind not in ("shapes", "emoji"):
-        return [], None
+        return [], None, None
     try:
         dataset = build_dataset(data, seed=0)
     except (BcosdiffError, OSError) as exc:
         warnings.warn(f"no multi-word names or vocabulary exported: {exc}", stacklevel=3)
-        return [], None
+        return [], None, None
     compounds = compounds_to_keep(c.name for c in dataset.concepts) if kind == "emoji" else []
-    return compounds, sorted(dataset.vocabulary())
+    return compounds, sorted(dataset.vocabulary()), sorted(dataset.depicting_vocabulary())
 
 
 def _explain_section(data: dict) -> dict:
-    compounds, vocabulary = _trained_words(data)
+    compounds, vocabulary, depicting = _trained_words(data)
     return {
         **({"compounds": compounds} if compounds else {}),
         **({"vocabulary": vocabulary} if vocabulary is not None else {}),
+        **({"depicting": depicting} if depicting is not None else {}),
     }
 
 
