@@ -71,6 +71,34 @@ def test_bundled_images_are_bit_identical_to_the_recorded_ones(model, prompt, se
     assert hashlib.sha256(pixels.tobytes()).hexdigest()[:16] == digest
 
 
+# The same for explanations (5 steps, with sources): relevance, every token's contribution
+# maps and the image, and the words reported, recorded before the explanation code was
+# reorganised into the service, the report package and typed settings.
+BUNDLED_EXPLANATIONS = [
+    ("bcos-x0", "a red circle and a blue square", "124a4464c29b7cd7", [], ["blue"]),
+    ("bcos-emoji", "a cat face and a rocket", "bd42c103b985b293", [], ["cat", "rocket"]),
+    ("bcos-x0", "a red circle and a shark", "3f673ddca3af20b9", ["shark"], []),
+]
+
+
+@pytest.mark.parametrize(("model", "prompt", "digest", "flagged", "misbound"), BUNDLED_EXPLANATIONS)
+def test_bundled_explanations_are_bit_identical_to_the_recorded_ones(
+    model, prompt, digest, flagged, misbound
+):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipe = load_pipeline(model)
+        exp = explain_prompt(pipe, prompt, steps=5, seed=3, options=BcosOptions(sources=True))
+    finally:
+        torch.set_num_threads(threads)
+    h = hashlib.sha256(repr(list(exp.relevance)).encode())
+    h.update(exp.contribution_maps.numpy().tobytes())
+    h.update(exp.image.tobytes())
+    assert h.hexdigest()[:16] == digest
+    assert (exp.flagged_tokens, exp.misbound_words) == (flagged, misbound)
+
+
 def test_the_default_model_at_its_default_guidance_flags_an_unseen_word():
     """At the model's own guidance scale: "shark" (never in the training data) is flagged,
     the words it can draw are not, and every source's contribution adds up to the sample."""
