@@ -64,7 +64,7 @@ class _OracleModel:
             elif text == target.shape:
                 relevance = 0.05 * (1 + seed % 7)  # a spread of shape ratios
             words.append(Word(text, [position], relevance))
-        return SimpleNamespace(image=Image.fromarray(image), words=words, depicting=None)
+        return SimpleNamespace(image=Image.fromarray(image), words=words, word_roles=None)
 
 
 def test_calibration_uses_only_words_the_image_shows(monkeypatch):
@@ -177,22 +177,29 @@ def test_calibration_rejects_an_unknown_signal():
 
 
 def test_with_the_depicting_words_frame_words_neither_flag_nor_move_the_peers():
-    """A word's peer ratio is read against the other depicting words only: a frame word
-    taking most of the relevance ("picture") or almost none ("page") changes nothing."""
-    from bcosdiff.explain.tokens import flag_words, judged_words
+    """A word's peer ratio is read against the depicting words only: frame words taking
+    much of the relevance ("kids", "white") or almost none ("page") change nothing. A word
+    the model never saw ("shark", "page") is still judged against them, but is no peer."""
+    from bcosdiff.explain.tokens import WordRoles, flag_words
 
-    depicting = frozenset({"red", "circle", "blue", "square"})
-    core = [Word("red", [1], 0.2), Word("circle", [2], 0.2), Word("blue", [4], 0.2)]
+    roles = WordRoles(
+        depicting=frozenset({"red", "circle", "blue", "square"}),
+        vocabulary=frozenset({"red", "circle", "blue", "square", "kids", "white", "a"}),
+    )
+    core = [Word("red", [1], 0.2), Word("circle", [2], 0.3), Word("blue", [4], 0.25)]
     core.append(Word("square", [5], 0.01))
 
-    def ratios(words):
-        return {w.text: r for w, r in peer_ratios(words, "relevance", depicting)}
+    def ratios(words, roles=roles):
+        return {w.text: r for w, r in peer_ratios(words, "relevance", roles)}
 
-    framed = [Word("picture", [0], 0.9), *core, Word("page", [6], 0.0001)]
-    assert ratios(framed) == ratios(core)
-    assert [w.text for w in judged_words(framed, depicting)] == ["red", "circle", "blue", "square"]
-    assert flag_words(framed, 0.1, "relevance", depicting) == ["square"]
-    # Without them, "page" is flagged and moves the peers' median ("picture" is filler).
-    assert flag_words(framed, 0.1, "relevance") == ["square", "page"]
-    red = next(r for w, r in peer_ratios(framed) if w.text == "red")
-    assert red == pytest.approx(0.2 / 0.105) and ratios(core)["red"] == pytest.approx(1.0)
+    framed = [Word("kids", [0], 0.9), Word("white", [0], 0.8), *core, Word("page", [6], 1e-4)]
+    assert ratios(framed) == {**ratios(core), "page": pytest.approx(1e-4 / 0.225)}
+    assert ratios(core)["red"] == pytest.approx(0.2 / 0.25)
+    assert flag_words(framed, 0.1, "relevance", roles) == ["square", "page"]
+    # Without the roles the frame words are peers too: they move every ratio, and are judged.
+    assert ratios(framed, None)["red"] == pytest.approx(0.2 / 0.275)
+    assert "kids" in ratios(framed, None) and "kids" not in ratios(framed)
+    shark = [*core[:3], Word("shark", [6], 0.001)]
+    assert ratios(shark)["shark"] == pytest.approx(0.001 / 0.25)
+    assert ratios(shark)["red"] == pytest.approx(0.2 / 0.275)  # "shark" is no peer
+    assert flag_words(shark, 0.1, "relevance", roles) == ["shark"]

@@ -164,7 +164,7 @@ def explain_and_check(
         # A flagged word the model never saw in training is reported as unknown, not as a
         # finding (Explanation.findings): it catches nothing here either.
         unknown = set(exp.unknown_words)
-        by_word = {id(w): r for w, r in peer_ratios(exp.words, exp.flag_signal, exp.depicting)}
+        by_word = {id(w): r for w, r in peer_ratios(exp.words, exp.flag_signal, exp.word_roles)}
         ratios = {
             i: by_word[id(w)]
             for i, w in enumerate(exp.words)

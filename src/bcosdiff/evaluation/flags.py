@@ -87,7 +87,7 @@ def calibrate_flag_ratio(
         found = truth.read(np.asarray(exp.image), prompt)
         positions = align([w.text for w in exp.words], prompt.words)
         where = {id(w): t for w, t in zip(exp.words, positions, strict=True)}
-        for word, ratio in peer_ratios(exp.words, signal, exp.depicting):
+        for word, ratio in peer_ratios(exp.words, signal, exp.word_roles):
             t = where[id(word)]
             if t is None or t not in prompt.key_words:
                 continue

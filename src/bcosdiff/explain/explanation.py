@@ -18,7 +18,7 @@ from .binding import DEFAULT_STRAY_LIMIT
 from .linear_map import RunExplanation, normalized_reconstruction
 from .readouts import DEFAULT_READOUT, colour_change, get_readout
 from .run import GeneratedRun
-from .tokens import DEFAULT_FLAG_RATIO, Word, flag_words, group_words
+from .tokens import DEFAULT_FLAG_RATIO, Word, WordRoles, flag_words, group_words
 
 # The notebook view. The HTML module registers it when it is imported (the explain package
 # imports it), so that an explanation never imports its own presentation.
@@ -72,7 +72,7 @@ class Explanation:
     completeness_residual: float | None = None
     stray_limit: float = DEFAULT_STRAY_LIMIT  # binding: the model's calibrated limit
     compounds: tuple[str, ...] = ()  # the model's multi-word names, each kept in one phrase
-    depicting: frozenset[str] | None = None  # the model's depicting words (ExplainSettings)
+    word_roles: WordRoles = field(default_factory=WordRoles)  # the model's words (tokens)
     unknown_words: list[str] = field(default_factory=list)  # content words never in training
 
     @cached_property
@@ -152,7 +152,9 @@ class Explanation:
         ``words``, with the model's multi-word names (``compounds``) kept whole."""
         from .phrases import parse_phrases
 
-        return parse_phrases([w.text for w in self.words], self.compounds, self.depicting)
+        return parse_phrases(
+            [w.text for w in self.words], self.compounds, self.word_roles.depicting
+        )
 
     def painting_weights(self) -> np.ndarray:
         """How much each word painted, for the binding diagnostics: its ``colour_change``
@@ -283,7 +285,7 @@ def build_explanation(
     flag_ratio: float = DEFAULT_FLAG_RATIO,
     flag_signal: str = "relevance",
     guidance: float = 1.0,
-    depicting: frozenset[str] | None = None,
+    word_roles: WordRoles | None = None,
 ) -> Explanation:
     """The report of ``run``, contribution maps included (the attribution method drops them
     after the binding diagnostics when asked to, :class:`~bcosdiff.explain.WholeRunOptions`)."""
@@ -303,7 +305,7 @@ def build_explanation(
             word.colour_change = total
     elif run.contributions is None and flag_signal != "relevance":
         raise ValueError(f"the flag signal {flag_signal!r} needs the contribution maps")
-    flagged = flag_words(words, flag_ratio, flag_signal, depicting)
+    flagged = flag_words(words, flag_ratio, flag_signal, word_roles)
     return Explanation(
         prompt=prompt,
         seed=seed,

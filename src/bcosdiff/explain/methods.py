@@ -152,7 +152,7 @@ class AttributionMethod:
         exp.method = self.name
         exp.stray_limit = self.pipe.explain_settings.stray_limit
         exp.compounds = self.pipe.explain_settings.compounds
-        exp.depicting = self.pipe.explain_settings.depicting
+        exp.word_roles = self.pipe.explain_settings.word_roles
         exp.unknown_words = self.pipe.unknown_words(exp.prompt)
         # The binding diagnostics run here, while every word and map is there.
         exp.attempts = [(exp.seed, list(exp.flagged_tokens), list(exp.misbound_words))]
@@ -231,7 +231,7 @@ class AttributionMethod:
             flag_ratio=flag_ratio,
             flag_signal=pipe.explain_settings.flag_signal if linearise else "relevance",
             guidance=run.guidance,
-            depicting=pipe.explain_settings.depicting,
+            word_roles=pipe.explain_settings.word_roles,
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .binding import DEFAULT_STRAY_LIMIT
-from .tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS
+from .tokens import DEFAULT_FLAG_RATIO, FLAG_SIGNALS, WordRoles
 
 __all__ = ["ExplainSettings"]
 
@@ -26,7 +26,8 @@ class ExplainSettings:
     training captions, lower-cased (None: not known; :func:`.tokens.unknown_words`);
     ``depicting``: those of them that name or describe what is drawn (object names and
     keywords, colours, shapes, sizes, positions, styles), the only words the flagging rule
-    judges and phrases hold (None: not known, every content word; :func:`.tokens.judged_words`)."""
+    reads as peers and phrases hold (None: not known, every content word;
+    :class:`.tokens.WordRoles`)."""
 
     flag_ratio: float = DEFAULT_FLAG_RATIO
     flag_signal: str = "relevance"
@@ -46,6 +47,10 @@ class ExplainSettings:
             if getattr(self, name) is not None:
                 words = frozenset(w.lower() for w in getattr(self, name))
                 object.__setattr__(self, name, words)
+
+    @property
+    def word_roles(self) -> WordRoles:
+        return WordRoles(depicting=self.depicting, vocabulary=self.vocabulary)
 
     @classmethod
     def from_section(cls, section: object) -> ExplainSettings:

@@ -41,7 +41,7 @@ __all__ = [
     "flag_words",
     "group_words",
     "is_content_word",
-    "judged_words",
+    "WordRoles",
     "peer_ratios",
     "unknown_words",
 ]
@@ -232,34 +232,54 @@ def check_flag_signal(signal: str) -> None:
         raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
 
 
-def judged_words(words: list[Word], depicting: frozenset[str] | None = None) -> list[Word]:
-    """The words the flagging rule judges: the content words, and where the model's
-    ``depicting`` vocabulary is known (the training captions' words that name or describe
-    what is drawn, lower case) only those in it. Frame words ("a picture of", "in the middle
-    of the page") and words the model never saw are then no peers and are never flagged, so
-    a word's peer ratio does not depend on how the prompt around the objects is phrased."""
-    content = [w for w in words if is_content_word(w.text)]
-    if depicting is None:
-        return content
-    return [w for w in content if w.text.lower() in depicting]
+@dataclass(frozen=True)
+class WordRoles:
+    """What the model's training captions say about its words (lower case; None: not
+    known): ``vocabulary``, every word they hold, and ``depicting``, those that name or
+    describe what is drawn (object names and keywords, colours, shapes, sizes, positions,
+    styles).
+
+    With ``depicting`` known, a content word's peers are the depicting words only, and the
+    words judged are those and the words the model never saw ("shark"); the training
+    templates' frame words ("a picture of", "clipart") are neither. Words no training caption
+    has and that describe nothing ("page", "two shapes") are judged but are no peers, and
+    their flags are reported as unknown words, not as findings. So a word's peer ratio does
+    not depend on how the prompt around the objects is phrased. Without ``depicting``, every
+    content word is a peer and judged."""
+
+    depicting: frozenset[str] | None = None
+    vocabulary: frozenset[str] | None = None
+
+    def is_peer(self, word: str) -> bool:
+        return is_content_word(word) and (self.depicting is None or word.lower() in self.depicting)
+
+    def is_judged(self, word: str) -> bool:
+        unknown = self.vocabulary is not None and word.lower() not in self.vocabulary
+        return self.is_peer(word) or (is_content_word(word) and unknown)
 
 
 def peer_ratios(
-    words: list[Word], signal: str = "relevance", depicting: frozenset[str] | None = None
+    words: list[Word], signal: str = "relevance", roles: WordRoles | None = None
 ) -> list[tuple[Word, float]]:
-    """``(word, score / median score of the other judged words)`` per judged word
-    (:func:`judged_words`), the score being the word's ``signal`` (:data:`FLAG_SIGNALS`).
+    """``(word, score / median score of its peers)`` per judged word (:class:`WordRoles`;
+    default: every content word is judged and a peer of the others), the score being the
+    word's ``signal`` (:data:`FLAG_SIGNALS`).
 
-    Empty for prompts with fewer than two judged words; the ratio is ``inf`` when the
-    peers' median is zero.
+    Empty for prompts with fewer than two judged words; a word without peers gets no ratio;
+    the ratio is ``inf`` when the peers' median is zero.
     """
     check_flag_signal(signal)
-    content = judged_words(words, depicting)
-    if len(content) < 2:
+    roles = roles or WordRoles()
+    judged = [w for w in words if roles.is_judged(w.text)]
+    if len(judged) < 2:
         return []
+    peers = [w for w in words if roles.is_peer(w.text)]
     ratios = []
-    for word in content:
-        median = statistics.median(getattr(w, signal) for w in content if w is not word)
+    for word in judged:
+        others = [getattr(w, signal) for w in peers if w is not word]
+        if not others:
+            continue
+        median = statistics.median(others)
         score = getattr(word, signal)
         ratios.append((word, score / median if median > 0 else math.inf))
     return ratios
@@ -269,10 +289,10 @@ def flag_words(
     words: list[Word],
     ratio: float = DEFAULT_FLAG_RATIO,
     signal: str = "relevance",
-    depicting: frozenset[str] | None = None,
+    roles: WordRoles | None = None,
 ) -> list[str]:
     """Judged words whose peer ratio is below ``ratio`` (see the module docstring)."""
-    return [word.text for word, peer in peer_ratios(words, signal, depicting) if peer < ratio]
+    return [word.text for word, peer in peer_ratios(words, signal, roles) if peer < ratio]
 
 
 def unknown_words(words: Iterable[str], vocabulary: frozenset[str] | None) -> list[str]:
