@@ -140,6 +140,16 @@ def test_eval_phrasing_saves_resumes_and_refuses_bad_names(tmp_path, monkeypatch
     assert err.count("\n") == 0 and "cannot resume" in err and "other steps" in err
     assert main([*argv, "--measure", "shouting"]) == 2
     assert "no phrasing 'shouting'" in capsys.readouterr().err
+    # --write stores the limits calibrated across phrasings, keeping the rest of the section.
+    from bcosdiff.modeldir import read_config, update_config_section
+
+    update_config_section(model, "explain", note="kept")
+    assert main([*argv, "--regenerate", "0", "--resume", "--write"]) == 0
+    explain = read_config(model)["explain"]
+    assert (explain["flag_ratio"], explain["stray_limit"]) == (saved["flag_ratio"], 0.2)
+    assert explain["flag_ratio_source"] == "eval phrasing" and explain["note"] == "kept"
+    assert explain["phrasing_calibration"]["phrasings"] == ["known"]
+    assert main([*argv, "--resume", "--write", "--method", "xattn"]) == 2
 
 
 def test_a_word_the_model_never_saw_catches_no_object(tmp_path):

@@ -222,6 +222,10 @@ def eval_phrasing(
     ] = None,
     steps: StepsOption = 25,
     guidance: GuidanceOption = None,
+    write: Annotated[
+        bool,
+        typer.Option(help="Store the limits calibrated across phrasings in config.json."),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-phrasing"),
     resume: Annotated[
         bool,
@@ -243,6 +247,7 @@ def eval_phrasing(
         read_phrasing_study,
         save_phrasing_study,
     )
+    from ..modeldir import update_config_section
     from ..pipeline import load_pipeline, resolve_model
     from ..service import default_method
 
@@ -255,7 +260,11 @@ def eval_phrasing(
     budgets = sorted(set(regenerate if regenerate is not None else [3]))
     if any(n < 0 for n in budgets):
         raise BcosdiffError("--regenerate budgets must be at least 0")
-    pipe = load_pipeline(resolve_model(model), device)
+    directory = resolve_model(model)
+    pipe = load_pipeline(directory, device)
+    method = method or default_method(pipe)
+    if write and method != default_method(pipe):
+        raise BcosdiffError("--write stores the limits of the model's own method only")
     saved = None
     if resume:
         try:
@@ -270,7 +279,7 @@ def eval_phrasing(
     try:
         report, _ = phrasing_study(
             pipe,
-            method=method or default_method(pipe),
+            method=method,
             prompts=prompts,
             seed=seed,
             calibrate=calibrate or DEFAULT_CALIBRATION,
@@ -289,6 +298,27 @@ def eval_phrasing(
         prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
         raise BcosdiffError(prefix + str(exc)) from None
     typer.echo(phrasing_markdown(report), nl=False)
+    if write:
+        settings = report.settings
+        with writing(directory):
+            update_config_section(
+                directory,
+                "explain",
+                flag_ratio=report.flag_ratio,
+                flag_ratio_source="eval phrasing",
+                stray_limit=report.stray_limit,
+                phrasing_calibration={
+                    "phrasings": settings["calibrate"],
+                    "prompts": settings["prompts"],
+                    "seed": settings["seed"],
+                    "max_fpr": max_fpr,
+                    "measured_pooled": report.to_dict()["measured_pooled"],
+                },
+            )
+        note(
+            f"flag_ratio {report.flag_ratio:.4g} and stray_limit {report.stray_limit:.4g} "
+            f"written to {directory / 'config.json'}"
+        )
 
 
 @app.command("relevance")
