@@ -8,7 +8,9 @@ from conftest import TINY_UNET, torchrun_two_processes
 
 from bcosdiff.cli import main
 from bcosdiff.data.captions import load_captions
+from bcosdiff.evaluation import relevance
 from bcosdiff.evaluation.relevance import pearson, relevance_table
+from bcosdiff.explain.methods import SCORES_ONLY
 from bcosdiff.explain.tokens import Word
 from bcosdiff.pipeline import create_model_directory
 
@@ -22,16 +24,18 @@ def test_pearson_matches_numpy():
 
 
 class _ScriptedModel:
-    """Relevance of each word = its length / 100, so the table is known in advance."""
-
     name = "scripted"
 
-    def explain(self, caption, steps, seed, options):
-        words = [Word(w, [i], len(w) / 100) for i, w in enumerate(caption.split())]
-        return type("E", (), {"words": words})()
+
+def _scripted_explanation(pipe, caption, *, steps, seed, options):
+    """Relevance of each word = its length / 100, so the table is known in advance."""
+    assert isinstance(pipe, _ScriptedModel) and steps == 1 and options is SCORES_ONLY
+    words = [Word(w, [i], len(w) / 100) for i, w in enumerate(caption.split())]
+    return type("E", (), {"words": words})()
 
 
-def test_relevance_table_counts_each_word_once_per_caption():
+def test_relevance_table_counts_each_word_once_per_caption(monkeypatch):
+    monkeypatch.setattr(relevance, "explain_prompt", _scripted_explanation)
     table = relevance_table(_ScriptedModel(), ["a red red circle", "a blue circle"], steps=1)
     rows = {r.word: r for r in table.rows}
     assert rows["a"].occurrences == 2 and rows["circle"].occurrences == 2
