@@ -247,7 +247,6 @@ def eval_phrasing(
         read_phrasing_study,
         save_phrasing_study,
     )
-    from ..modeldir import update_config_section
     from ..pipeline import load_pipeline, resolve_model
     from ..service import default_method
 
@@ -299,26 +298,33 @@ def eval_phrasing(
         raise BcosdiffError(prefix + str(exc)) from None
     typer.echo(phrasing_markdown(report), nl=False)
     if write:
-        settings = report.settings
-        with writing(directory):
-            update_config_section(
-                directory,
-                "explain",
-                flag_ratio=report.flag_ratio,
-                flag_ratio_source="eval phrasing",
-                stray_limit=report.stray_limit,
-                phrasing_calibration={
-                    "phrasings": settings["calibrate"],
-                    "prompts": settings["prompts"],
-                    "seed": settings["seed"],
-                    "max_fpr": max_fpr,
-                    "measured_pooled": report.to_dict()["measured_pooled"],
-                },
-            )
-        note(
-            f"flag_ratio {report.flag_ratio:.4g} and stray_limit {report.stray_limit:.4g} "
-            f"written to {directory / 'config.json'}"
+        _write_phrasing_limits(directory, report, max_fpr)
+
+
+def _write_phrasing_limits(directory: Path, report, max_fpr: float) -> None:
+    """Store the limits a phrasing study calibrated, with where they came from."""
+    from ..modeldir import update_config_section
+
+    settings = report.settings
+    with writing(directory):
+        update_config_section(
+            directory,
+            "explain",
+            flag_ratio=report.flag_ratio,
+            flag_ratio_source="eval phrasing",
+            stray_limit=report.stray_limit,
+            phrasing_calibration={
+                "phrasings": settings["calibrate"],
+                "prompts": settings["prompts"],
+                "seed": settings["seed"],
+                "max_fpr": max_fpr,
+                "measured_pooled": report.to_dict()["measured_pooled"],
+            },
         )
+    note(
+        f"flag_ratio {report.flag_ratio:.4g} and stray_limit {report.stray_limit:.4g} "
+        f"written to {directory / 'config.json'}"
+    )
 
 
 @app.command("relevance")
