@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from bcosdiff.data.shapes import caption_words
-from bcosdiff.explain.binding import drawn_objects, find_misbound
+from bcosdiff.explain.binding import (
+    drawn_objects,
+    find_misbound,
+    phrase_stray,
+    place_words,
+    word_densities,
+)
 from bcosdiff.explain.phrases import parse_phrases
 from bcosdiff.service import explain_prompt
 
@@ -35,26 +41,55 @@ def test_a_word_on_another_phrases_object_is_misbound_and_a_bound_one_is_not():
     image, left, right = _scene()
     words = caption_words("a red circle and a blue square")
     phrases = parse_phrases(words)
+    red, circle = words.index("red"), words.index("circle")
     # "red" painted the square's object, not the circle's: a binding error.
     wrong = _maps(words, {"circle": left, "red": right, "square": right, "blue": right})
-    paint = np.array([2.0 if w in ("red", "blue") else 1.0 for w in words])
+    paint = np.array([2.0 if w in ("circle", "square") else 1.0 for w in words])
     findings, objects, placed = find_misbound(image, words, wrong, phrases, weights=paint)
     assert [o.name for o in objects] == ["circle", "square"]
-    assert [(f.word, f.noun, f.drew) for f in findings] == [("red", "circle", "square")]
-    assert findings[0].share == 1.0 and placed[words.index("red")].stray == 1.0
-    assert placed[words.index("circle")].stray == 0.0  # a noun is at home on its object
-    assert findings[0].phrase_share == pytest.approx(2 / 3)  # red paints 2, circle 1
-    # With equal weights the phrase strays by one half: not more than the default limit.
-    assert find_misbound(image, words, wrong, phrases)[0] == []
-    assert len(find_misbound(image, words, wrong, phrases, stray_limit=0.4)[0]) == 1
-    assert findings[0].sentence() == '"red" drew the square, not the circle'
+    assert [(f.word, f.noun, f.phrase, f.drew, f.home) for f in findings] == [
+        ("red", "circle", "red circle", "square", "circle")
+    ]
+    assert findings[0].share == 1.0 and placed[red].stray == 1.0
+    assert placed[circle].stray == 0.0  # the noun is at home on its phrase's object
+    assert (
+        findings[0].sentence() == '"red circle" split: "red" drew the square, the rest the circle'
+    )
+    # The home is where the phrase painted most: when "red" paints more, the noun strays.
+    heavy = paint.copy()
+    heavy[red] = 3.0
+    (finding,) = find_misbound(image, words, wrong, phrases, weights=heavy)[0]
+    assert (finding.word, finding.drew, finding.home) == ("circle", "circle", "square")
+    # A word is judged alone: equal weights do not average the stray word away.
+    assert find_misbound(image, words, wrong, phrases)[0] != []
+    assert find_misbound(image, words, wrong, phrases, stray_limit=1.0)[0] == []
     right_maps = _maps(words, {"circle": left, "red": left, "square": right, "blue": right})
     assert find_misbound(image, words, right_maps, phrases, weights=paint)[0] == []
     # A word whose map lies on no object (a background smear) is not misbound.
     smear = right_maps.copy()
-    smear[words.index("red")] = 0.0
-    smear[words.index("red"), 0, :] = 1.0
+    smear[red] = 0.0
+    smear[red, 0, :] = 1.0
     assert find_misbound(image, words, smear, phrases, weights=paint)[0] == []
+
+
+def test_a_words_place_is_its_density_not_its_mass():
+    """A word painted evenly over a small and a large object is as much on one as on the
+    other; by summed mass the large object would hold it."""
+    image = np.full((16, 16, 3), 255, np.uint8)
+    small, large = np.zeros((16, 16), bool), np.zeros((16, 16), bool)
+    small[2:6, 2:6] = True  # 16 pixels
+    large[4:14, 8:15] = True  # 70 pixels
+    image[small], image[large] = (220, 30, 30), (30, 60, 220)
+    words = caption_words("a red circle and a blue square")
+    phrases = parse_phrases(words)
+    maps = _maps(words, {"circle": small, "red": small | large, "square": large, "blue": large})
+    objects = drawn_objects(image, maps, [p.noun for p in phrases])
+    densities = word_densities(maps, objects)
+    assert densities[words.index("red")].tolist() == [1.0, 1.0]
+    placed = place_words(maps, objects, phrases)
+    assert placed[words.index("red")].home == 0 and placed[words.index("red")].stray == 0.5
+    assert phrase_stray(phrases[0], placed) == (0.5, words.index("red"))
+    assert phrase_stray(phrases[1], placed) == (0.0, None)  # blue and square: all at home
 
 
 def test_touching_objects_are_split_where_different_nouns_dominate():
@@ -71,7 +106,8 @@ def test_touching_objects_are_split_where_different_nouns_dominate():
 
 
 def _toy_explanation(maps, image, words, seed=0):
-    """Colour words paint twice as much as the others (as in B-cos explanations)."""
+    """Nouns paint twice as much as the other words, so each phrase's home is its noun's
+    object."""
     import torch
     from PIL import Image
 
@@ -79,7 +115,7 @@ def _toy_explanation(maps, image, words, seed=0):
     from bcosdiff.explain.tokens import Word
 
     def paint(word):
-        return 2.0 if word in ("red", "blue") else 1.0
+        return 2.0 if word in ("circle", "square") else 1.0
 
     return Explanation(
         prompt=" ".join(words), seed=seed, steps=1, model="toy", tokens=words,
@@ -144,9 +180,10 @@ def test_findings_reach_the_json_and_the_html_view():
     assert exp.misbound_words == ["red"]
     (entry,) = exp.to_dict()["misbound_words"]
     assert entry["word"] == "red" and entry["drew"] == "square" and entry["noun"] == "circle"
-    assert entry["finding"] == '"red" drew the square, not the circle'
+    assert entry["phrase"] == "red circle" and entry["home"] == "circle"
+    assert entry["finding"] == '"red circle" split: "red" drew the square, the rest the circle'
     page = explanation_html(exp)
-    assert "bound to another object" in page and "red&quot; drew the square" in page
+    assert "bound to another object" in page and "&quot;red&quot; drew the square" in page
     assert page.count('class="word misbound"') == 1 and 'data-word="red"' in page
 
 
@@ -256,7 +293,10 @@ def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkey
 
     model = tmp_path / "m"
     create_model_directory(model, "bcos-x0", unet=TINY_UNET)
-    update_config_section(model, "explain", flag_signal="relevance", note="kept")
+    stale = {"phrasings": ["known"]}
+    update_config_section(
+        model, "explain", flag_signal="relevance", note="kept", phrasing_calibration=stale
+    )
 
     def scripted(pipe, truth, prompt, seed, **_):  # even seeds miss an object that strays
         missed = seed % 2 == 0
@@ -276,6 +316,7 @@ def test_eval_binding_calibrates_measures_and_writes_the_limits(tmp_path, monkey
     explain = read_config(model)["explain"]
     assert explain["stray_limit"] == 0.2 and explain["flag_ratio"] == 1.0
     assert explain["note"] == "kept" and explain["flag_ratio_source"] == "eval binding"
+    assert "phrasing_calibration" not in explain  # the record of the limits replaced
     assert main([*argv[:-1], "--method", "xattn", "--write"]) == 2  # another method's limits
 
 

@@ -143,11 +143,12 @@ def test_eval_phrasing_saves_resumes_and_refuses_bad_names(tmp_path, monkeypatch
     # --write stores the limits calibrated across phrasings, keeping the rest of the section.
     from bcosdiff.modeldir import read_config, update_config_section
 
-    update_config_section(model, "explain", note="kept")
+    update_config_section(model, "explain", note="kept", binding_calibration={"seed": 0})
     assert main([*argv, "--regenerate", "0", "--resume", "--write"]) == 0
     explain = read_config(model)["explain"]
     assert (explain["flag_ratio"], explain["stray_limit"]) == (saved["flag_ratio"], 0.2)
     assert explain["flag_ratio_source"] == "eval phrasing" and explain["note"] == "kept"
+    assert "binding_calibration" not in explain  # the record of the limits replaced
     assert explain["phrasing_calibration"]["phrasings"] == ["known"]
     assert main([*argv, "--resume", "--write", "--method", "xattn"]) == 2
 

@@ -98,14 +98,17 @@ def update_config(directory: Path, **sections: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def update_config_section(directory: Path, section: str, **values) -> None:
+def update_config_section(
+    directory: Path, section: str, *, drop: tuple[str, ...] = (), **values
+) -> None:
     """Merge ``values`` into one section of the directory's ``config.json``, keeping the
-    section's other keys (two calibrations of one section do not erase each other)."""
+    section's other keys (two calibrations of one section do not erase each other) except
+    those named in ``drop`` (a record of limits that ``values`` replace)."""
     data = read_config(directory) if (Path(directory) / CONFIG_NAME).exists() else {}
     current = data.get(section, {})
-    update_config(
-        directory, **{section: {**(current if isinstance(current, dict) else {}), **values}}
-    )
+    current = current if isinstance(current, dict) else {}
+    kept = {k: v for k, v in current.items() if k not in drop}
+    update_config(directory, **{section: {**kept, **values}})
 
 
 def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None):

@@ -176,6 +176,7 @@ def eval_binding(
             update_config_section(
                 directory,
                 "explain",
+                drop=("phrasing_calibration",),
                 flag_ratio=ratio,
                 flag_ratio_source="eval binding",
                 stray_limit=limit,
@@ -310,6 +311,7 @@ def _write_phrasing_limits(directory: Path, report, max_fpr: float) -> None:
         update_config_section(
             directory,
             "explain",
+            drop=("binding_calibration",),
             flag_ratio=report.flag_ratio,
             flag_ratio_source="eval phrasing",
             stray_limit=report.stray_limit,

@@ -171,7 +171,6 @@ def explain_and_check(
             if id(w) in by_word and w.text.lower() not in unknown
         }
     _, _, placed = exp.binding
-    weights = exp.painting_weights()
     positions = align(texts, prompt.words)
     objects, in_phrases = [], set()
     for phrase in exp.phrases:  # the phrases the explanation's findings read
@@ -183,7 +182,7 @@ def explain_and_check(
         objects.append(
             ObjectRecord(
                 missed=found[asked] is None or not found[asked].shown,
-                stray=phrase_stray(phrase, placed, weights)[0],
+                stray=phrase_stray(phrase, placed)[0],
                 weakest=min((ratios.get(i, math.inf) for i in phrase.words), default=math.inf),
             )
         )

@@ -258,15 +258,16 @@ def phrasing_markdown(report: PhrasingReport) -> str:
         f"on {', '.join(s['calibrate'])} (pooled)",
         "",
         "| phrasing | example | missed of asked | either TPR | either FPR | flagged TPR | "
-        "flagged FPR | misbound TPR | misbound FPR |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "flagged FPR | misbound TPR | misbound FPR | stray share AUROC |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def row(label: str, caption: str, r: BindingRates) -> str:
         return (
             f"| {label} | {caption} | {r.missed} of {r.objects} | {r.either.tpr:.2f} | "
             f"{r.either.fpr:.2f} | {r.flagged.tpr:.2f} | {r.flagged.fpr:.2f} | "
-            f"{r.misbound.tpr:.2f} | {r.misbound.fpr:.2f} |"
+            f"{r.misbound.tpr:.2f} | {r.misbound.fpr:.2f} | "
+            f"{'–' if r.auroc_stray is None else format(r.auroc_stray, '.3f')} |"
         )
 
     for name, rates in report.rates.items():

@@ -1,5 +1,5 @@
 """Binding diagnostics: which drawn object each word's map lies on, and the words that went to
-another object than their phrase's noun.
+another object than the rest of their phrase.
 
 The drawn objects are read from the image and the explanation alone, so the method needs no
 detector for the data at hand:
@@ -11,21 +11,26 @@ detector for the data at hand:
 3. a component on which two phrases' nouns each dominate a large part (each noun's map is
    the largest there on at least ``split_share`` of the component's pixels) is **split**
    between them by which noun dominates each pixel: two objects drawn touching;
-4. a phrase's **home** is the object holding the largest share of its noun's positive map;
-5. a word's **stray share** is the share of its positive map on drawn objects that lies on
-   objects other than its phrase's home (1 when none of its map lies on an object);
-6. a phrase's **stray share** is the mean of its words' stray shares weighted by how much
-   each word painted (its ``colour_change`` for B-cos explanations, else its relevance, else
-   equal weights): the share of the phrase's painting that went elsewhere. Size and position
-   words, which describe the scene more than the object and spread over both objects, weigh
-   little because they paint little.
+4. a word's **density** on an object is the mean of its positive map over the object's
+   pixels: how much of that object's painting is the word's, whatever the object's size
+   (a sum over the pixels would hand every word to the largest object); its **spread** is
+   its densities divided by their sum over the drawn objects;
+5. a phrase's **home** is the object on which its words' spreads, weighted by how much each
+   word painted (its ``colour_change`` for B-cos explanations, else its relevance, else
+   equal weights), add up to the most: the object the phrase as a whole drew;
+6. a word's **stray share** is ``1 −`` its spread on its phrase's home (0: all of its
+   painting is on that object; 1: none), and a phrase's stray share is that of its most
+   stray word.
 
-A phrase whose stray share exceeds ``stray_limit`` has a **misbound** word: the word whose
-weighted stray share is the largest, with the other object that holds most of its map ("red"
-drew the square asked for blue; "square" also drew the circle). The limit is calibrated per
-model against ground truth (``bcosdiff eval binding``, :mod:`bcosdiff.evaluation.binding`)
-and stored in the model's ``config.json``; absent words are the flagging rule's business
-(:func:`~bcosdiff.explain.tokens.flag_words`).
+A phrase whose stray share exceeds ``stray_limit`` has a **misbound** word, its most stray
+one, with the other object on which it is densest (``"red circle" split: "red" drew the
+square, the rest the circle``; objects are named after the noun densest on them). A word is
+judged by itself, not averaged with its phrase:
+in a clean colour swap ("a blue square and a green circle" drawn as a green square and a
+blue circle) each phrase has one word at home and one elsewhere. The limit is calibrated per
+model against ground truth (``bcosdiff eval binding``, ``bcosdiff eval phrasing``;
+:mod:`bcosdiff.evaluation.binding`) and stored in the model's ``config.json``; absent words
+are the flagging rule's business (:func:`~bcosdiff.explain.tokens.flag_words`).
 """
 
 from __future__ import annotations
@@ -53,37 +58,40 @@ __all__ = [
 @dataclass
 class DrawnObject:
     mask: np.ndarray  # (H, W) bool
-    name: str = ""  # the noun whose map lies mostly on it ("" when none does)
+    name: str = ""  # the phrases' noun densest on it ("" when none paints it)
 
 
 DEFAULT_STRAY_LIMIT = 0.5
-"""Phrase stray share above which a word is misbound, for models without a calibration: more
-of the phrase's painting on other objects than on its own."""
+"""Stray share above which a word is misbound, for models without a calibration: with two
+objects, the word is denser on the other one than on its phrase's."""
 
 
 @dataclass(frozen=True)
 class BindingFinding:
     word: str
     noun: str  # the noun of the word's phrase
-    drew: str  # the name of the other object with most of the word's map ("" when unnamed)
-    share: float  # the word's stray share (module docstring)
-    phrase_share: float  # its phrase's weighted stray share
+    phrase: str  # the phrase's words
+    drew: str  # the name of the other object on which the word is densest ("" when unnamed)
+    home: str  # the name of the phrase's home ("" when unnamed)
+    share: float  # the word's stray share (module docstring), its phrase's stray share
 
     def sentence(self) -> str:
-        other = f"the {self.drew}" if self.drew else "an object of no asked noun"
-        if self.word == self.noun:
-            return f'"{self.word}" also drew {other}'
-        return f'"{self.word}" drew {other}, not the {self.noun}'
+        def name(obj: str) -> str:
+            return f"the {obj}" if obj else "an object of no asked noun"
+
+        return (
+            f'"{self.phrase}" split: "{self.word}" drew {name(self.drew)}, '
+            f"the rest {name(self.home)}"
+        )
 
 
 @dataclass(frozen=True)
 class WordPlacement:
     """Where one word of a phrase drew (module docstring)."""
 
-    home: int  # the drawn object of the phrase's noun
-    other: int | None  # the other object with the largest share of the word's map
-    stray: float  # share of the word's on-object map away from home (1 with none on objects)
-    on_objects: bool  # whether any of the word's map lies on a drawn object
+    home: int  # the drawn object of the word's phrase
+    other: int | None  # the other object on which the word is densest (None: only home)
+    stray: float  # 1 − the word's spread on its phrase's home
 
 
 def drawn_objects(
@@ -118,43 +126,52 @@ def drawn_objects(
     return objects
 
 
-def place_words(
-    maps: np.ndarray, objects: list[DrawnObject], phrases: list[Phrase]
-) -> dict[int, WordPlacement]:
-    """``{word index: placement}`` for every word of a phrase whose noun drew an object."""
+def word_densities(maps: np.ndarray, objects: list[DrawnObject]) -> np.ndarray:
+    """``(words, objects)``: the mean of each word's positive map over each object's pixels
+    (the module docstring's density)."""
     positive = np.clip(maps, 0, None)
+    return np.array([[float(heat[o.mask].mean()) for o in objects] for heat in positive])
+
+
+def place_words(
+    maps: np.ndarray,
+    objects: list[DrawnObject],
+    phrases: list[Phrase],
+    weights: np.ndarray | None = None,
+) -> dict[int, WordPlacement]:
+    """``{word index: placement}`` for every word of a phrase with some map on a drawn object
+    (module docstring); ``weights`` is how much each word painted (default equal)."""
     if not objects:
         return {}
-    shares = np.array([[float(heat[o.mask].sum()) for o in objects] for heat in positive])
+    weights = np.ones(len(maps)) if weights is None else np.clip(weights, 0, None)
+    density = word_densities(maps, objects)
+    total = density.sum(1, keepdims=True)
+    spread = np.divide(density, total, out=np.zeros_like(density), where=total > 0)
     placed = {}
     for phrase in phrases:
-        if shares[phrase.noun].sum() <= 0:
-            continue  # the noun drew no object: nothing to bind to
-        home = int(np.argmax(shares[phrase.noun]))
-        for i in phrase.words:
-            on_objects = float(shares[i].sum())
-            away = shares[i].copy()
+        words = [i for i in phrase.words if total[i, 0] > 0]
+        if not words:
+            continue  # the phrase painted no object: nothing to bind to
+        w = np.array([weights[i] for i in words])
+        w = w if w.sum() > 0 else np.ones(len(words))
+        home = int(np.argmax(w @ spread[words]))
+        for i in words:
+            away = spread[i].copy()
             away[home] = 0.0
             other = int(np.argmax(away)) if away.max() > 0 else None
-            stray = 1.0 - shares[i, home] / on_objects if on_objects > 0 else 1.0
-            placed[i] = WordPlacement(home, other, float(stray), on_objects > 0)
+            placed[i] = WordPlacement(home, other, float(1.0 - spread[i, home]))
     return placed
 
 
-def phrase_stray(
-    phrase: Phrase, placed: dict[int, WordPlacement], weights: np.ndarray
-) -> tuple[float, int | None]:
-    """``(stray share of the phrase, the word with the largest weighted stray share)`` over
-    the phrase's words with some map on a drawn object; the weights are each word's painting
-    (module docstring). ``(0, None)`` when no word strays to another object."""
-    words = [i for i in phrase.words if i in placed and placed[i].on_objects]
-    if not any(placed[i].other is not None for i in words):
+def phrase_stray(phrase: Phrase, placed: dict[int, WordPlacement]) -> tuple[float, int | None]:
+    """``(stray share of the phrase, its most stray word)``: the largest stray share among its
+    words placed on a drawn object (module docstring). ``(0, None)`` when no word strays to
+    another object."""
+    words = [i for i in phrase.words if i in placed and placed[i].other is not None]
+    if not words:
         return 0.0, None
-    w = np.array([max(float(weights[i]), 0.0) for i in words])
-    if w.sum() <= 0:
-        w = np.ones(len(words))
-    strays = np.array([placed[i].stray for i in words])
-    return float((w * strays).sum() / w.sum()), words[int(np.argmax(w * strays))]
+    worst = max(words, key=lambda i: placed[i].stray)
+    return placed[worst].stray, worst
 
 
 def find_misbound(
@@ -168,19 +185,21 @@ def find_misbound(
 ) -> tuple[list[BindingFinding], list[DrawnObject], dict[int, WordPlacement]]:
     """The misbound words of one explanation (module docstring), the drawn objects, and every
     phrase word's placement. ``weights``: how much each word painted (default equal)."""
-    weights = np.ones(len(words)) if weights is None else np.asarray(weights, dtype=float)
     nouns = [p.noun for p in phrases]
     objects = drawn_objects(image, maps, nouns, **object_options)
-    placed = place_words(maps, objects, phrases)
-    for phrase in phrases:  # name each object after the noun whose home it is
-        if phrase.noun in placed and not objects[placed[phrase.noun].home].name:
-            objects[placed[phrase.noun].home].name = words[phrase.noun]
+    placed = place_words(maps, objects, phrases, weights)
+    if objects and nouns:  # name each object after the noun densest on it
+        density = word_densities(maps[nouns], objects)
+        for j, obj in enumerate(objects):
+            if density[:, j].max() > 0:
+                obj.name = words[nouns[int(np.argmax(density[:, j]))]]
     findings = []
     for phrase in phrases:
-        share, word = phrase_stray(phrase, placed, weights)
+        share, word = phrase_stray(phrase, placed)
         if word is None or not share > stray_limit:
             continue
         where = placed[word]
-        drew = objects[where.other].name
-        findings.append(BindingFinding(words[word], words[phrase.noun], drew, where.stray, share))
+        text = " ".join(words[i] for i in phrase.words)
+        home, drew = objects[where.home].name, objects[where.other].name
+        findings.append(BindingFinding(words[word], words[phrase.noun], text, drew, home, share))
     return findings, objects, placed

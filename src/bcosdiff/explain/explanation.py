@@ -169,8 +169,8 @@ class Explanation:
 
     @property
     def misbound_words(self) -> list[str]:
-        """Words whose map lies more than ``stray_limit`` on other objects than their phrase's
-        noun's (``binding[0]`` has the object each went to, in words)."""
+        """Words whose stray share exceeds ``stray_limit``: denser on another drawn object than
+        on their phrase's home (``binding[0]`` has the object each went to, in words)."""
         return [finding.word for finding in self.binding[0]]
 
     @property
@@ -208,9 +208,10 @@ class Explanation:
                 {
                     "word": f.word,
                     "noun": f.noun,
+                    "phrase": f.phrase,
                     "drew": f.drew,
+                    "home": f.home,
                     "share": round(f.share, 6),
-                    "phrase_share": round(f.phrase_share, 6),
                     "finding": f.sentence(),
                 }
                 for f in self.binding[0]
