@@ -115,6 +115,14 @@ def test_the_default_model_at_its_default_guidance_flags_an_unseen_word():
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
 
 
+def test_an_unseen_word_is_flagged_alone_beside_a_size_word():
+    """ "big" leaves no colour of its own and the unseen "shark" leaves nothing: only
+    "shark" is flagged, and no word is misbound (the image draws one big blue triangle)."""
+    pipe = load_pipeline("bcos-x0")
+    exp = explain_prompt(pipe, "a big blue triangle and a shark", steps=25, seed=0)
+    assert (exp.flagged_tokens, exp.misbound_words) == (["shark"], [])
+
+
 def test_the_bundled_models_list_the_words_they_were_trained_on():
     """Exported from their training data: a word of that data is known, others are not."""
     assert load_pipeline("bcos-emoji").unknown_words("a cat face and a zeppelin") == ["zeppelin"]

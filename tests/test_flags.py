@@ -18,10 +18,10 @@ from bcosdiff.service import explain_prompt
 
 
 def test_peer_ratio_is_relevance_over_the_median_of_the_other_content_words():
-    words = [Word("a", [1], 0.5), Word("red", [2], 0.3), Word("big", [3], 0.1)]
+    words = [Word("a", [1], 0.5), Word("red", [2], 0.3), Word("shiny", [3], 0.1)]
     words += [Word("circle", [4], 0.2), Word("shark", [5], 0.004)]
     ratios = {w.text: r for w, r in peer_ratios(words)}
-    assert set(ratios) == {"red", "big", "circle", "shark"}  # "a" is a stop word
+    assert set(ratios) == {"red", "shiny", "circle", "shark"}  # "a" is a stop word
     assert ratios["red"] == pytest.approx(0.3 / 0.1)  # median of 0.1, 0.2, 0.004
     assert ratios["shark"] == pytest.approx(0.004 / 0.2)  # median of 0.3, 0.1, 0.2
     assert flag_words(words, 0.1) == ["shark"]
@@ -29,6 +29,16 @@ def test_peer_ratio_is_relevance_over_the_median_of_the_other_content_words():
     assert peer_ratios([Word("cat", [1], 1.0), Word("the", [2], 0.0)]) == []
     zero_peers = peer_ratios([Word("red", [1], 1.0), Word("cat", [2], 0.0)])
     assert zero_peers[0][1] == math.inf and zero_peers[1][1] == 0.0
+
+
+def test_size_and_position_words_are_neither_judged_nor_peers():
+    """Their trace is an object's place and extent, which the flag signals do not read."""
+    words = [Word("a", [1], 0.5), Word("big", [2], 0.001), Word("red", [3], 0.3)]
+    words += [Word("circle", [4], 0.2), Word("on", [5], 0.01), Word("the", [6], 0.01)]
+    words += [Word("LEFT", [7], 0.002)]
+    ratios = {w.text: r for w, r in peer_ratios(words)}
+    assert ratios == {"red": pytest.approx(1.5), "circle": pytest.approx(0.2 / 0.3)}
+    assert flag_words(words, 0.5) == [] and flag_words(words, 0.7) == ["circle"]
 
 
 def test_threshold_at_quantile_flags_at_most_that_share():

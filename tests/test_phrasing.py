@@ -165,9 +165,12 @@ def test_a_word_the_model_never_saw_catches_no_object(tmp_path):
     index = next(i for i in range(20) if truth.two_distinct(truth.prompt(i)))
     prompt = truth.prompt(index)
     words = {w for w in prompt.words if w.isalpha()}
-    first = [w for w, k in zip(prompt.words, prompt.word_objects, strict=True) if k == 0]
     exp = explain_prompt(pipe, prompt.caption, steps=2, seed=0)
     ratios = {w.text: r for w, r in peer_ratios(exp.words, exp.flag_signal)}
+    first = [  # the first object's words with a peer ratio ("big" is a layout word: none)
+        w for w, k in zip(prompt.words, prompt.word_objects, strict=True) if k == 0 and w in ratios
+    ]
+    assert len(first) == 3
     lowest = min(first, key=lambda w: ratios[w])  # the weakest word of the first phrase
     assert record_weakest(pipe, truth, index, frozenset(words)) == ratios[lowest]
     # Unknown to the model: reported as such, and the next weakest word decides.

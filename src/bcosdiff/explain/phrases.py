@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .tokens import is_content_word
+from .tokens import POSITION_WORDS, is_content_word
 
 __all__ = ["compounds_to_keep", "Phrase", "parse_phrases"]
 
@@ -49,7 +49,6 @@ RELATIONS = (
     ("&",),
     ("of",),
 )
-POSITION_WORDS = frozenset(("left", "right", "top", "bottom", "middle", "centre", "center"))
 FRAME_WORDS = frozenset(
     (
         "style", "emoji", "icon", "sticker", "rendering", "poster", "showing", "flat",

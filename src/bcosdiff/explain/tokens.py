@@ -232,6 +232,17 @@ def check_flag_signal(signal: str) -> None:
         raise ValueError(f"unknown flag signal {signal!r}; expected one of {FLAG_SIGNALS}")
 
 
+POSITION_WORDS = frozenset(("left", "right", "top", "bottom", "middle", "centre", "center"))
+SIZE_WORDS = frozenset(("big", "small", "large", "little", "tiny", "huge", "medium"))
+LAYOUT_WORDS = POSITION_WORDS | SIZE_WORDS
+"""Words that say where an object is and how large, not what it looks like. Their trace in
+the image is the object's place and extent, which neither flag signal reads: on the bundled
+``bcos-x0``, "left" in "a small purple circle on the left" (drawn so) has peer ratios of
+0.03 (colour change) and 0.04 (relevance), and "big" in "a big red circle" 0.10 and 0.23,
+below every colour or shape word the image shows. The flagging rule leaves them out; the
+binding rule keeps them in their phrases."""
+
+
 @dataclass(frozen=True)
 class WordRoles:
     """What the model's training captions say about its words (lower case; None: not
@@ -245,17 +256,26 @@ class WordRoles:
     has and that describe nothing ("page", "two shapes") are judged but are no peers, and
     their flags are reported as unknown words, not as findings. So a word's peer ratio does
     not depend on how the prompt around the objects is phrased. Without ``depicting``, every
-    content word is a peer and judged."""
+    content word is a peer and judged. Size and position words (:data:`LAYOUT_WORDS`) are
+    neither, whatever is known."""
 
     depicting: frozenset[str] | None = None
     vocabulary: frozenset[str] | None = None
 
     def is_peer(self, word: str) -> bool:
-        return is_content_word(word) and (self.depicting is None or word.lower() in self.depicting)
+        lowered = word.lower()
+        return (
+            is_content_word(word)
+            and lowered not in LAYOUT_WORDS
+            and (self.depicting is None or lowered in self.depicting)
+        )
 
     def is_judged(self, word: str) -> bool:
-        unknown = self.vocabulary is not None and word.lower() not in self.vocabulary
-        return self.is_peer(word) or (is_content_word(word) and unknown)
+        lowered = word.lower()
+        unknown = self.vocabulary is not None and lowered not in self.vocabulary
+        return self.is_peer(word) or (
+            is_content_word(word) and unknown and lowered not in LAYOUT_WORDS
+        )
 
 
 def peer_ratios(
