@@ -24,10 +24,10 @@ detector for the data at hand:
 
 A phrase whose stray share exceeds ``stray_limit`` has a **misbound** word, its most stray
 one, with the other object on which it is densest (``"red circle" split: "red" drew the
-square, the rest the circle``; objects are named after the noun densest on them). A word is
-judged by itself, not averaged with its phrase:
-in a clean colour swap ("a blue square and a green circle" drawn as a green square and a
-blue circle) each phrase has one word at home and one elsewhere. The limit is calibrated per
+square, the rest the circle``; each noun names one object, matched by where the nouns are
+densest). A word is judged by itself, not averaged with its phrase: in a clean colour swap
+("a blue square and a green circle" drawn as a green square and a blue circle) each phrase
+has one word at home and one elsewhere. The limit is calibrated per
 model against ground truth (``bcosdiff eval binding``, ``bcosdiff eval phrasing``;
 :mod:`bcosdiff.evaluation.binding`) and stored in the model's ``config.json``; absent words
 are the flagging rule's business (:func:`~bcosdiff.explain.tokens.flag_words`).
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
 from ..pictures import departure
 from .phrases import Phrase
@@ -58,7 +59,7 @@ __all__ = [
 @dataclass
 class DrawnObject:
     mask: np.ndarray  # (H, W) bool
-    name: str = ""  # the phrases' noun densest on it ("" when none paints it)
+    name: str = ""  # the noun matched to it (``find_misbound``; "" when none)
 
 
 DEFAULT_STRAY_LIMIT = 0.5
@@ -174,6 +175,22 @@ def phrase_stray(phrase: Phrase, placed: dict[int, WordPlacement]) -> tuple[floa
     return placed[worst].stray, worst
 
 
+def _name_objects(
+    objects: list[DrawnObject], maps: np.ndarray, names: list[str], nouns: list[int]
+) -> None:
+    """Name objects after nouns, one object per noun: the matching of nouns to objects with
+    the largest summed spread (each noun's densities over the objects, normalised), so that
+    two objects never share a name; an object no noun paints stays unnamed."""
+    if not objects or not nouns:
+        return
+    density = word_densities(maps[nouns], objects)
+    total = density.sum(1, keepdims=True)
+    spread = np.divide(density, total, out=np.zeros_like(density), where=total > 0)
+    for n, j in zip(*linear_sum_assignment(spread, maximize=True), strict=True):
+        if density[n, j] > 0 and not objects[j].name:
+            objects[j].name = names[n]
+
+
 def find_misbound(
     image: np.ndarray,
     words: list[str],
@@ -188,11 +205,7 @@ def find_misbound(
     nouns = [p.noun for p in phrases]
     objects = drawn_objects(image, maps, nouns, **object_options)
     placed = place_words(maps, objects, phrases, weights)
-    if objects and nouns:  # name each object after the noun densest on it
-        density = word_densities(maps[nouns], objects)
-        for j, obj in enumerate(objects):
-            if density[:, j].max() > 0:
-                obj.name = words[nouns[int(np.argmax(density[:, j]))]]
+    _name_objects(objects, maps, [words[n] for n in nouns], nouns)
     findings = []
     for phrase in phrases:
         share, word = phrase_stray(phrase, placed)
