@@ -27,8 +27,8 @@ one, with the other object on which it is densest (``"red circle" split: "red" d
 square, the rest the circle``; each noun names one object, matched by where the nouns are
 densest). A word is judged by itself, not averaged with its phrase: in a clean colour swap
 ("a blue square and a green circle" drawn as a green square and a blue circle) each phrase
-has one word at home and one elsewhere. The limit is calibrated per
-model against ground truth (``bcosdiff eval binding``, ``bcosdiff eval phrasing``;
+has one word at home and one elsewhere. The limit is calibrated per model against ground
+truth (``bcosdiff eval binding``, ``bcosdiff eval phrasing``;
 :mod:`bcosdiff.evaluation.binding`) and stored in the model's ``config.json``; absent words
 are the flagging rule's business (:func:`~bcosdiff.explain.tokens.flag_words`).
 """
@@ -53,6 +53,8 @@ __all__ = [
     "find_misbound",
     "phrase_stray",
     "place_words",
+    "word_densities",
+    "word_spreads",
 ]
 
 
@@ -134,6 +136,14 @@ def word_densities(maps: np.ndarray, objects: list[DrawnObject]) -> np.ndarray:
     return np.array([[float(heat[o.mask].mean()) for o in objects] for heat in positive])
 
 
+def word_spreads(maps: np.ndarray, objects: list[DrawnObject]) -> np.ndarray:
+    """``(words, objects)``: each word's densities divided by their sum over the objects (the
+    module docstring's spread); a row of zeros for a word that paints no object."""
+    density = word_densities(maps, objects)
+    total = density.sum(1, keepdims=True)
+    return np.divide(density, total, out=np.zeros_like(density), where=total > 0)
+
+
 def place_words(
     maps: np.ndarray,
     objects: list[DrawnObject],
@@ -145,12 +155,10 @@ def place_words(
     if not objects:
         return {}
     weights = np.ones(len(maps)) if weights is None else np.clip(weights, 0, None)
-    density = word_densities(maps, objects)
-    total = density.sum(1, keepdims=True)
-    spread = np.divide(density, total, out=np.zeros_like(density), where=total > 0)
+    spread = word_spreads(maps, objects)
     placed = {}
     for phrase in phrases:
-        words = [i for i in phrase.words if total[i, 0] > 0]
+        words = [i for i in phrase.words if spread[i].any()]
         if not words:
             continue  # the phrase painted no object: nothing to bind to
         w = np.array([weights[i] for i in words])
@@ -183,11 +191,9 @@ def _name_objects(
     two objects never share a name; an object no noun paints stays unnamed."""
     if not objects or not nouns:
         return
-    density = word_densities(maps[nouns], objects)
-    total = density.sum(1, keepdims=True)
-    spread = np.divide(density, total, out=np.zeros_like(density), where=total > 0)
+    spread = word_spreads(maps[nouns], objects)
     for n, j in zip(*linear_sum_assignment(spread, maximize=True), strict=True):
-        if density[n, j] > 0 and not objects[j].name:
+        if spread[n, j] > 0 and not objects[j].name:
             objects[j].name = names[n]
 
 
