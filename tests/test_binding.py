@@ -413,6 +413,11 @@ def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, c
     assert len(calls) == 2 and calls == sorted(calls)  # the two measured prompts left
     saved = json.loads((out / "records.json").read_text())
     assert [len(saved[k]) for k in ("calibration", "measured")] == [4, 3]
+    calls.clear()
+    more = [*argv[:5], "4", *argv[6:]]  # one more measured prompt: only it is explained
+    assert main([*more, "--resume"]) == 0
+    assert len(calls) == 1
+    assert json.loads((out / "binding.json").read_text())["prompts"] == 4
     capsys.readouterr()
     (out / "records.json").write_text("{not json")
     assert main([*argv, "--resume"]) == 2

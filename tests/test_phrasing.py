@@ -134,6 +134,15 @@ def test_eval_phrasing_saves_resumes_and_refuses_bad_names(tmp_path, monkeypatch
     calls.clear()
     assert main([*argv, "--regenerate", "0", "--resume"]) == 0
     assert calls == []  # every prompt came from records.json
+    # A larger study goes on after the saved prompts: two more per phrasing, nothing redone.
+    bigger = [*argv[:5], "4", *argv[6:], "--regenerate", "0", "--resume"]
+    assert main(bigger) == 0
+    assert len(calls) == 2 and len(set(calls)) == 1  # the fourth prompt, in both phrasings
+    assert json.loads((out / "phrasing.json").read_text())["prompts"] == 4
+    assert [len(v) for v in json.loads((out / "records.json").read_text()).values()] == [4, 4]
+    calls.clear()
+    assert main([*argv, "--regenerate", "0", "--resume"]) == 0  # and a smaller one reuses
+    assert calls == []
     capsys.readouterr()
     assert main([*argv, "--steps", "2", "--resume"]) == 2
     err = capsys.readouterr().err.strip()

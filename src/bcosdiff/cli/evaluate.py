@@ -115,7 +115,7 @@ def eval_binding(
         bool,
         typer.Option(
             help="Reuse the explained prompts saved in --out by a run with the same "
-            "settings, and go on from the first prompt missing."
+            "settings (other prompt counts allowed), and go on from the first prompt missing."
         ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -230,7 +230,10 @@ def eval_phrasing(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-phrasing"),
     resume: Annotated[
         bool,
-        typer.Option(help="Reuse the explained prompts saved in --out by the same study."),
+        typer.Option(
+            help="Reuse the explained prompts saved in --out by the same study (with "
+            "--prompts larger, it goes on after them)."
+        ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOption = None,

@@ -394,15 +394,30 @@ def binding_study(
     return stages.report, stages.records
 
 
+# Settings that only say how many prompts a stage explains: each stage's prompts are the
+# first N of a fixed sequence, so a study with other counts reuses the saved prefix.
+PROMPT_COUNTS = frozenset(("prompts", "calibration_prompts"))
+
+
+def reusable_records(settings: dict, earlier: dict, rows: dict) -> dict[str, list[PromptRecord]]:
+    """The saved records ``rows`` of a study made with the settings ``earlier``, for a study
+    with ``settings``: they must agree on everything but the prompt counts (a larger study
+    goes on after the saved prompts, a smaller one keeps the first ones). ValueError
+    otherwise."""
+    differ = sorted(
+        k for k, v in settings.items() if k not in PROMPT_COUNTS and earlier.get(k) != v
+    )
+    if differ:
+        raise ValueError(f"the saved study was made with other {', '.join(differ)}")
+    return load_records(rows)
+
+
 def _saved_records(settings: dict, saved: tuple[BindingReport, dict] | None) -> dict:
     """The records of an earlier study made with the same settings (none without one)."""
     if saved is None:
         return {}
     earlier = {"data": "shapes", **saved[0].settings}  # studies saved before emoji scenes
-    differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
-    if differ:
-        raise ValueError(f"the saved study was made with other {', '.join(differ)}")
-    return load_records(saved[1])
+    return reusable_records(settings, earlier, saved[1])
 
 
 @dataclass

@@ -32,6 +32,7 @@ from .binding import (
     calibrate_binding,
     load_records,
     regeneration_success,
+    reusable_records,
 )
 from .binding_report import BindingRates, RegenerationSuccess
 from .faithfulness.truth import ShapesTruth, TruthPrompt
@@ -203,10 +204,7 @@ def phrasing_study(
     }
     done = {}
     if saved is not None:
-        differ = sorted(k for k, v in settings.items() if saved[0].get(k) != v)
-        if differ:
-            raise ValueError(f"the saved study was made with other {', '.join(differ)}")
-        done = load_records(saved[1])
+        done = reusable_records(settings, saved[0], saved[1])
     stages = StudyStages(pipe, method, steps, guidance, PhrasingReport(settings=settings), done)
     stages.progress, stages.on_progress = progress, on_progress
     truths = {n: PhrasedTruth(pipe.sample_size, seed, get_phrasing(n)) for n in calibrate + measure}
