@@ -80,10 +80,11 @@ def main() -> None:
         pipe = load_pipeline(model)
         guidance = pipe.guidance
         loss = validation_loss(pipe, held_out, args.val_scenes)
-        overall = {"top1": None, "top5": None}
+        top1 = top5 = None
         if singles:
             images = generate_images(pipe, [p.prompt for p in singles], args.steps, 0, guidance)
             overall = single_report(gallery, singles, images)[0][-1]
+            top1, top5 = overall.top1, overall.top5
         scene = None
         if pairs:
             scene_images = generate_images(
@@ -95,7 +96,7 @@ def main() -> None:
         pair_cell = f"{scene.both:.0%} ({scene.first:.0%} / {scene.second:.0%})" if scene else "–"
         print(
             f"| {model} | {pipe.unet.config.kind} | {steps} | {loss.mean:.5f} | "
-            f"{_pct(overall.top1)} | {_pct(overall.top5)} | {pair_cell} | {elapsed:.0f} |",
+            f"{_pct(top1)} | {_pct(top5)} | {pair_cell} | {elapsed:.0f} |",
             flush=True,
         )
         report[model] = {
@@ -104,8 +105,8 @@ def main() -> None:
             "guidance": guidance,
             "validation_mse": loss.mean,
             "validation_mse_per_t": loss.per_level,
-            "top1": overall.top1,
-            "top5": overall.top5,
+            "top1": top1,
+            "top5": top5,
             "pairs": asdict(scene) if scene else None,
             "seconds": elapsed,
         }
