@@ -419,6 +419,9 @@ def test_eval_binding_resumes_from_the_prompts_it_saved(tmp_path, monkeypatch, c
     assert len(calls) == 1
     assert json.loads((out / "binding.json").read_text())["prompts"] == 4
     capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2  # fewer would save over the fourth: refused
+    assert "more prompts than asked" in capsys.readouterr().err
+    assert len(json.loads((out / "records.json").read_text())["measured"]) == 4
     (out / "records.json").write_text("{not json")
     assert main([*argv, "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err

@@ -140,10 +140,13 @@ def test_eval_phrasing_saves_resumes_and_refuses_bad_names(tmp_path, monkeypatch
     assert len(calls) == 2 and len(set(calls)) == 1  # the fourth prompt, in both phrasings
     assert json.loads((out / "phrasing.json").read_text())["prompts"] == 4
     assert [len(v) for v in json.loads((out / "records.json").read_text()).values()] == [4, 4]
-    calls.clear()
-    assert main([*argv, "--regenerate", "0", "--resume"]) == 0  # and a smaller one reuses
-    assert calls == []
     capsys.readouterr()
+    # A smaller one would save over the saved prompts: refused, and nothing is lost.
+    assert main([*argv, "--regenerate", "0", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot resume" in err and "more prompts" in err
+    assert [len(v) for v in json.loads((out / "records.json").read_text()).values()] == [4, 4]
+    argv[5] = "4"
     assert main([*argv, "--steps", "2", "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot resume" in err and "other steps" in err

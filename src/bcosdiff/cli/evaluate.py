@@ -115,7 +115,7 @@ def eval_binding(
         bool,
         typer.Option(
             help="Reuse the explained prompts saved in --out by a run with the same "
-            "settings (other prompt counts allowed), and go on from the first prompt missing."
+            "settings (or fewer prompts), and go on from the first prompt missing."
         ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

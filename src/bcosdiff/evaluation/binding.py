@@ -395,20 +395,26 @@ def binding_study(
 
 
 # Settings that only say how many prompts a stage explains: each stage's prompts are the
-# first N of a fixed sequence, so a study with other counts reuses the saved prefix.
+# first N of a fixed sequence, so a study with more reuses the saved ones and goes on.
 PROMPT_COUNTS = frozenset(("prompts", "calibration_prompts"))
 
 
 def reusable_records(settings: dict, earlier: dict, rows: dict) -> dict[str, list[PromptRecord]]:
     """The saved records ``rows`` of a study made with the settings ``earlier``, for a study
-    with ``settings``: they must agree on everything but the prompt counts (a larger study
-    goes on after the saved prompts, a smaller one keeps the first ones). ValueError
-    otherwise."""
+    with ``settings``: they must agree on everything but the prompt counts, and those may
+    only grow (a larger study goes on after the saved prompts; a smaller one would save over
+    them). ValueError otherwise."""
     differ = sorted(
         k for k, v in settings.items() if k not in PROMPT_COUNTS and earlier.get(k) != v
     )
     if differ:
         raise ValueError(f"the saved study was made with other {', '.join(differ)}")
+    fewer = sorted(k for k in PROMPT_COUNTS & settings.keys() if settings[k] < earlier.get(k, 0))
+    if fewer:
+        raise ValueError(
+            f"the saved study has more {', '.join(fewer)} than asked; its records would be "
+            "lost (ask for at least as many, or use another --out)"
+        )
     return load_records(rows)
 
 

@@ -183,15 +183,14 @@ def phrase_stray(phrase: Phrase, placed: dict[int, WordPlacement]) -> tuple[floa
     return placed[worst].stray, worst
 
 
-def _name_objects(
-    objects: list[DrawnObject], maps: np.ndarray, names: list[str], nouns: list[int]
-) -> None:
-    """Name objects after nouns, one object per noun: the matching of nouns to objects with
-    the largest summed spread (each noun's densities over the objects, normalised), so that
-    two objects never share a name; an object no noun paints stays unnamed."""
-    if not objects or not nouns:
+def _name_objects(objects: list[DrawnObject], noun_maps: np.ndarray, names: list[str]) -> None:
+    """Name objects after nouns (``noun_maps``: their maps, in the order of ``names``), one
+    object per noun: the matching of nouns to objects with the largest summed spread (each
+    noun's densities over the objects, normalised), so that two objects never share a name;
+    an object no noun paints stays unnamed."""
+    if not objects or not names:
         return
-    spread = word_spreads(maps[nouns], objects)
+    spread = word_spreads(noun_maps, objects)
     for n, j in zip(*linear_sum_assignment(spread, maximize=True), strict=True):
         if spread[n, j] > 0 and not objects[j].name:
             objects[j].name = names[n]
@@ -211,7 +210,7 @@ def find_misbound(
     nouns = [p.noun for p in phrases]
     objects = drawn_objects(image, maps, nouns, **object_options)
     placed = place_words(maps, objects, phrases, weights)
-    _name_objects(objects, maps, [words[n] for n in nouns], nouns)
+    _name_objects(objects, maps[nouns], [words[n] for n in nouns])
     findings = []
     for phrase in phrases:
         share, word = phrase_stray(phrase, placed)
