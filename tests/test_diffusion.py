@@ -22,6 +22,7 @@ PROCESSES = {
     "x0": DiffusionProcess(target="x0"),
     "eps": DiffusionProcess(target="eps"),
     "unit_eps": DiffusionProcess(target="unit_eps"),
+    "v": DiffusionProcess(target="v"),
     "vanilla": DiffusionProcess(mean=0.0, std=1.0, target="unit_eps", encoding="rgb"),
 }
 
@@ -73,9 +74,15 @@ def test_noise_respects_the_encoding_along_the_forward_process():
 def test_training_targets():
     x0 = encode_image(_image())
     eps = PROCESSES["x0"].noise(tuple(x0.shape))
-    assert torch.equal(PROCESSES["x0"].training_target(x0, eps), x0)
-    torch.testing.assert_close(PROCESSES["eps"].training_target(x0, eps), 0.5 + 0.5 * eps)
-    assert torch.equal(PROCESSES["unit_eps"].training_target(x0, eps), eps)
+    t = torch.tensor([0, 999])
+    assert torch.equal(PROCESSES["x0"].training_target(x0, eps, t), x0)
+    torch.testing.assert_close(PROCESSES["eps"].training_target(x0, eps, t), 0.5 + 0.5 * eps)
+    assert torch.equal(PROCESSES["unit_eps"].training_target(x0, eps, t), eps)
+    # v = √ᾱ·ε - √(1-ᾱ)·z0: nearly ε at t = 0, nearly -z0 at t = 999, image-encoded as μ + σv.
+    abar = PROCESSES["v"].alphas_cumprod()[t].float().view(-1, 1, 1, 1)
+    z0 = (x0 - 0.5) / 0.5
+    expected = 0.5 + 0.5 * (abar.sqrt() * eps - (1 - abar).sqrt() * z0)
+    torch.testing.assert_close(PROCESSES["v"].training_target(x0, eps, t), expected)
 
 
 def _oracle(process: DiffusionProcess, x0: torch.Tensor):
@@ -86,7 +93,10 @@ def _oracle(process: DiffusionProcess, x0: torch.Tensor):
         if process.target == "x0":
             return x0
         abar = abar_all[t].to(x_t.dtype).view(-1, 1, 1, 1)
-        eps = (process.standardise(x_t) - abar.sqrt() * process.standardise(x0)) / (1 - abar).sqrt()
+        z0 = process.standardise(x0)
+        eps = (process.standardise(x_t) - abar.sqrt() * z0) / (1 - abar).sqrt()
+        if process.target == "v":
+            return 0.5 + 0.5 * (abar.sqrt() * eps - (1 - abar).sqrt() * z0)
         return eps if process.target == "unit_eps" else 0.5 + 0.5 * eps
 
     return model
@@ -115,6 +125,11 @@ def _eq13_sample(model, process: DiffusionProcess, x_T, steps):
         if process.target == "x0":
             x0 = pred
             eps = (x - a_t.sqrt() * x0 - (1 - a_t.sqrt()) * mu) / (sigma * (1 - a_t).sqrt())
+        elif process.target == "v":  # x0 from v = √ᾱ·ε - √(1-ᾱ)·z0, then ε from x0
+            z = (x - mu) / sigma
+            z0 = a_t.sqrt() * z - (1 - a_t).sqrt() * (pred - mu) / sigma
+            x0 = mu + sigma * z0
+            eps = (z - a_t.sqrt() * z0) / (1 - a_t).sqrt()
         else:
             eps = pred if process.target == "unit_eps" else (pred - mu) / sigma
             x0 = (x - (1 - a_t.sqrt()) * mu - sigma * (1 - a_t).sqrt() * eps) / a_t.sqrt()
@@ -215,15 +230,15 @@ def test_eta_adds_noise_deterministic_does_not():
 def test_predicted_x0_inverts_each_target():
     x0 = encode_image(_image()).double()
     t = torch.tensor([100, 800])
-    for name in ("x0", "eps", "unit_eps"):
+    for name in ("x0", "eps", "unit_eps", "v"):
         process = PROCESSES[name]
         eps = process.noise(tuple(x0.shape)).double()
         x_t = process.q_sample(x0, t, eps)
-        prediction = process.training_target(x0, eps)
+        prediction = process.training_target(x0, eps, t)
         torch.testing.assert_close(process.predicted_x0(prediction, x_t, t), x0)
 
 
-@pytest.mark.parametrize("name", ["x0", "eps", "unit_eps"])
+@pytest.mark.parametrize("name", ["x0", "eps", "unit_eps", "v"])
 @pytest.mark.parametrize("eta", [0.0, 0.6])
 def test_the_ddim_step_is_bit_identical_to_diffusers_on_uniform_spacing(name, eta):
     process = PROCESSES[name]

@@ -16,6 +16,7 @@ PROCESSES = [
     DiffusionProcess(target="x0"),
     DiffusionProcess(target="eps"),
     DiffusionProcess(target="unit_eps"),
+    DiffusionProcess(target="v"),
 ]
 
 

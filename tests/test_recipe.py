@@ -59,6 +59,25 @@ def test_min_snr_weights(process):
         assert weights[-1] == weights.max()
 
 
+def test_min_snr_weights_the_v_error_as_the_x0_error_is_weighted():
+    """For v the weight is set so that weight·‖v̂ - v‖² is min(SNR, γ)·‖ẑ0 - z0‖² up to one
+    constant: checked through the clean image that a wrong v̂ implies."""
+    process = DiffusionProcess(target="v")
+    t = torch.tensor([1, 50, 300, 700, 999])
+    weights = loss_weights(process, t, "min_snr", 5.0).double()
+    abar = process.alphas_cumprod()[t]
+    snr = abar / (1 - abar)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(len(t), 6, 4, 4, generator=g, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    x_t = process.q_sample(x0, t, eps)
+    wrong = process.training_target(x0, eps, t) + 0.1 * torch.randn(x0.shape, generator=g)
+    v_error = (wrong - process.training_target(x0, eps, t)).square().flatten(1).sum(1)
+    z0_error = (process.predicted_x0(wrong, x_t, t) - x0).square().flatten(1).sum(1)
+    ratio = weights * v_error / (snr.clamp(max=5.0) * z0_error)
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-6, atol=0)
+
+
 def test_ema_warmup_forgets_the_start_and_reaches_the_decay():
     assert ema_decay_at(0, 0.999, False) == 0.999
     assert ema_decay_at(0, 0.999, True) == pytest.approx(0.1)

@@ -7,6 +7,10 @@
 | ``bcos-clip-eps`` | B-cos | frozen encoder, penultimate layer   | ε        | 0.5, 0.5 |
 | ``bcos-clip-x0``  | B-cos | frozen encoder, penultimate layer   | x0       | 0.5, 0.5 |
 | ``vanilla``    | ordinary | frozen encoder                      | ε        | 0, 1     |
+| ``bcos-v``     | B-cos    | subword + positions, specials masked | μ+σv     | 0.5, 0.5 |
+
+``bcos-v`` is not one of the paper's variants: ``bcos-x0`` with the velocity target
+(:mod:`bcosdiff.diffusion.process`), a recipe for the B-cos U-Net's low-noise error.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ VARIANTS = {
         Variant("bcos-clip-eps", "bcos", "encoder", "unit_eps", 0.5, 0.5, "rgb_inv"),
         Variant("bcos-clip-x0", "bcos", "encoder", "x0", 0.5, 0.5, "rgb_inv"),
         Variant("vanilla", "vanilla", "encoder", "unit_eps", 0.0, 1.0, "rgb"),
+        Variant("bcos-v", "bcos", "subword", "v", 0.5, 0.5, "rgb_inv"),
     )
 }
 

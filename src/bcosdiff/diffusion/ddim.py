@@ -141,14 +141,17 @@ class DDIMSchedule:
         noise: Tensor | None = None,
     ) -> Tensor:
         """``z`` at the next visited step, from the standardised ``prediction`` (``ẑ0`` for
-        the x0 target, ``ε̂`` otherwise) at step ``index``; ``noise`` (standard normal) is
-        needed when ``eta > 0``."""
+        the x0 target, ``v̂`` for v, ``ε̂`` otherwise) at step ``index``; ``noise`` (standard
+        normal) is needed when ``eta > 0``."""
         alpha = self.alphas_cumprod[self.timesteps[index]]
         alpha_prev = self._alpha_prev(index)
         beta = 1 - alpha
         if self.process.target == "x0":
             z0 = prediction
             eps = (z - alpha ** (0.5) * z0) / beta ** (0.5)
+        elif self.process.target == "v":  # diffusers' v_prediction, in its order of operations
+            z0 = alpha ** (0.5) * z - beta ** (0.5) * prediction
+            eps = alpha ** (0.5) * prediction + beta ** (0.5) * z
         else:
             z0 = (z - beta ** (0.5) * prediction) / alpha ** (0.5)
             eps = prediction
@@ -225,7 +228,7 @@ def ddim_sample(
                     z = (state.x_t - mu) / sigma
                 prediction = state.prediction
         if process.target != "unit_eps":
-            prediction = (prediction - mu) / sigma  # x0 -> z0, or μ+σε -> ε
+            prediction = (prediction - mu) / sigma  # x0 -> z0, μ+σε -> ε, μ+σv -> v
         return schedule.step(index, z, prediction, eta, step_noise)
 
     z = (x_T - mu) / sigma

@@ -12,7 +12,11 @@ Prediction targets (``target``):
 
 * ``x0``       — the clean encoded image (B-cos x0, default);
 * ``eps``      — the noise encoded like an image, ``μ + σ·ε`` (fits the 6-channel encoding);
-* ``unit_eps`` — the zero-mean unit-variance noise ``ε`` (the CLIP-eps variant and vanilla).
+* ``unit_eps`` — the zero-mean unit-variance noise ``ε`` (the CLIP-eps variant and vanilla);
+* ``v``        — the velocity ``v = √ᾱ_t·ε - √(1-ᾱ_t)·z_0`` encoded like an image, ``μ + σ·v``
+  (Salimans & Ho 2022). Its clean image is ``ẑ0 = √ᾱ_t·z_t - √(1-ᾱ_t)·v̂``: a skip from the
+  input that carries nearly all of ``x_t`` at low noise, as ε does, and none at high noise,
+  where the network answers for the image, as with x0. Not one of the paper's variants.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .encoding import encoded_channels
 __all__ = ["BETA_SCHEDULES", "TARGETS", "DiffusionProcess", "make_betas"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
-TARGETS = ("x0", "eps", "unit_eps")
+TARGETS = ("x0", "eps", "unit_eps", "v")
 
 
 def make_betas(schedule: str, start: float, end: float, steps: int) -> Tensor:
@@ -119,30 +123,39 @@ class DiffusionProcess(ConfigRecord):
         abar = self._abar(t, x0)
         return abar.sqrt() * x0 + (1 - abar.sqrt()) * self.mean + self.std * (1 - abar).sqrt() * eps
 
-    def training_target(self, x0: Tensor, eps: Tensor) -> Tensor:
+    def training_target(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+        """What the network is trained to output for ``x_t = q_sample(x0, t, eps)``."""
         if self.target == "x0":
             return x0
         if self.target == "eps":
             return self.mean + self.std * eps
+        if self.target == "v":
+            abar = self._abar(t, x0)
+            v = abar.sqrt() * eps - (1 - abar).sqrt() * self.standardise(x0)
+            return self.mean + self.std * v
         return eps
 
     # -- reading predictions -------------------------------------------------------------
     @property
     def scheduler_prediction_type(self) -> str:
         """What the standardised prediction is, in diffusers' terms."""
-        return "sample" if self.target == "x0" else "epsilon"
+        return {"x0": "sample", "v": "v_prediction"}.get(self.target, "epsilon")
 
     def standardised_prediction(self, prediction: Tensor) -> Tensor:
-        """The network output in ``z`` coordinates: ``ẑ0`` for x0, ``ε̂`` for the eps targets."""
+        """The network output in ``z`` coordinates: ``ẑ0`` for x0, ``ε̂`` for the eps targets,
+        ``v̂`` for v."""
         if self.target == "unit_eps":
             return prediction
-        return self.standardise(prediction)  # x0 -> z0;  μ+σε -> ε
+        return self.standardise(prediction)  # x0 -> z0;  μ+σε -> ε;  μ+σv -> v
 
     def predicted_x0(self, prediction: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """The clean image implied by a prediction at ``(x_t, t)``."""
         if self.target == "x0":
             return prediction
-        eps = self.standardised_prediction(prediction)
         abar = self._abar(t, x_t)
+        if self.target == "v":
+            v = self.standardised_prediction(prediction)
+            return self.unstandardise(abar.sqrt() * self.standardise(x_t) - (1 - abar).sqrt() * v)
+        eps = self.standardised_prediction(prediction)
         z0 = (self.standardise(x_t) - (1 - abar).sqrt() * eps) / abar.sqrt()
         return self.unstandardise(z0)

@@ -321,7 +321,7 @@ def _loss(run: _Run, batch: dict, step: int) -> Tensor:
     with run.accelerator.autocast():
         prediction = run.model(x_t, t, context, mask)
     loss = _weighted_mse(
-        prediction.float() - process.training_target(x0, eps),
+        prediction.float() - process.training_target(x0, eps, t),
         loss_weights(process, t, config.loss_weighting, config.min_snr_gamma),
     )
     if run.teacher is not None and config.distill_weight > 0:

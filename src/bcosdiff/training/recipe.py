@@ -70,7 +70,8 @@ def loss_weights(
 
     ``min_snr`` (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting"):
     the x0 error is weighted by ``min(SNR_t, γ)``; for the noise targets, whose error is
-    ``SNR_t`` times the x0 error in standardised units, by ``min(SNR_t, γ) / SNR_t``. The
+    ``SNR_t`` times the x0 error in standardised units, by ``min(SNR_t, γ) / SNR_t``; for v,
+    whose error is ``SNR_t + 1`` times it, by ``min(SNR_t, γ) / (SNR_t + 1)``. The
     weights are divided by their mean over uniformly drawn ``t``, so the loss keeps the
     scale of the uniform one and the learning rate and gradient clipping keep their meaning.
     """
@@ -83,7 +84,9 @@ def loss_weights(
     def raw(steps: Tensor) -> Tensor:
         snr = _snr(process, steps)
         clipped = snr.clamp(max=gamma)
-        return clipped if process.target == "x0" else clipped / snr
+        if process.target == "x0":
+            return clipped
+        return clipped / (snr + 1) if process.target == "v" else clipped / snr
 
     return (raw(t) / raw(every).mean()).float()
 
