@@ -8,7 +8,8 @@ For each model (a model directory or a bundled name), with everything fixed acro
 
 * the validation loss: pixel MSE of the predicted clean image on 256 held-out scenes
   (data seed ``VALIDATION_SEED``, the held-out caption templates), each noised at t = 100,
-  300, 500, 700 and 900 with the same noise (:mod:`bcosdiff.evaluation.validation`);
+  300, 500, 700 and 900 with the same noise (:mod:`bcosdiff.evaluation.validation`), overall
+  and, in a second table, per noise level;
 * recognisability on a fixed prompt set, as ``benchmarks/emoji_recognisability.py`` measures
   it on its full set: top-1 / top-5 of ``--prompts`` one-emoji prompts, and the share of
   ``--two-object`` two-emoji prompts with both emoji recognised (prompt k with seed k,
@@ -110,6 +111,13 @@ def main() -> None:
             "pairs": asdict(scene) if scene else None,
             "seconds": elapsed,
         }
+    levels = sorted({t for entry in report.values() for t in entry["validation_mse_per_t"]})
+    print("\nvalidation MSE per noise level (low t: the detail; high t: the layout)")
+    print("| model | " + " | ".join(f"t = {t}" for t in levels) + " |")
+    print("| --- |" + " ---: |" * len(levels))
+    for model, entry in report.items():
+        errors = entry["validation_mse_per_t"]
+        print(f"| {model} | " + " | ".join(f"{errors[t]:.4f}" for t in levels) + " |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
