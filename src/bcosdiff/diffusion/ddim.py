@@ -145,21 +145,12 @@ class DDIMSchedule:
         normal) is needed when ``eta > 0``."""
         alpha = self.alphas_cumprod[self.timesteps[index]]
         alpha_prev = self._alpha_prev(index)
-        beta = 1 - alpha
-        if self.process.target == "x0":
-            z0 = prediction
-            eps = (z - alpha ** (0.5) * z0) / beta ** (0.5)
-        elif self.process.target == "v":  # diffusers' v_prediction, in its order of operations
-            z0 = alpha ** (0.5) * z - beta ** (0.5) * prediction
-            eps = alpha ** (0.5) * prediction + beta ** (0.5) * z
-        else:
-            z0 = (z - beta ** (0.5) * prediction) / alpha ** (0.5)
-            eps = prediction
+        z0, eps = self.process.clean_and_noise(z, prediction, alpha)
         std = 0.0
         if eta > 0:
             if noise is None:
                 raise ValueError("eta > 0 needs noise for the step")
-            variance = ((1 - alpha_prev) / beta) * (1 - alpha / alpha_prev)
+            variance = ((1 - alpha_prev) / (1 - alpha)) * (1 - alpha / alpha_prev)
             std = eta * variance ** (0.5)
         z_prev = alpha_prev ** (0.5) * z0 + (1 - alpha_prev - std**2) ** (0.5) * eps
         return z_prev + std * noise if eta > 0 else z_prev

@@ -148,14 +148,24 @@ class DiffusionProcess(ConfigRecord):
             return prediction
         return self.standardise(prediction)  # x0 -> z0;  μ+σε -> ε;  μ+σv -> v
 
+    def clean_and_noise(self, z: Tensor, prediction: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
+        """``(ẑ0, ε̂)`` implied by the standardised ``prediction`` at ``z_t = z`` with
+        ``ᾱ_t = abar``, in the order of operations of diffusers' ``DDIMScheduler.step`` (so the
+        DDIM step built on it is bit-identical to diffusers')."""
+        beta = 1 - abar
+        if self.target == "x0":
+            return prediction, (z - abar ** (0.5) * prediction) / beta ** (0.5)
+        if self.target == "v":
+            return (
+                abar ** (0.5) * z - beta ** (0.5) * prediction,
+                abar ** (0.5) * prediction + beta ** (0.5) * z,
+            )
+        return (z - beta ** (0.5) * prediction) / abar ** (0.5), prediction
+
     def predicted_x0(self, prediction: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """The clean image implied by a prediction at ``(x_t, t)``."""
         if self.target == "x0":
             return prediction
-        abar = self._abar(t, x_t)
-        if self.target == "v":
-            v = self.standardised_prediction(prediction)
-            return self.unstandardise(abar.sqrt() * self.standardise(x_t) - (1 - abar).sqrt() * v)
-        eps = self.standardised_prediction(prediction)
-        z0 = (self.standardise(x_t) - (1 - abar).sqrt() * eps) / abar.sqrt()
+        z = self.standardise(x_t)
+        z0, _ = self.clean_and_noise(z, self.standardised_prediction(prediction), self._abar(t, z))
         return self.unstandardise(z0)

@@ -83,10 +83,9 @@ def loss_weights(
 
     def raw(steps: Tensor) -> Tensor:
         snr = _snr(process, steps)
-        clipped = snr.clamp(max=gamma)
-        if process.target == "x0":
-            return clipped
-        return clipped / (snr + 1) if process.target == "v" else clipped / snr
+        # How many times the x0 error (standardised) the target's own error is.
+        error_ratio = {"x0": torch.ones_like(snr), "v": snr + 1}.get(process.target, snr)
+        return snr.clamp(max=gamma) / error_ratio
 
     return (raw(t) / raw(every).mean()).float()
 
