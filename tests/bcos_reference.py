@@ -39,7 +39,8 @@ def _stub_packages(root: Path):
 
 
 def official_modules() -> types.SimpleNamespace:
-    """``BcosConv2d``, ``BcosLinear`` and ``group_norm_uncentered`` of B-cos v2, or skip."""
+    """``BcosConv2d``, ``BcosLinear``, ``group_norm_uncentered`` and the centred
+    ``DetachableGroupNorm2d`` / ``DetachableLayerNorm`` of B-cos v2, or skip."""
     spec = importlib.util.find_spec("bcos")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("the reference package 'bcos' is not installed (pip install -e .[dev])")
@@ -48,8 +49,11 @@ def official_modules() -> types.SimpleNamespace:
         conv = importlib.import_module("bcos.modules.bcosconv2d")
         linear = importlib.import_module("bcos.modules.bcoslinear")
         norms = importlib.import_module("bcos.modules.norms.uncentered_norms.groupnorm_uncentered")
+        centred = importlib.import_module("bcos.modules.norms.centered_norms")
     return types.SimpleNamespace(
         BcosConv2d=conv.BcosConv2d,
         BcosLinear=linear.BcosLinear,
         group_norm_uncentered=norms.group_norm_uncentered,
+        DetachableGroupNorm2d=centred.DetachableGroupNorm2d,
+        DetachableLayerNorm=centred.DetachableLayerNorm,
     )

@@ -10,12 +10,14 @@ from .mode import (
     linear_replay,
     set_explanation_mode,
 )
-from .norms import UncentredGroupNorm, UncentredLayerNorm
+from .norms import CentredGroupNorm, CentredLayerNorm, UncentredGroupNorm, UncentredLayerNorm
 
 __all__ = [
     "Attention",
     "BcosConv2d",
     "BcosLinear",
+    "CentredGroupNorm",
+    "CentredLayerNorm",
     "DetachableModule",
     "GEGLU",
     "GatedSiLU",

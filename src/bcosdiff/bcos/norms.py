@@ -1,22 +1,37 @@
-"""Bias-free, uncentred normalisation layers.
+"""Bias-free normalisation layers, uncentred (the default) and centred.
 
-``y = γ · x / sqrt(Var[x] + eps)`` with the variance taken over the normalised group; the
-mean is *not* subtracted and there is no additive shift, so the layer is a per-sample
-scaling of its input (dynamic linear). In explanation mode the statistic is detached. This
-is the "uncentred" norm of B-cos v2 with its bias removed; the optional ``γ`` is a learnable
-per-channel scale, itself linear.
+Uncentred: ``y = γ · x / sqrt(Var[x] + eps)`` with the variance taken over the normalised
+group; the mean is *not* subtracted and there is no additive shift, so the layer is a
+per-sample scaling of its input (dynamic linear). In explanation mode the statistic is
+detached. This is the "uncentred" norm of B-cos v2 with its bias removed; the optional ``γ``
+is a learnable per-channel scale, itself linear.
+
+Centred: ``y = γ · (x − mean[x]) / sqrt(Var[x] + eps)``. Subtracting the group's own mean
+is a fixed linear map of the sample (``x ↦ (I − 11ᵀ/M) x``), so the layer is still dynamic
+linear with no additive term: in explanation mode only ``1/sqrt(Var[x] + eps)`` is
+detached, and contributions still add up to the output. This is B-cos v2's
+``DetachableGroupNorm2d`` / ``DetachableLayerNorm`` without bias, the norm the paper
+authors' U-Net trains with.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import forward_ad
 
 from .layers import fused_training_enabled
 from .mode import DetachableModule
 
-__all__ = ["UncentredGroupNorm", "UncentredLayerNorm", "uncentred_normalise"]
+__all__ = [
+    "CentredGroupNorm",
+    "CentredLayerNorm",
+    "UncentredGroupNorm",
+    "UncentredLayerNorm",
+    "centred_normalise",
+    "uncentred_normalise",
+]
 
 
 def _group_statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -211,3 +226,58 @@ class UncentredLayerNorm(DetachableModule):
     def extra_repr(self) -> str:
         mode = ", explanation_mode=True" if self.detach_dynamic else ""
         return f"{self.dim}, eps={self.eps}{mode}"
+
+
+def centred_normalise(x: Tensor, eps: float, shared: bool = False) -> Tensor:
+    """``(x − mean) / sqrt(Var + eps)`` over the last dimension with the statistic detached
+    (explanation mode); the mean stays attached, as it is a linear map of each row. With
+    ``shared`` the statistic of batch row 0 serves every row (linear replay)."""
+    _, rstd = _group_statistics((x[:1] if shared else x).detach(), eps)
+    return (x - x.mean(-1, keepdim=True)) * rstd
+
+
+class CentredGroupNorm(DetachableModule):
+    """Group norm over ``(N, C, *)`` with centring and without bias."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, scale: bool = True):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"{num_channels} channels cannot be split into {num_groups} groups")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels)) if scale else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.detach_dynamic and not self.shared_factors:
+            # Training and sampling: the native kernel (forward and backward are exact).
+            return F.group_norm(x, self.num_groups, self.weight, None, self.eps)
+        grouped = x.reshape(x.shape[0], self.num_groups, -1)  # (N, G, C/G · spatial)
+        y = centred_normalise(grouped, self.eps, self.shared_factors).view_as(x)
+        if self.weight is not None:
+            y = y * self.weight.view(1, -1, *([1] * (x.dim() - 2)))
+        return y
+
+    def extra_repr(self) -> str:
+        mode = ", explanation_mode=True" if self.detach_dynamic else ""
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, centred{mode}"
+
+
+class CentredLayerNorm(DetachableModule):
+    """Layer norm over the last dimension with centring and without bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, scale: bool = True):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if scale else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.detach_dynamic and not self.shared_factors:
+            return F.layer_norm(x, (self.dim,), self.weight, None, self.eps)
+        y = centred_normalise(x, self.eps, self.shared_factors)
+        return y * self.weight if self.weight is not None else y
+
+    def extra_repr(self) -> str:
+        mode = ", explanation_mode=True" if self.detach_dynamic else ""
+        return f"{self.dim}, eps={self.eps}, centred{mode}"

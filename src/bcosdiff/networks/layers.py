@@ -19,6 +19,8 @@ from ..bcos import (
     Attention,
     BcosConv2d,
     BcosLinear,
+    CentredGroupNorm,
+    CentredLayerNorm,
     GatedSiLU,
     UncentredGroupNorm,
     UncentredLayerNorm,
@@ -72,10 +74,12 @@ class LayerFamily:
 
 @dataclass(frozen=True)
 class BcosFamily(LayerFamily):
-    """Bias-free B-cos layers, uncentred norms and gated activations."""
+    """Bias-free B-cos layers, bias-free norms (uncentred unless ``centred_norms``) and gated
+    activations."""
 
     b: float = 2.0
     max_out: int = 1
+    centred_norms: bool = False
 
     def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
         return BcosConv2d(cin, cout, kernel, stride, kernel // 2, b=self.b, max_out=self.max_out)
@@ -84,10 +88,11 @@ class BcosFamily(LayerFamily):
         return BcosLinear(fin, fout, b=self.b, max_out=self.max_out)
 
     def group_norm(self, channels: int, groups: int) -> nn.Module:
-        return UncentredGroupNorm(group_count(channels, groups), channels)
+        norm = CentredGroupNorm if self.centred_norms else UncentredGroupNorm
+        return norm(group_count(channels, groups), channels)
 
     def layer_norm(self, dim: int) -> nn.Module:
-        return UncentredLayerNorm(dim)
+        return CentredLayerNorm(dim) if self.centred_norms else UncentredLayerNorm(dim)
 
     def activation(self) -> nn.Module:
         return GatedSiLU()

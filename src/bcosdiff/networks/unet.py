@@ -6,9 +6,10 @@ Differences from SD 2.1 (as in the paper, App. C): pixel space with 6 input/outp
 transformers (self- plus cross-attention) sit at the levels listed in ``attention_levels``
 and in the middle block.
 
-With ``kind="bcos"`` every convolution and linear map is a B-cos layer, norms are uncentred
-and bias-free, SiLU/GEGLU gates are detachable and attention weights are dynamic factors, so
-in explanation mode the network is exactly linear in ``(sample, time features, context)``.
+With ``kind="bcos"`` every convolution and linear map is a B-cos layer, norms are bias-free
+(uncentred, or centred with ``centred_norms``), SiLU/GEGLU gates are detachable and attention
+weights are dynamic factors, so in explanation mode the network is exactly linear in
+``(sample, time features, context)``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class UNetConfig(ConfigRecord):
     time_embed_mult: int = 4
     b: float = 2.0
     max_out: int = 1
+    # B-cos only: subtract each group's mean in the norms (still bias-free and dynamic
+    # linear); the ordinary U-Net's norms are always centred.
+    centred_norms: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -93,7 +97,7 @@ class UNetConfig(ConfigRecord):
 
     def family(self) -> LayerFamily:
         if self.kind == "bcos":
-            return BcosFamily(b=self.b, max_out=self.max_out)
+            return BcosFamily(b=self.b, max_out=self.max_out, centred_norms=self.centred_norms)
         return VanillaFamily()
 
 

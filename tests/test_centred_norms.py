@@ -1,0 +1,126 @@
+"""Centred bias-free norms: the official B-cos v2 layers, linearity in explanation mode, and
+a centred B-cos U-Net that stays complete."""
+
+import contextlib
+
+import torch
+from bcos_reference import official_modules
+from torch.func import jvp
+
+from bcosdiff.bcos import CentredGroupNorm, CentredLayerNorm, explanation_mode, linear_replay
+from bcosdiff.networks import UNet, UNetConfig
+
+
+def _official_group_norm(groups, channels, weight):
+    ref = official_modules().DetachableGroupNorm2d(groups, channels).double()
+    with torch.no_grad():
+        ref.weight.copy_(weight)
+    ref.bias = None  # NoBias: the bias-free centred norm
+    return ref
+
+
+def test_group_norm_matches_the_official_centred_norm_without_bias():
+    torch.manual_seed(0)
+    norm = CentredGroupNorm(4, 8).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+    ref = _official_group_norm(4, 8, norm.weight)
+    x = torch.randn(3, 8, 5, 5, dtype=torch.float64) + 2.0
+    for detach in (False, True):
+        ref.set_explanation_mode(detach)
+        with explanation_mode(norm, detach):
+            out = norm(x)
+            torch.testing.assert_close(out, ref(x))
+        # Centred: every group of every sample has mean 0 before the scale.
+        grouped = (out / norm.weight.view(1, -1, 1, 1)).reshape(3, 4, -1)
+        torch.testing.assert_close(grouped.mean(-1), torch.zeros(3, 4, dtype=torch.float64))
+
+
+def test_layer_norm_matches_the_official_centred_norm_without_bias():
+    torch.manual_seed(1)
+    norm = CentredLayerNorm(6).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+    ref = official_modules().DetachableLayerNorm(6).double()
+    with torch.no_grad():
+        ref.weight.copy_(norm.weight)
+    ref.bias = None
+    x = torch.randn(2, 3, 6, dtype=torch.float64) + 1.0
+    for detach in (False, True):
+        ref.set_explanation_mode(detach)
+        with explanation_mode(norm, detach):
+            torch.testing.assert_close(norm(x), ref(x))
+
+
+def test_explanation_mode_detaches_only_the_scale():
+    """In explanation mode the norm is linear in its input (J·x = y: no additive part), and
+    its Jacobian is the centring map times the detached scale: a constant-per-group input
+    direction is annihilated, which an uncentred norm would pass through."""
+    torch.manual_seed(2)
+    for norm, x in (
+        (CentredGroupNorm(2, 4).double(), torch.randn(3, 4, 3, 3, dtype=torch.float64) + 1.5),
+        (CentredLayerNorm(5).double(), torch.randn(4, 5, dtype=torch.float64) + 1.5),
+    ):
+        with explanation_mode(norm):
+            out, tangent = jvp(norm, (x,), (x,))
+            torch.testing.assert_close(tangent, out)
+            _, constant = jvp(norm, (x,), (torch.ones_like(x),))
+            torch.testing.assert_close(constant, torch.zeros_like(x))
+        # Live: degree-0 homogeneous in x around its mean, so J·(x − mean) ≈ 0.
+        _, live = jvp(norm, (x,), (x,))
+        assert not torch.allclose(live, out)
+
+
+def test_linear_replay_shares_row_zeros_scale():
+    """In a replay the rows go through row 0's map: rows that add up to row 0 give outputs
+    that add up to row 0's output, and row 0's output is the ordinary forward's."""
+    torch.manual_seed(3)
+    norm = CentredGroupNorm(2, 4).double()
+    x = torch.randn(1, 4, 3, 3, dtype=torch.float64) + 1.0
+    parts = torch.randn(3, 4, 3, 3, dtype=torch.float64)
+    parts = torch.cat([parts, x - parts.sum(0, keepdim=True)])
+    with linear_replay(norm):
+        out = norm(torch.cat([x, parts]))
+    torch.testing.assert_close(out[0], norm(x)[0])
+    torch.testing.assert_close(out[1:].sum(0), out[0])
+
+
+def test_sampling_and_training_paths_agree():
+    torch.manual_seed(4)
+    x = torch.randn(2, 8, 4, 4)
+    tokens = torch.randn(2, 5, 8)
+    for layer, inputs in ((CentredGroupNorm(4, 8), x), (CentredLayerNorm(8), tokens)):
+        for replay in (False, True):
+            with linear_replay(layer) if replay else contextlib.nullcontext():
+                with torch.no_grad():
+                    fast = layer(inputs)
+                recorded = layer(inputs.clone().requires_grad_())
+            assert torch.equal(fast, recorded.detach())
+
+
+def test_a_centred_bcos_unet_is_complete_and_bias_free():
+    """The whole U-Net with centred norms: in explanation mode the output is J·(inputs), where
+    the inputs are the sample, the time features and the context (no bias anywhere)."""
+    torch.manual_seed(5)
+    config = UNetConfig(
+        model_channels=16,
+        channel_mult=(1, 2),
+        attention_levels=(1,),
+        head_channels=16,
+        context_dim=8,
+        norm_groups=4,
+        centred_norms=True,
+    )
+    unet = UNet(config).double().eval()
+    names = {type(m).__name__ for m in unet.modules()}
+    assert {"CentredGroupNorm", "CentredLayerNorm"} <= names
+    assert not names & {"UncentredGroupNorm", "UncentredLayerNorm"}
+    sample = torch.rand(1, 6, 32, 32, dtype=torch.float64)
+    context = torch.randn(1, 4, 8, dtype=torch.float64)
+    t = torch.tensor([300])
+    with explanation_mode(unet):
+        out = unet(sample, t, context)
+        temb = unet.time_features(t).double()
+        _, tangent = jvp(unet.denoise, (sample, temb, context), (sample, temb, context))
+    torch.testing.assert_close(tangent, out)
+    assert UNetConfig.from_dict(config.to_dict()) == config
