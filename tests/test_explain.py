@@ -20,9 +20,9 @@ PROCESSES = [
 ]
 
 
-def _setup(process, dtype=torch.float64, seed=0):
+def _setup(process, dtype=torch.float64, seed=0, **unet_options):
     torch.manual_seed(seed)
-    unet = UNet(tiny_unet_config()).to(dtype).eval()
+    unet = UNet(tiny_unet_config(**unet_options)).to(dtype).eval()
     g = torch.Generator().manual_seed(seed + 1)
     context = torch.randn(1, 5, 12, generator=g, dtype=dtype)
     mask = torch.tensor([[False, True, True, True, False]])
@@ -96,6 +96,41 @@ def test_replay_and_autodiff_agree(process):
     )
     for name in ("sample", "reconstruction", "contributions", "token_contributions", "relevance"):
         torch.testing.assert_close(getattr(replay, name), getattr(autodiff, name), msg=name)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"centred_norms": True}, {"time_embedding": "ordinary"}],
+    ids=["centred-norms", "ordinary-time-embedding"],
+)
+def test_the_unet_options_keep_explanations_complete(options):
+    """Centred norms and an ordinary time MLP (outside the explained map) leave the network
+    bias-free in its explained inputs: the sources add up to the sample, and the replay
+    agrees with autodiff."""
+    process = PROCESSES[0]
+    unet, context, mask, x_T = _setup(process, **options)
+    runs = {
+        method: explain_run(
+            unet,
+            process,
+            steps=4,
+            context=context,
+            x_T=x_T,
+            context_mask=mask,
+            method=method,
+            token_chunk=2,
+            decompose_sources=True,
+        )
+        for method in ("replay", "jvp")
+    }
+    for result in runs.values():
+        scale = float(result.sample.abs().max())
+        assert 0 <= result.completeness_residual < 1e-10 * scale
+        assert (sum(result.sources.values()) - result.sample).abs().max() < 1e-10 * scale
+    for name in ("sample", "contributions", "relevance"):
+        torch.testing.assert_close(
+            getattr(runs["replay"], name), getattr(runs["jvp"], name), msg=name
+        )
 
 
 @pytest.mark.parametrize("method", ["replay", "jvp"])

@@ -63,7 +63,8 @@ class RunSources:
         steps: int | DDIMSchedule,
     ) -> RunSources:
         timesteps = torch.tensor(as_schedule(process, steps).timesteps, device=x_T.device)
-        features = unet.time_features(timesteps).to(x_T.dtype)
+        # A given input of the run (an ordinary time MLP's parameters are not explained).
+        features = unet.time_features(timesteps).detach().to(x_T.dtype)
         return cls(
             context, x_T, features, torch.tensor(process.mean, dtype=x_T.dtype, device=x_T.device)
         )

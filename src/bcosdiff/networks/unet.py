@@ -33,6 +33,7 @@ from .layers import BcosFamily, LayerFamily, VanillaFamily
 __all__ = ["UNet", "UNetConfig"]
 
 KINDS = ("bcos", "vanilla")
+TIME_EMBEDDINGS = ("bcos", "ordinary")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class UNetConfig(ConfigRecord):
     # B-cos only: subtract each group's mean in the norms (still bias-free and dynamic
     # linear); the ordinary U-Net's norms are always centred.
     centred_norms: bool = False
+    # "bcos": the time-step MLP is part of the explained network, which is then linear in
+    # the sinusoidal features. "ordinary": an MLP with biases (as in the paper authors'
+    # code) outside it; its output is the time input the explanations take as given.
+    time_embedding: str = "bcos"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -92,6 +97,10 @@ class UNetConfig(ConfigRecord):
             problems.append("sample_size must be >= 1")
         if self.b < 1:
             problems.append("b must be >= 1")
+        if self.time_embedding not in TIME_EMBEDDINGS:
+            problems.append(
+                f"time_embedding must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}"
+            )
         if problems:
             raise ValueError("invalid U-Net config: " + "; ".join(problems))
 
@@ -128,7 +137,14 @@ class UNet(nn.Module):
         fam = config.family()
         mc, groups = config.model_channels, config.norm_groups
         time_dim = mc * config.time_embed_mult
-        self.time_embed = TimeEmbedding(fam, mc, time_dim)
+        # The time input of ``denoise``: the sinusoidal features, or with an ordinary time
+        # embedding that MLP's output (``time_mlp``, evaluated in ``time_features``).
+        self.time_mlp: nn.Module | None = None
+        if config.time_embedding == "ordinary":
+            self.time_mlp = TimeEmbedding(VanillaFamily(), mc, time_dim)
+            self.time_embed: nn.Module = nn.Identity()
+        else:
+            self.time_embed = TimeEmbedding(fam, mc, time_dim)
 
         def stage(cin: int, cout: int, level: int | None) -> _Stage:
             attn = None
@@ -174,8 +190,12 @@ class UNet(nn.Module):
         )
 
     def time_features(self, timesteps: Tensor) -> Tensor:
-        """Sinusoidal features of the time steps: the time input of :meth:`denoise`."""
-        return sinusoidal_features(timesteps, self.config.model_channels)
+        """The time input of :meth:`denoise`: sinusoidal features of the time steps, passed
+        through the ordinary time MLP when the config has one."""
+        features = sinusoidal_features(timesteps, self.config.model_channels)
+        if self.time_mlp is None:
+            return features
+        return self.time_mlp(features.to(next(self.time_mlp.parameters()).dtype))
 
     def denoise(
         self,

@@ -1,8 +1,9 @@
-"""Centred bias-free norms: the official B-cos v2 layers, linearity in explanation mode, and
-a centred B-cos U-Net that stays complete."""
+"""U-Net options: centred bias-free norms (against the official B-cos v2 layers, linear in
+explanation mode, a complete centred U-Net) and an ordinary time embedding."""
 
 import contextlib
 
+import pytest
 import torch
 from bcos_reference import official_modules
 from torch.func import jvp
@@ -124,3 +125,36 @@ def test_a_centred_bcos_unet_is_complete_and_bias_free():
         _, tangent = jvp(unet.denoise, (sample, temb, context), (sample, temb, context))
     torch.testing.assert_close(tangent, out)
     assert UNetConfig.from_dict(config.to_dict()) == config
+
+
+def test_an_ordinary_time_embedding_is_the_time_input():
+    """With ``time_embedding: ordinary`` the time MLP has biases and sits outside the explained
+    map: ``time_features`` is its output, and in explanation mode ``denoise`` is linear in
+    (sample, time features, context). Other values are refused."""
+    torch.manual_seed(6)
+    config = UNetConfig(
+        model_channels=16,
+        channel_mult=(1, 2),
+        attention_levels=(1,),
+        head_channels=16,
+        context_dim=8,
+        norm_groups=4,
+        time_embedding="ordinary",
+    )
+    unet = UNet(config).double().eval()
+    assert unet.time_mlp is not None and any(
+        "bias" in n for n, _ in unet.time_mlp.named_parameters()
+    )
+    t = torch.tensor([300])
+    features = unet.time_features(t)
+    assert features.shape == (1, 16 * config.time_embed_mult) and features.dtype == torch.float64
+    sample = torch.rand(1, 6, 32, 32, dtype=torch.float64)
+    context = torch.randn(1, 4, 8, dtype=torch.float64)
+    with explanation_mode(unet):
+        out = unet.denoise(sample, features, context)
+        _, tangent = jvp(unet.denoise, (sample, features, context), (sample, features, context))
+    torch.testing.assert_close(tangent, out)
+    torch.testing.assert_close(out, unet(sample, t, context))
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="time_embedding"):
+        UNetConfig(time_embedding="linear")
