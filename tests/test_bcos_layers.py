@@ -88,7 +88,7 @@ def _fused_and_unfused(layer, x):
             v = torch.sin(torch.arange(out.numel(), dtype=out.dtype)).view_as(out)
             gx, gw = torch.autograd.grad((out * v).sum(), (xi, layer.weight))
         node = type(out.grad_fn).__name__  # the fused function is one autograd node
-        took_fused = node in ("_ConvSquareBackward", "_LinearSquareBackward")
+        took_fused = node in ("_ConvSquareBackward", "_LinearSquareBackward", "_PowerScaleBackward")
         assert took_fused == fused
         results.append((out.detach(), gx, gw))
     return results
@@ -133,6 +133,22 @@ def _check_fused(layer, x, zero_index):
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-12)
     assert torch.isfinite(gx).all()
+
+
+@pytest.mark.parametrize("b", [1.5, 3.0])
+def test_the_scale_for_other_b_matches_autograd(b):
+    """B ≠ 2 takes one autograd node for its scale: the forward numbers of the elementary
+    operations bit for bit, their gradients and batched JVPs to rounding, for both layers."""
+    torch.manual_seed(10)
+    _check_fused(BcosConv2d(3, 5, 3, padding=1, b=b), torch.randn(2, 3, 6, 6), (0, 0))
+    _check_fused(BcosLinear(6, 9, b=b), torch.randn(3, 4, 6), (1, 2))
+    layer, x = BcosConv2d(3, 4, 3, padding=1, b=b).double(), torch.randn(2, 3, 5, 5).double()
+    tangents = torch.randn(4, *x.shape, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        with fused_layers(fused):
+            results.append(vmap(lambda t: jvp(layer, (x,), (t,))[1])(tangents))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-12)
 
 
 def test_fused_layers_batched_forward_mode():

@@ -13,9 +13,10 @@ Both layers share one implementation of the scale (:func:`bcos_scale`); they dif
 how the linear response and the input norm are obtained. While training with B = 2 (no
 MaxOut; for the convolution one group and no dilation) each layer is instead one autograd
 function with hand-written derivatives (``_LinearSquare``, ``_ConvSquare``), which computes
-the same forward numbers with fewer passes over the activations backwards;
-:func:`fused_layers` switches them off. The numbers match the official B-cos v2 package
-(``bcos.modules.BcosConv2d`` / ``BcosLinear``), which the tests check, gradients included.
+the same forward numbers with fewer passes over the activations backwards; for other B the
+scale alone is one such function (``_PowerScale``). :func:`fused_layers` switches them off.
+The numbers match the official B-cos v2 package (``bcos.modules.BcosConv2d`` /
+``BcosLinear``), which the tests check, gradients included.
 """
 
 from __future__ import annotations
@@ -81,6 +82,59 @@ class _SquareScale(torch.autograd.Function):
             tangent = tangent + 2.0 * out.abs() * d_out / norm
         if d_norm is not None:
             tangent = tangent - out * out.abs() * d_norm / norm.square()
+        return tangent
+
+
+class _PowerScale(torch.autograd.Function):
+    """``y = (|out/norm| + ε)^(B−1) · out`` (the scale for B ≠ 2) with hand-written
+    derivatives; autograd through ``div``/``abs``/``add``/``pow``/``mul`` keeps four
+    full-size intermediates, this keeps ``out`` only (and the small ``norm``).
+
+    With ``a = |out|/norm``, ``f = (a + ε)^(B−1)`` and ``d = (B−1)·a·(a + ε)^(B−2)``:
+    ``∂y/∂out = f + d`` and ``∂y/∂norm = −d·out/norm`` (summed over broadcast dimensions).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(out: Tensor, norm: Tensor, b: float) -> Tensor:
+        return ((out / norm).abs() + _COS_EPS).pow(b - 1) * out  # the unfused numbers
+
+    @staticmethod
+    def setup_context(ctx, inputs, output: Tensor) -> None:
+        out, norm, b = inputs
+        ctx.b = b
+        ctx.save_for_backward(out, norm)
+        ctx.save_for_forward(out, norm)
+
+    @staticmethod
+    def _slopes(out: Tensor, norm: Tensor, b: float) -> tuple[Tensor, Tensor]:
+        """``(f + d, d/norm)`` of the docstring."""
+        a = (out / norm).abs()
+        base = a + _COS_EPS
+        d = base.pow(b - 2).mul_(a).mul_(b - 1)
+        return base.pow_(b - 1).add_(d), d.div_(norm)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        out, norm = ctx.saved_tensors
+        slope, d_over_norm = _PowerScale._slopes(out, norm, ctx.b)
+        grad_out = grad_norm = None
+        if ctx.needs_input_grad[1]:
+            grad_norm = (grad * out * d_over_norm).sum_to_size(norm.shape).neg_()
+        if ctx.needs_input_grad[0]:
+            grad_out = slope.mul_(grad)
+        return grad_out, grad_norm, None
+
+    @staticmethod
+    def jvp(ctx, d_out: Tensor | None, d_norm: Tensor | None, _b) -> Tensor:
+        out, norm = ctx.saved_tensors
+        slope, d_over_norm = _PowerScale._slopes(out, norm, ctx.b)
+        tangent = torch.zeros_like(out)
+        if d_out is not None:
+            tangent = tangent + slope * d_out
+        if d_norm is not None:
+            tangent = tangent - d_over_norm * out * d_norm
         return tangent
 
 
@@ -254,6 +308,8 @@ def bcos_scale(
             # bit), with one full-size allocation instead of three.
             return out.abs().mul_(out).div_(norm)
         return _SquareScale.apply(out, norm)
+    if not detach and _fused_enabled and torch.is_grad_enabled():
+        return _PowerScale.apply(out, norm, b)
     factor_out = out.detach() if detach else out
     if detach:
         norm = norm.detach()
@@ -309,10 +365,10 @@ _fused_enabled = True
 @contextmanager
 def fused_layers(enabled: bool = True) -> Iterator[None]:
     """Switch the fused training functions (the B = 2 :class:`BcosLinear` and
-    :class:`BcosConv2d`, and the scaled uncentred group norm) on or off, to compare against
-    autograd through the elementary operations or to time both; restores the previous
-    setting on exit. Both compute the same forward numbers; their gradients agree to
-    rounding."""
+    :class:`BcosConv2d`, the scale for other B, and the scaled uncentred group norm) on or
+    off, to compare against autograd through the elementary operations or to time both;
+    restores the previous setting on exit. Both compute the same forward numbers; their
+    gradients agree to rounding."""
     global _fused_enabled
     previous = _fused_enabled
     _fused_enabled = bool(enabled)
