@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bcosdiff.diffusion import DiffusionProcess
-from bcosdiff.evaluation.validation import validation_loss
+from bcosdiff.evaluation.validation import error_split, validation_loss
 from bcosdiff.variants import get_variant
 
 
@@ -67,3 +67,38 @@ def test_batching_and_repetition_do_not_change_the_number():
     assert first.mean == pytest.approx(again.mean, rel=1e-6)
     other_seed = validation_loss(_pipe("vanilla", 0.1), data, scenes=9, seed=1)
     assert other_seed.mean != pytest.approx(first.mean, rel=1e-6)
+
+
+class _Identity(torch.nn.Module):
+    """An x0 network that returns the noisy input read as clean (mean shift and scale
+    undone): it removes none of the noise."""
+
+    def __init__(self, process):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.process = process
+
+    def forward(self, x_t, t, context, mask):
+        root = self.process.alphas_cumprod()[t].sqrt().view(-1, 1, 1, 1)
+        return (x_t - (1 - root) * self.process.mean) / root
+
+
+def test_the_error_split_adds_up_and_reads_known_predictors():
+    data = _dataset(8)
+    grey = _pipe("bcos-x0", 0.5)
+    levels = (100, 500)
+    split = error_split(grey, data, scenes=8, levels=levels, batch=3)
+    loss = validation_loss(grey, data, scenes=8, levels=levels)
+    for part in split:
+        assert part.mse == pytest.approx(loss.per_level[part.level], rel=1e-5)
+        assert part.leak_part + part.low + part.high == pytest.approx(part.mse, rel=1e-9)
+    identity = SimpleNamespace(process=grey.process, unet=_Identity(grey.process), text=_text)
+    for part in error_split(identity, data, scenes=8, levels=levels):
+        assert part.leak == pytest.approx(1.0, abs=1e-3)  # clipping to [0, 1] aside
+        assert part.mse == pytest.approx(part.noise, rel=1e-6)
+        assert part.low + part.high < 1e-3 * part.mse
+        assert part.detail > 1.0  # the noise adds fine structure
+    for part in split:
+        assert part.detail == 0.0  # a flat grey picture has no detail
+    with pytest.raises(ValueError, match="block 3"):
+        error_split(grey, data, scenes=8, levels=levels, block=3)
