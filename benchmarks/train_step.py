@@ -1,14 +1,15 @@
 """Train-step time of the B-cos U-Net vs the vanilla U-Net of the same layout (one run).
 
     python benchmarks/train_step.py [--batch 32] [--size 32] [--channels 32] [--rounds 8]
-                                    [--unfused]
+                                    [--unfused] [--b 2] [--max-out 1] [--centred-norms]
 
 Both networks get the same layout, batch, context and optimiser. The steps are interleaved
 (one step of each network per round), so drift in the machine's speed affects every network
 alike; the script prints the median seconds per AdamW step of each and their ratios, all
 measured in this run. ``--unfused`` adds the B-cos network with its fused B = 2 training
 functions switched off (autograd through the elementary operations), the before figure of
-that change.
+that change. ``--b``, ``--max-out`` and ``--centred-norms`` set the B-cos network's options
+(the recipe arms of ``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def build(kind: str, args: argparse.Namespace):
         attention_levels=tuple(args.attention),
         head_channels=args.head_channels,
         context_dim=384,
+        **(
+            dict(b=args.b, max_out=args.max_out, centred_norms=args.centred_norms)
+            if kind == "bcos"
+            else {}
+        ),
     )
     net = UNet(config).train()
     if args.compile:
@@ -57,11 +63,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--unfused", action="store_true", help="also time the unfused B-cos step")
     parser.add_argument("--compile", action="store_true", help="torch.compile every network")
+    parser.add_argument("--b", type=float, default=2.0, help="the B-cos network's B")
+    parser.add_argument("--max-out", type=int, default=1, help="the B-cos network's MaxOut")
+    parser.add_argument("--centred-norms", action="store_true", help="centred B-cos norms")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
         f"{args.size}x{args.size}, channels {args.channels} x {args.mult}, "
-        f"{args.rounds} interleaved rounds after {args.warmup} warm-up"
+        f"{args.rounds} interleaved rounds after {args.warmup} warm-up; B-cos: B = {args.b:g}, "
+        f"max_out {args.max_out}, {'centred' if args.centred_norms else 'uncentred'} norms"
     )
     runs = {"bcos": ("bcos", True), "vanilla": ("vanilla", True)}
     if args.unfused:
