@@ -100,8 +100,8 @@ def test_replay_and_autodiff_agree(process):
 
 @pytest.mark.parametrize(
     "options",
-    [{"centred_norms": True}, {"time_embedding": "ordinary"}],
-    ids=["centred-norms", "ordinary-time-embedding"],
+    [{"centred_norms": True}, {"time_embedding": "ordinary"}, {"linear_shortcuts": True}],
+    ids=["centred-norms", "ordinary-time-embedding", "linear-shortcuts"],
 )
 def test_the_unet_options_keep_explanations_complete(options):
     """Centred norms and an ordinary time MLP (outside the explained map) leave the network

@@ -5,6 +5,7 @@ import contextlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from bcos_reference import official_modules
 from torch.func import jvp
 
@@ -158,3 +159,30 @@ def test_an_ordinary_time_embedding_is_the_time_input():
     assert UNetConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="time_embedding"):
         UNetConfig(time_embedding="linear")
+
+
+def test_linear_shortcuts_are_b1_projections_on_the_width_changes_only():
+    """``linear_shortcuts``: every residual block whose width changes projects its skip path
+    with a B = 1 unit (the plain unit-norm linear map); every other B-cos layer keeps B."""
+    from bcosdiff.bcos import BcosConv2d
+    from bcosdiff.networks.blocks import ResBlock
+
+    config = UNetConfig(
+        model_channels=16,
+        channel_mult=(1, 2),
+        attention_levels=(1,),
+        head_channels=16,
+        context_dim=8,
+        norm_groups=4,
+        linear_shortcuts=True,
+    )
+    unet = UNet(config)
+    shortcuts = [m.skip for m in unet.modules() if isinstance(m, ResBlock)]
+    projections = [s for s in shortcuts if isinstance(s, BcosConv2d)]
+    assert projections and all(s.b == 1.0 and s.kernel_size == (1, 1) for s in projections)
+    others = [m for m in unet.modules() if isinstance(m, BcosConv2d) and m not in projections]
+    assert others and all(m.b == 2.0 for m in others)
+    for projection in projections:
+        x = torch.randn(2, projection.in_channels, 4, 4)
+        torch.testing.assert_close(projection(x), F.conv2d(x, projection.unit_weight()))
+    assert UNetConfig.from_dict(config.to_dict()) == config

@@ -61,7 +61,7 @@ class ResBlock(nn.Module):
         self.out_layers = nn.Sequential(
             family.group_norm(cout, groups), family.activation(), family.conv(cout, cout, 3)
         )
-        self.skip = nn.Identity() if cin == cout else family.conv(cin, cout, 1)
+        self.skip = nn.Identity() if cin == cout else family.shortcut(cin, cout)
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         h = self.in_layers(x) + self.emb_layers(temb)[:, :, None, None]

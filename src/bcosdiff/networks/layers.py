@@ -52,6 +52,10 @@ class LayerFamily:
     def activation(self) -> nn.Module:
         raise NotImplementedError
 
+    def shortcut(self, cin: int, cout: int) -> nn.Module:
+        """The 1×1 projection on a residual block's skip path where the width changes."""
+        return self.conv(cin, cout, 1)
+
     def geglu(self, dim: int, inner: int) -> nn.Module:
         return GEGLU(self.linear(dim, 2 * inner))
 
@@ -75,17 +79,25 @@ class LayerFamily:
 @dataclass(frozen=True)
 class BcosFamily(LayerFamily):
     """Bias-free B-cos layers, bias-free norms (uncentred unless ``centred_norms``) and gated
-    activations."""
+    activations; with ``linear_shortcuts`` the residual blocks' 1×1 skip projections are
+    plain unit-norm linear maps (B = 1)."""
 
     b: float = 2.0
     max_out: int = 1
     centred_norms: bool = False
+    linear_shortcuts: bool = False
 
     def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
         return BcosConv2d(cin, cout, kernel, stride, kernel // 2, b=self.b, max_out=self.max_out)
 
     def linear(self, fin: int, fout: int) -> nn.Module:
         return BcosLinear(fin, fout, b=self.b, max_out=self.max_out)
+
+    def shortcut(self, cin: int, cout: int) -> nn.Module:
+        # B = 1: a unit-norm linear map, without the |cos| factor that shrinks what it passes.
+        if self.linear_shortcuts:
+            return BcosConv2d(cin, cout, 1, b=1.0)
+        return self.conv(cin, cout, 1)
 
     def group_norm(self, channels: int, groups: int) -> nn.Module:
         norm = CentredGroupNorm if self.centred_norms else UncentredGroupNorm

@@ -62,6 +62,10 @@ class UNetConfig(ConfigRecord):
     # the sinusoidal features. "ordinary": an MLP with biases (as in the paper authors'
     # code) outside it; its output is the time input the explanations take as given.
     time_embedding: str = "bcos"
+    # B-cos only: the residual blocks' 1×1 skip projections (where the width changes) as
+    # plain unit-norm linear maps (B = 1), so the encoder's detail reaches the decoder
+    # without the |cos| factor; still bias-free and linear.
+    linear_shortcuts: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -106,7 +110,12 @@ class UNetConfig(ConfigRecord):
 
     def family(self) -> LayerFamily:
         if self.kind == "bcos":
-            return BcosFamily(b=self.b, max_out=self.max_out, centred_norms=self.centred_norms)
+            return BcosFamily(
+                b=self.b,
+                max_out=self.max_out,
+                centred_norms=self.centred_norms,
+                linear_shortcuts=self.linear_shortcuts,
+            )
         return VanillaFamily()
 
 
