@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bcos_reference import official_modules
+from conftest import tiny_unet_config
 from torch.func import jvp
 
 from bcosdiff.bcos import CentredGroupNorm, CentredLayerNorm, explanation_mode, linear_replay
@@ -104,21 +105,13 @@ def test_a_centred_bcos_unet_is_complete_and_bias_free():
     """The whole U-Net with centred norms: in explanation mode the output is J·(inputs), where
     the inputs are the sample, the time features and the context (no bias anywhere)."""
     torch.manual_seed(5)
-    config = UNetConfig(
-        model_channels=16,
-        channel_mult=(1, 2),
-        attention_levels=(1,),
-        head_channels=16,
-        context_dim=8,
-        norm_groups=4,
-        centred_norms=True,
-    )
+    config = tiny_unet_config(centred_norms=True)
     unet = UNet(config).double().eval()
     names = {type(m).__name__ for m in unet.modules()}
     assert {"CentredGroupNorm", "CentredLayerNorm"} <= names
     assert not names & {"UncentredGroupNorm", "UncentredLayerNorm"}
-    sample = torch.rand(1, 6, 32, 32, dtype=torch.float64)
-    context = torch.randn(1, 4, 8, dtype=torch.float64)
+    sample = torch.rand(1, 6, 8, 8, dtype=torch.float64)
+    context = torch.randn(1, 4, 12, dtype=torch.float64)
     t = torch.tensor([300])
     with explanation_mode(unet):
         out = unet(sample, t, context)
@@ -133,15 +126,7 @@ def test_an_ordinary_time_embedding_is_the_time_input():
     map: ``time_features`` is its output, and in explanation mode ``denoise`` is linear in
     (sample, time features, context). Other values are refused."""
     torch.manual_seed(6)
-    config = UNetConfig(
-        model_channels=16,
-        channel_mult=(1, 2),
-        attention_levels=(1,),
-        head_channels=16,
-        context_dim=8,
-        norm_groups=4,
-        time_embedding="ordinary",
-    )
+    config = tiny_unet_config(time_embedding="ordinary")
     unet = UNet(config).double().eval()
     assert unet.time_mlp is not None and any(
         "bias" in n for n, _ in unet.time_mlp.named_parameters()
@@ -149,8 +134,8 @@ def test_an_ordinary_time_embedding_is_the_time_input():
     t = torch.tensor([300])
     features = unet.time_features(t)
     assert features.shape == (1, 16 * config.time_embed_mult) and features.dtype == torch.float64
-    sample = torch.rand(1, 6, 32, 32, dtype=torch.float64)
-    context = torch.randn(1, 4, 8, dtype=torch.float64)
+    sample = torch.rand(1, 6, 8, 8, dtype=torch.float64)
+    context = torch.randn(1, 4, 12, dtype=torch.float64)
     with explanation_mode(unet):
         out = unet.denoise(sample, features, context)
         _, tangent = jvp(unet.denoise, (sample, features, context), (sample, features, context))
@@ -167,15 +152,7 @@ def test_linear_shortcuts_are_b1_projections_on_the_width_changes_only():
     from bcosdiff.bcos import BcosConv2d
     from bcosdiff.networks.blocks import ResBlock
 
-    config = UNetConfig(
-        model_channels=16,
-        channel_mult=(1, 2),
-        attention_levels=(1,),
-        head_channels=16,
-        context_dim=8,
-        norm_groups=4,
-        linear_shortcuts=True,
-    )
+    config = tiny_unet_config(linear_shortcuts=True)
     unet = UNet(config)
     shortcuts = [m.skip for m in unet.modules() if isinstance(m, ResBlock)]
     projections = [s for s in shortcuts if isinstance(s, BcosConv2d)]

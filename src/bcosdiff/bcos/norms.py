@@ -175,8 +175,10 @@ def uncentred_normalise(x: Tensor, eps: float, detach: bool, shared: bool = Fals
     return x * rstd
 
 
-class UncentredGroupNorm(DetachableModule):
-    """Group norm over ``(N, C, *)`` without centring and without bias."""
+class _GroupNormBase(DetachableModule):
+    """Groups, ``eps`` and the optional per-channel scale ``γ`` of a bias-free group norm."""
+
+    label = ""  # shown by ``repr`` after eps
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, scale: bool = True):
         super().__init__()
@@ -186,6 +188,30 @@ class UncentredGroupNorm(DetachableModule):
         self.num_channels = num_channels
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_channels)) if scale else None
+
+    def extra_repr(self) -> str:
+        mode = ", explanation_mode=True" if self.detach_dynamic else ""
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}{self.label}{mode}"
+
+
+class _LayerNormBase(DetachableModule):
+    """``eps`` and the optional per-feature scale ``γ`` of a bias-free layer norm."""
+
+    label = ""
+
+    def __init__(self, dim: int, eps: float = 1e-5, scale: bool = True):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if scale else None
+
+    def extra_repr(self) -> str:
+        mode = ", explanation_mode=True" if self.detach_dynamic else ""
+        return f"{self.dim}, eps={self.eps}{self.label}{mode}"
+
+
+class UncentredGroupNorm(_GroupNormBase):
+    """Group norm over ``(N, C, *)`` without centring and without bias."""
 
     def forward(self, x: Tensor) -> Tensor:
         if (
@@ -205,27 +231,13 @@ class UncentredGroupNorm(DetachableModule):
             y = y * scale if torch.is_grad_enabled() else y.mul_(scale)
         return y
 
-    def extra_repr(self) -> str:
-        mode = ", explanation_mode=True" if self.detach_dynamic else ""
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}{mode}"
 
-
-class UncentredLayerNorm(DetachableModule):
+class UncentredLayerNorm(_LayerNormBase):
     """Layer norm over the last dimension without centring and without bias."""
-
-    def __init__(self, dim: int, eps: float = 1e-5, scale: bool = True):
-        super().__init__()
-        self.dim = dim
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim)) if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
         y = uncentred_normalise(x, self.eps, self.detach_dynamic, self.shared_factors)
         return y * self.weight if self.weight is not None else y
-
-    def extra_repr(self) -> str:
-        mode = ", explanation_mode=True" if self.detach_dynamic else ""
-        return f"{self.dim}, eps={self.eps}{mode}"
 
 
 def centred_normalise(x: Tensor, eps: float, shared: bool = False) -> Tensor:
@@ -236,17 +248,10 @@ def centred_normalise(x: Tensor, eps: float, shared: bool = False) -> Tensor:
     return (x - x.mean(-1, keepdim=True)) * rstd
 
 
-class CentredGroupNorm(DetachableModule):
+class CentredGroupNorm(_GroupNormBase):
     """Group norm over ``(N, C, *)`` with centring and without bias."""
 
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, scale: bool = True):
-        super().__init__()
-        if num_channels % num_groups:
-            raise ValueError(f"{num_channels} channels cannot be split into {num_groups} groups")
-        self.num_groups = num_groups
-        self.num_channels = num_channels
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(num_channels)) if scale else None
+    label = ", centred"
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.detach_dynamic and not self.shared_factors:
@@ -258,26 +263,14 @@ class CentredGroupNorm(DetachableModule):
             y = y * self.weight.view(1, -1, *([1] * (x.dim() - 2)))
         return y
 
-    def extra_repr(self) -> str:
-        mode = ", explanation_mode=True" if self.detach_dynamic else ""
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, centred{mode}"
 
-
-class CentredLayerNorm(DetachableModule):
+class CentredLayerNorm(_LayerNormBase):
     """Layer norm over the last dimension with centring and without bias."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, scale: bool = True):
-        super().__init__()
-        self.dim = dim
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim)) if scale else None
+    label = ", centred"
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.detach_dynamic and not self.shared_factors:
             return F.layer_norm(x, (self.dim,), self.weight, None, self.eps)
         y = centred_normalise(x, self.eps, self.shared_factors)
         return y * self.weight if self.weight is not None else y
-
-    def extra_repr(self) -> str:
-        mode = ", explanation_mode=True" if self.detach_dynamic else ""
-        return f"{self.dim}, eps={self.eps}, centred{mode}"
