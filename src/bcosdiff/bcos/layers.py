@@ -87,7 +87,7 @@ class _SquareScale(torch.autograd.Function):
 
 class _PowerScale(torch.autograd.Function):
     """``y = (|out/norm| + ε)^(B−1) · out`` (the scale for B ≠ 2) with hand-written
-    derivatives; autograd through ``div``/``abs``/``add``/``pow``/``mul`` keeps four
+    derivatives; autograd through ``div``/``abs``/``add``/``pow``/``mul`` keeps several
     full-size intermediates, this keeps ``out`` only (and the small ``norm``).
 
     With ``a = |out|/norm``, ``f = (a + ε)^(B−1)`` and ``d = (B−1)·a·(a + ε)^(B−2)``:
