@@ -163,3 +163,33 @@ def test_linear_shortcuts_are_b1_projections_on_the_width_changes_only():
         x = torch.randn(2, projection.in_channels, 4, 4)
         torch.testing.assert_close(projection(x), F.conv2d(x, projection.unit_weight()))
     assert UNetConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_bias_free_ordinary_unet_drops_only_the_biases():
+    """``vanilla_biases: false``: the same ordinary U-Net, parameter for parameter, less every
+    additive term; its norms compute torch's GroupNorm/LayerNorm with a zero shift."""
+    biased = UNet(tiny_unet_config("vanilla"))
+    free = UNet(tiny_unet_config("vanilla", vanilla_biases=False))
+    biased_names = {name for name, _ in biased.named_parameters()}
+    free_names = {name for name, _ in free.named_parameters()}
+    dropped = biased_names - free_names
+    assert free_names < biased_names and dropped
+    assert all(name.endswith(".bias") for name in dropped)
+    assert not any(name.endswith(".bias") for name in free_names)
+    # What is left takes the biased network's weights by name; with the biases and shifts
+    # zeroed, the two networks compute the same function.
+    with torch.no_grad():
+        state = biased.state_dict()
+        for name in dropped:
+            state[name].zero_()
+        biased.load_state_dict(state)
+        free.load_state_dict({k: v for k, v in state.items() if k not in dropped})
+    torch.manual_seed(4)
+    x = torch.randn(2, 6, 8, 8)
+    t = torch.tensor([10, 700])
+    context = torch.randn(2, 5, 12)
+    torch.testing.assert_close(free(x, t, context), biased(x, t, context))
+    config = tiny_unet_config("vanilla", vanilla_biases=False)
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="vanilla_biases"):
+        tiny_unet_config(vanilla_biases=False)

@@ -112,22 +112,32 @@ class BcosFamily(LayerFamily):
 
 @dataclass(frozen=True)
 class VanillaFamily(LayerFamily):
-    """Ordinary layers with biases, centred GroupNorm/LayerNorm and SiLU (the baseline)."""
+    """Ordinary layers with biases, centred GroupNorm/LayerNorm and SiLU (the baseline).
+
+    With ``biases=False`` every convolution, linear map and norm is built without its additive
+    term, as in the B-cos family, and nothing else changes: the control that tells how much of
+    a gap between the two kinds the missing biases make."""
+
+    biases: bool = True
 
     def conv(self, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
-        return nn.Conv2d(cin, cout, kernel, stride, kernel // 2)
+        return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=self.biases)
 
     def linear(self, fin: int, fout: int) -> nn.Module:
-        return nn.Linear(fin, fout)
+        return nn.Linear(fin, fout, bias=self.biases)
 
     def value_linear(self, fin: int, fout: int) -> nn.Module:
         return nn.Linear(fin, fout, bias=False)  # as in Stable Diffusion
 
     def group_norm(self, channels: int, groups: int) -> nn.Module:
-        return nn.GroupNorm(group_count(channels, groups), channels)
+        if self.biases:
+            return nn.GroupNorm(group_count(channels, groups), channels)
+        # torch's GroupNorm has no bias-free affine form; the centred bias-free norm computes
+        # exactly that outside explanation mode.
+        return CentredGroupNorm(group_count(channels, groups), channels)
 
     def layer_norm(self, dim: int) -> nn.Module:
-        return nn.LayerNorm(dim)
+        return nn.LayerNorm(dim, bias=self.biases)
 
     def activation(self) -> nn.Module:
         return nn.SiLU()

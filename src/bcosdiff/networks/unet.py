@@ -66,6 +66,9 @@ class UNetConfig(ConfigRecord):
     # plain unit-norm linear maps (B = 1), so the encoder's detail reaches the decoder
     # without the |cos| factor; still bias-free and linear.
     linear_shortcuts: bool = False
+    # Ordinary U-Net only: False builds every convolution, linear map and norm without its
+    # bias (the B-cos U-Net never has one), a control for what the biases are worth.
+    vanilla_biases: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -105,6 +108,8 @@ class UNetConfig(ConfigRecord):
             problems.append(
                 f"time_embedding must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}"
             )
+        if self.kind == "bcos" and not self.vanilla_biases:
+            problems.append("vanilla_biases applies to kind 'vanilla' (B-cos layers have no bias)")
         if problems:
             raise ValueError("invalid U-Net config: " + "; ".join(problems))
 
@@ -116,7 +121,7 @@ class UNetConfig(ConfigRecord):
                 centred_norms=self.centred_norms,
                 linear_shortcuts=self.linear_shortcuts,
             )
-        return VanillaFamily()
+        return VanillaFamily(biases=self.vanilla_biases)
 
 
 class _Stage(nn.Module):
