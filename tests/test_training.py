@@ -253,11 +253,14 @@ def test_shipped_configs_are_valid():
     cpu_variants = set()
     for path in paths:
         config = load_train_config(path)  # unknown keys or bad values are refused here
-        get_variant(config.variant)
+        variant = get_variant(config.variant)
         tier = path.relative_to(configs).parts[0]
         if tier == "cpu":
             cpu_variants.add(config.variant)
-        UNetConfig.from_dict({"sample_size": config.data["size"], **config.unet})
+        # as the trainer builds it: the variant's kind unless the config names another
+        UNetConfig.from_dict(
+            {"kind": variant.unet_kind, "sample_size": config.data["size"], **config.unet}
+        )
         options = dict(config.data)
         reader = readers[options.pop("kind")]  # a data kind the trainer knows
         inspect.signature(reader).bind(**{"seed": 0, **options})  # options the reader takes
