@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_UNET
+from conftest import TINY_UNET, assert_pixels_agree
 
 from bcosdiff.dictionary import (
     ITDA,
@@ -165,8 +165,11 @@ def test_with_steering_the_sources_still_add_up(tmp_path, guidance):
     assert exp.sources["steering"].abs().max() > 0
     total = sum(exp.sources.values())
     assert float((total - exp.sample).norm() / exp.sample.norm()) < 1e-4
-    generated = pipe.generate("a red circle", steps=3, seed=1, guidance=guidance, steering=steering)
-    assert exp.image.tobytes() == generated.tobytes()
+    # The explanation replays the run from its inputs as one batch; the sampled run's floats
+    # agree with it to rounding, so its image to within a level.
+    sampled = pipe.run("a red circle", steps=3, seed=1, guidance=guidance, steering=steering)
+    torch.testing.assert_close(exp.sample, sampled.sample[0], rtol=1e-4, atol=1e-5)
+    assert_pixels_agree(exp.image, sampled.image)
     # The vector never enters the token rows: token maps still add up to the prompt's part.
     torch.testing.assert_close(exp.contribution_maps.sum(0), exp.sources["prompt"])
 
