@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +19,26 @@ from .options import (
 from .output import note, writing
 
 app = typer.Typer(help="Measure models and explanations.", no_args_is_help=True)
+
+
+def _run_saved_study(study: Callable, out: Path, save_study: Callable, saved, progress: bool):
+    """Run a resumable two-object study (``study`` is the binding or phrasing study with its
+    settings bound) and return its report: saved to ``out`` by ``save_study`` after every
+    prompt and stage, resumed from ``saved`` (None: from the start), with progress bars when
+    ``progress``. A saved study that does not fit these settings is one clear error."""
+    from tqdm import tqdm
+
+    def save(report, records: dict) -> None:
+        with writing(out):
+            save_study(out, report, records)
+
+    bars = (lambda items, label: tqdm(items, desc=label, unit="prompt")) if progress else None
+    try:
+        report, _ = study(progress=bars, on_progress=save, saved=saved)
+    except ValueError as exc:
+        prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
+        raise BcosdiffError(prefix + str(exc)) from None
+    return report
 
 
 @app.command("flags")
@@ -124,8 +146,6 @@ def eval_binding(
     """Calibrate the flag rule and the binding diagnostics together on two-object prompts,
     and measure how they catch the objects not drawn as asked."""
 
-    from tqdm import tqdm
-
     from ..evaluation.binding import binding_markdown, binding_study, save_study
     from ..modeldir import update_config_section
     from ..pipeline import load_pipeline, resolve_model
@@ -143,32 +163,21 @@ def eval_binding(
         raise BcosdiffError("--write stores the limit of the model's own method only")
     saved = _saved_binding_study(out) if resume else None
 
-    def save(report, records: dict) -> None:  # after every prompt and stage
-        with writing(out):
-            save_study(out, report, records)
-
-    try:
-        report, _ = binding_study(
-            pipe,
-            method=method,
-            data=data,
-            prompts=prompts,
-            seed=seed,
-            calibration_prompts=calibration_prompts,
-            calibration_seed=calibration_seed,
-            max_fpr=max_fpr,
-            budgets=budgets,
-            steps=steps,
-            guidance=guidance,
-            progress=(lambda items, label: tqdm(items, desc=label, unit="prompt"))
-            if progress
-            else None,
-            on_progress=save,
-            saved=saved,
-        )
-    except ValueError as exc:
-        prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
-        raise BcosdiffError(prefix + str(exc)) from None
+    study = partial(
+        binding_study,
+        pipe,
+        method=method,
+        data=data,
+        prompts=prompts,
+        seed=seed,
+        calibration_prompts=calibration_prompts,
+        calibration_seed=calibration_seed,
+        max_fpr=max_fpr,
+        budgets=budgets,
+        steps=steps,
+        guidance=guidance,
+    )
+    report = _run_saved_study(study, out, save_study, saved, progress)
     ratio, limit = report.calibration.flag_ratio, report.calibration.stray_limit
     typer.echo(binding_markdown(report), nl=False)
     if write:
@@ -241,8 +250,6 @@ def eval_phrasing(
     """The binding and flag study on the same two-object scenes in several phrasings the
     model never saw: calibrate on some, measure on each of the others."""
 
-    from tqdm import tqdm
-
     from ..evaluation.phrasing import (
         DEFAULT_CALIBRATION,
         PHRASINGS,
@@ -275,31 +282,20 @@ def eval_phrasing(
         except (OSError, ValueError) as exc:
             raise BcosdiffError(f"cannot resume from {out}: {exc}") from None
 
-    def save(report, records: dict) -> None:
-        with writing(out):
-            save_phrasing_study(out, report, records)
-
-    try:
-        report, _ = phrasing_study(
-            pipe,
-            method=method,
-            prompts=prompts,
-            seed=seed,
-            calibrate=calibrate or DEFAULT_CALIBRATION,
-            measure=measure,
-            max_fpr=max_fpr,
-            budgets=budgets,
-            steps=steps,
-            guidance=guidance,
-            progress=(lambda items, label: tqdm(items, desc=label, unit="prompt"))
-            if progress
-            else None,
-            on_progress=save,
-            saved=saved,
-        )
-    except ValueError as exc:
-        prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
-        raise BcosdiffError(prefix + str(exc)) from None
+    study = partial(
+        phrasing_study,
+        pipe,
+        method=method,
+        prompts=prompts,
+        seed=seed,
+        calibrate=calibrate or DEFAULT_CALIBRATION,
+        measure=measure,
+        max_fpr=max_fpr,
+        budgets=budgets,
+        steps=steps,
+        guidance=guidance,
+    )
+    report = _run_saved_study(study, out, save_phrasing_study, saved, progress)
     typer.echo(phrasing_markdown(report), nl=False)
     if write:
         _write_phrasing_limits(directory, report, max_fpr)
