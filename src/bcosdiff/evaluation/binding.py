@@ -507,35 +507,52 @@ def load_records(rows: dict) -> dict[str, list[PromptRecord]]:
         raise ValueError(f"malformed records ({exc!r})") from None
 
 
-def save_study(out: Path, report: BindingReport, records: dict[str, list[PromptRecord]]) -> None:
-    """Write a study into the folder ``out``: ``records.json`` (the explained prompts per
-    stage), ``binding.json`` (the report) and ``binding.md``. Each file is replaced whole
-    (:func:`~bcosdiff.modeldir.atomic_write`), the records first, so a run killed at any
-    point leaves the last complete save and a report never names prompts that were not
-    saved. ``binding_study(on_progress=…)`` can call it after every prompt."""
+def write_study_files(out: Path, name: str, records: dict, report: dict, markdown: str) -> None:
+    """Write a resumable study into the folder ``out``: ``records.json`` (the explained
+    prompts per stage or phrasing), ``NAME.json`` (the report) and ``NAME.md``. Each file is
+    replaced whole (:func:`~bcosdiff.modeldir.atomic_write`), the records first, so a run
+    killed at any point leaves the last complete save and a report never names prompts that
+    were not saved."""
     rows = {stage: [r.to_dict() for r in found] for stage, found in records.items()}
     texts = {
         "records.json": json.dumps(rows, indent=1) + "\n",
-        "binding.json": json.dumps(report.to_dict(), indent=2) + "\n",
-        "binding.md": binding_markdown(report),
+        f"{name}.json": json.dumps(report, indent=2) + "\n",
+        f"{name}.md": markdown,
     }
-    for name, text in texts.items():
-        atomic_write(Path(out) / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+    for file, text in texts.items():
+        atomic_write(Path(out) / file, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+
+
+def read_study_files(out: Path, name: str) -> tuple[dict, dict] | None:
+    """``(report, records rows)`` as :func:`write_study_files` left them in ``out``; None
+    when nothing was saved there. Malformed files raise ValueError, before any model work."""
+    out = Path(out)
+    try:
+        report = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    load_records(rows)
+    if not isinstance(report, dict):
+        raise ValueError(f"{name}.json is not a report")
+    return report, rows
+
+
+def save_study(out: Path, report: BindingReport, records: dict[str, list[PromptRecord]]) -> None:
+    """Write a study into the folder ``out`` (``records.json``, ``binding.json``,
+    ``binding.md``; :func:`write_study_files`). ``binding_study(on_progress=…)`` can call it
+    after every prompt."""
+    write_study_files(out, "binding", records, report.to_dict(), binding_markdown(report))
 
 
 def read_study(out: Path) -> tuple[BindingReport, dict] | None:
     """``(report, records rows)`` that :func:`save_study` left in ``out``, to pass to
     ``binding_study(saved=…)``; None when nothing was saved there. A file that is not a
     saved study raises ValueError."""
-    out = Path(out)
-    try:
-        report = json.loads((out / "binding.json").read_text(encoding="utf-8"))
-        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    saved = read_study_files(out, "binding")
+    if saved is None:
         return None
-    load_records(rows)  # malformed records fail here, before any model work
-    if not isinstance(report, dict):
-        raise ValueError("binding.json is not a report")
+    report, rows = saved
     return BindingReport.from_dict(report), rows
 
 

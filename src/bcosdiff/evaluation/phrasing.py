@@ -17,22 +17,21 @@ numeral, trailing context, and size and other adjectives.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data.shapes import COLOURS, SHAPES, ShapeObject, caption_words
-from ..modeldir import atomic_write
 from ..service import default_method
 from .binding import (
     StudyStages,
     binding_prompts,
     binding_rates,
     calibrate_binding,
-    load_records,
+    read_study_files,
     regeneration_success,
     reusable_records,
+    write_study_files,
 )
 from .binding_report import BindingRates, RegenerationSuccess
 from .faithfulness.truth import ShapesTruth, TruthPrompt
@@ -291,27 +290,11 @@ def phrasing_markdown(report: PhrasingReport) -> str:
 def save_phrasing_study(out: Path, report: PhrasingReport, records: dict) -> None:
     """Write ``records.json`` (the explained prompts per phrasing), ``phrasing.json`` and
     ``phrasing.md`` into the folder ``out``, each replaced whole, the records first."""
-    rows = {name: [r.to_dict() for r in found] for name, found in records.items()}
-    texts = {
-        "records.json": json.dumps(rows, indent=1) + "\n",
-        "phrasing.json": json.dumps(report.to_dict(), indent=2) + "\n",
-        "phrasing.md": phrasing_markdown(report),
-    }
-    for name, text in texts.items():
-        atomic_write(Path(out) / name, lambda tmp, text=text: tmp.write_text(text, "utf-8"))
+    write_study_files(out, "phrasing", records, report.to_dict(), phrasing_markdown(report))
 
 
 def read_phrasing_study(out: Path) -> tuple[dict, dict] | None:
     """``(settings, record rows)`` that :func:`save_phrasing_study` left in ``out``, for
     ``phrasing_study(saved=…)``; None when nothing was saved there. A file that is not a
     saved study raises ValueError."""
-    out = Path(out)
-    try:
-        report = json.loads((out / "phrasing.json").read_text(encoding="utf-8"))
-        rows = json.loads((out / "records.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    load_records(rows)  # malformed records fail here, before any model work
-    if not isinstance(report, dict):
-        raise ValueError("phrasing.json is not a report")
-    return report, rows
+    return read_study_files(out, "phrasing")
