@@ -12,8 +12,10 @@ import typer
 from ..errors import BcosdiffError
 from .options import (
     DeviceOption,
+    ExplanationMethodOption,
     GuidanceOption,
     ModelOption,
+    ProgressOption,
     StepsOption,
 )
 from .output import note, writing
@@ -107,9 +109,7 @@ def eval_flags(
 @app.command("binding")
 def eval_binding(
     model: ModelOption = None,
-    method: Annotated[
-        str | None, typer.Option(help="Explanation method; default the model's own.")
-    ] = None,
+    method: ExplanationMethodOption = None,
     prompts: Annotated[int, typer.Option(help="Held-out two-object prompts measured.")] = 60,
     seed: Annotated[int, typer.Option(help="Data seed of the measured prompts.")] = 1,
     calibration_prompts: Annotated[
@@ -140,7 +140,7 @@ def eval_binding(
             "settings (or fewer prompts), and go on from the first prompt missing."
         ),
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     device: DeviceOption = None,
 ) -> None:
     """Calibrate the flag rule and the binding diagnostics together on two-object prompts,
@@ -210,9 +210,7 @@ def _saved_binding_study(out: Path):
 @app.command("phrasing")
 def eval_phrasing(
     model: ModelOption = None,
-    method: Annotated[
-        str | None, typer.Option(help="Explanation method; default the model's own.")
-    ] = None,
+    method: ExplanationMethodOption = None,
     prompts: Annotated[int, typer.Option(help="Two-object scenes per phrasing.")] = 20,
     seed: Annotated[int, typer.Option(help="Data seed of the scenes.")] = 1,
     calibrate: Annotated[
@@ -244,7 +242,7 @@ def eval_phrasing(
             "--prompts larger, it goes on after them)."
         ),
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     device: DeviceOption = None,
 ) -> None:
     """The binding and flag study on the same two-object scenes in several phrasings the
@@ -343,7 +341,7 @@ def eval_relevance(
     seed: Annotated[int, typer.Option(help="Caption sampling seed; caption k uses seed+k.")] = 0,
     top: Annotated[int, typer.Option(help="Rows of the markdown table.")] = 20,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-relevance"),
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     device: DeviceOption = None,
 ) -> None:
     """Mean relevance per word over a data set's captions, with occurrence counts."""
@@ -388,7 +386,7 @@ def eval_faithfulness(
         bool, typer.Option(help="Run the insertion / deletion games (AUC).")
     ] = True,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
 ) -> None:
@@ -464,7 +462,7 @@ def eval_fid(
         bool, typer.Option(help="Also measure two disjoint real sets against each other.")
     ] = True,
     out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import BcosdiffError
+from .options import ProgressOption
 
 
 def train(
@@ -16,7 +17,7 @@ def train(
         str | None, typer.Option(help="Override the config's output_dir.")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Override the config's steps.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Train (or resume) a model; the EMA weights are exported to OUTPUT_DIR/model."""
     from ..training import TrainConfig, load_train_config

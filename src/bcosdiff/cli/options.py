@@ -55,3 +55,7 @@ GuidanceOption = Annotated[
         show_default=False,
     ),
 ]
+ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
+ExplanationMethodOption = Annotated[
+    str | None, typer.Option(help="Explanation method; default the model's own.")
+]

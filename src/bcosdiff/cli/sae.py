@@ -12,6 +12,7 @@ from .options import (
     DeviceOption,
     GuidanceOption,
     ModelOption,
+    ProgressOption,
     StepsOption,
 )
 from .output import writing
@@ -54,7 +55,7 @@ def sae_capture(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("activations"),
     guidance: GuidanceOption = None,
     device: DeviceOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Record the update (output - input) of U-Net sites at every position and step."""
     from tqdm import tqdm
