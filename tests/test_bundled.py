@@ -52,8 +52,9 @@ def test_the_vanilla_baseline_is_bundled_and_not_explainable(tmp_path, capsys):
 # explanation code must not change them. Compared to float rounding, not bit for bit: the
 # same code on another CPU's kernels (AVX2 against the generic ones) moves the floats by
 # about 1e-6 and may round a pixel one level apart. The references were recorded on
-# 2026-12-07 with the code whose images matched the digests kept since the sampler and the
-# explanation were reorganised (those digests held only on the kernels they were taken on).
+# 2026-12-07 with AVX2 kernels; with the generic ones (ATEN_CPU_CAPABILITY=default) the same
+# code reproduces, bit for bit, the image digests kept before them since the sampler and the
+# explanation were reorganised.
 REFERENCES = Path(__file__).resolve().parent / "data" / "bundled_references.safetensors"
 
 # (model, prompt, seed, steps), each at the model's default guidance.
