@@ -100,8 +100,13 @@ def test_replay_and_autodiff_agree(process):
 
 @pytest.mark.parametrize(
     "options",
-    [{"centred_norms": True}, {"time_embedding": "ordinary"}, {"linear_shortcuts": True}],
-    ids=["centred-norms", "ordinary-time-embedding", "linear-shortcuts"],
+    [
+        {"centred_norms": True},
+        {"time_embedding": "ordinary"},
+        {"linear_shortcuts": True},
+        {"full_resolution_b": 1.0},
+    ],
+    ids=["centred-norms", "ordinary-time-embedding", "linear-shortcuts", "full-resolution-b"],
 )
 def test_the_unet_options_keep_explanations_complete(options):
     """Centred norms and an ordinary time MLP (outside the explained map) leave the network

@@ -193,3 +193,43 @@ def test_a_bias_free_ordinary_unet_drops_only_the_biases():
     assert UNetConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="vanilla_biases"):
         tiny_unet_config(vanilla_biases=False)
+
+
+def test_full_resolution_b_sets_b_on_the_full_resolution_layers_only():
+    """``full_resolution_b``: every B-cos unit whose output has the sample's resolution (and
+    the first downsampling, which reads it) takes that B; every other keeps ``b``. Checked
+    by the resolution each unit actually runs at, hooked during one forward pass."""
+    from bcosdiff.bcos import BcosConv2d, BcosLinear
+    from bcosdiff.networks.blocks import SpatialTransformer
+
+    config = tiny_unet_config(full_resolution_b=1.0)
+    unet = UNet(config)
+    resolution = {}
+
+    def record(module, inputs, _output):
+        resolution[module] = inputs[0].shape[-1] if isinstance(module, BcosConv2d) else None
+
+    units = [m for m in unet.modules() if isinstance(m, BcosConv2d | BcosLinear)]
+    handles = [m.register_forward_hook(record) for m in units]
+    unet(torch.randn(1, 6, 8, 8), torch.tensor([5]), torch.randn(1, 3, 12))
+    for handle in handles:
+        handle.remove()
+    full = [m for m in units if resolution.get(m) == 8]
+    coarse_convs = [m for m in units if isinstance(m, BcosConv2d) and resolution.get(m) == 4]
+    assert full and coarse_convs
+    assert all(m.b == 1.0 for m in full)
+    assert all(m.b == 2.0 for m in coarse_convs)
+    # Besides those, only the time projections of the full-resolution residual blocks take
+    # B = 1; the attention units (at the coarser level here) and the time MLP keep B = 2.
+    extra = [m for m in units if m.b == 1.0 and m not in full]
+    assert extra and all(isinstance(m, BcosLinear) and m.out_features == 16 for m in extra)
+    attention = [
+        m for t in unet.modules() if isinstance(t, SpatialTransformer) for m in t.modules()
+    ]
+    assert all(m.b == 2.0 for m in attention if m in units)
+    assert all(m.b == 2.0 for m in unet.time_embed.modules() if m in units)
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="full_resolution_b"):
+        tiny_unet_config("vanilla", full_resolution_b=1.0)
+    with pytest.raises(ValueError, match="full_resolution_b"):
+        tiny_unet_config(full_resolution_b=0.5)

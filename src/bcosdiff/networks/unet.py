@@ -66,6 +66,11 @@ class UNetConfig(ConfigRecord):
     # plain unit-norm linear maps (B = 1), so the encoder's detail reaches the decoder
     # without the |cos| factor; still bias-free and linear.
     linear_shortcuts: bool = False
+    # B-cos only: the B of every layer that works at full resolution (conv_in, the first
+    # level's residual blocks and downsampling, the up path's last level with the upsampling
+    # into it, conv_out); None: ``b``. The shortest path from input to output runs through
+    # these layers alone (conv_in, the first skip, conv_out).
+    full_resolution_b: float | None = None
     # Ordinary U-Net only: False builds every convolution, linear map and norm without its
     # bias (the B-cos U-Net never has one), a control for what the biases are worth.
     vanilla_biases: bool = True
@@ -104,6 +109,11 @@ class UNetConfig(ConfigRecord):
             problems.append("sample_size must be >= 1")
         if self.b < 1:
             problems.append("b must be >= 1")
+        if self.full_resolution_b is not None:
+            if self.kind != "bcos":
+                problems.append("full_resolution_b applies to kind 'bcos'")
+            elif self.full_resolution_b < 1:
+                problems.append("full_resolution_b must be >= 1")
         if self.time_embedding not in TIME_EMBEDDINGS:
             problems.append(
                 f"time_embedding must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}"
@@ -113,10 +123,13 @@ class UNetConfig(ConfigRecord):
         if problems:
             raise ValueError("invalid U-Net config: " + "; ".join(problems))
 
-    def family(self) -> LayerFamily:
+    def family(self, level: int | None = None) -> LayerFamily:
+        """The layers of resolution level ``level`` (0: full resolution; None: the middle
+        and the time embedding)."""
         if self.kind == "bcos":
+            full = level == 0 and self.full_resolution_b is not None
             return BcosFamily(
-                b=self.b,
+                b=self.full_resolution_b if full else self.b,
                 max_out=self.max_out,
                 centred_norms=self.centred_norms,
                 linear_shortcuts=self.linear_shortcuts,
@@ -148,7 +161,7 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = config
-        fam = config.family()
+        centre = config.family()  # the middle blocks and the time embedding
         mc, groups = config.model_channels, config.norm_groups
         time_dim = mc * config.time_embed_mult
         # The time input of ``denoise``: the sinusoidal features, or with an ordinary time
@@ -158,9 +171,10 @@ class UNet(nn.Module):
             self.time_mlp = TimeEmbedding(VanillaFamily(), mc, time_dim)
             self.time_embed: nn.Module = nn.Identity()
         else:
-            self.time_embed = TimeEmbedding(fam, mc, time_dim)
+            self.time_embed = TimeEmbedding(centre, mc, time_dim)
 
         def stage(cin: int, cout: int, level: int | None) -> _Stage:
+            fam = config.family(level)
             attn = None
             if level is None or level in config.attention_levels:
                 attn = SpatialTransformer(
@@ -173,7 +187,8 @@ class UNet(nn.Module):
                 )
             return _Stage(ResBlock(fam, cin, cout, time_dim, groups), attn)
 
-        self.conv_in = fam.conv(config.in_channels, mc, 3)
+        outer = config.family(0)
+        self.conv_in = outer.conv(config.in_channels, mc, 3)
         self.down = nn.ModuleList()
         skip_channels = [mc]
         ch = mc
@@ -184,11 +199,11 @@ class UNet(nn.Module):
                 ch = mult * mc
                 skip_channels.append(ch)
             if level != last:
-                self.down.append(Downsample(fam, ch))
+                self.down.append(Downsample(config.family(level), ch))
                 skip_channels.append(ch)
 
         self.middle = nn.ModuleList(
-            [stage(ch, ch, None), _Stage(ResBlock(fam, ch, ch, time_dim, groups), None)]
+            [stage(ch, ch, None), _Stage(ResBlock(centre, ch, ch, time_dim, groups), None)]
         )
 
         self.up = nn.ModuleList()
@@ -197,10 +212,11 @@ class UNet(nn.Module):
                 self.up.append(stage(ch + skip_channels.pop(), mult * mc, level))
                 ch = mult * mc
                 if level != 0 and i == config.num_res_blocks:
-                    self.up.append(Upsample(fam, ch))
+                    # Its convolution runs at the next level's (finer) resolution.
+                    self.up.append(Upsample(config.family(level - 1), ch))
 
         self.conv_out = nn.Sequential(
-            fam.group_norm(ch, groups), fam.activation(), fam.conv(ch, config.out_channels, 3)
+            outer.group_norm(ch, groups), outer.activation(), outer.conv(ch, config.out_channels, 3)
         )
 
     def time_features(self, timesteps: Tensor) -> Tensor:
