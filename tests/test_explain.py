@@ -109,8 +109,9 @@ def test_replay_and_autodiff_agree(process):
     ids=["centred-norms", "ordinary-time-embedding", "linear-shortcuts", "full-resolution-b"],
 )
 def test_the_unet_options_keep_explanations_complete(options):
-    """Centred norms and an ordinary time MLP (outside the explained map) leave the network
-    bias-free in its explained inputs: the sources add up to the sample, and the replay
+    """Every U-Net option (centred norms, an ordinary time MLP outside the explained map,
+    B = 1 skip projections, another B at full resolution) leaves the network bias-free in its
+    explained inputs: the sources add up to the sample, and the replay
     agrees with autodiff."""
     process = PROCESSES[0]
     unet, context, mask, x_T = _setup(process, **options)
