@@ -13,6 +13,7 @@ from bcosdiff.training import (
     load_checkpoint,
     train,
 )
+from bcosdiff.training.checkpoint import save_checkpoint
 from bcosdiff.training.config import load_train_config
 
 TINY = dict(
@@ -112,6 +113,21 @@ def test_config_files_are_validated(tmp_path):
     (tmp_path / "c.pkl").write_bytes(b"\x80\x04")
     with pytest.raises(BcosdiffError, match="must be"):
         load_train_config(tmp_path / "c.pkl")
+    path.write_text("keep_every: -1\n")
+    with pytest.raises(BcosdiffError, match="keep_every"):
+        load_train_config(path)
+
+
+@pytest.mark.parametrize(
+    ("keep_every", "kept"), [(0, [9, 10]), (4, [4, 8, 9, 10]), (3, [3, 6, 9, 10])]
+)
+def test_checkpoints_keep_the_last_ones_and_the_milestones(tmp_path, keep_every, kept):
+    parts = {"model": {"w": torch.zeros(2)}}
+    for step in range(1, 11):
+        save_checkpoint(tmp_path, step, parts, {"step": step}, keep_last=2, keep_every=keep_every)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"step-{k:08d}" for k in kept]
+    assert latest_checkpoint(tmp_path).name == "step-00000010"
 
 
 def _write_config(path, **overrides):

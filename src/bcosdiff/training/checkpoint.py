@@ -61,7 +61,11 @@ def save_checkpoint(
     parts: dict[str, dict[str, torch.Tensor]],
     state: dict,
     keep_last: int,
+    keep_every: int = 0,
 ) -> Path:
+    """Write ``step``'s checkpoint atomically, then delete all but the last ``keep_last``
+    complete checkpoints; with ``keep_every`` > 0, checkpoints at multiples of it are kept
+    as well (milestones for a learning curve)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
@@ -80,6 +84,8 @@ def save_checkpoint(
     os.replace(tmp, final)
     _fsync_dir(root)
     for old in sorted(_complete(root))[:-keep_last]:
+        if keep_every > 0 and _step_of(old) % keep_every == 0:
+            continue
         # Rename first (atomic), so a kill during the deletion never leaves a visible,
         # half-deleted checkpoint; leftovers are removed by remove_partial().
         doomed = root / f".{old.name}.tmp-deleting"
@@ -94,6 +100,10 @@ def remove_partial(root: Path) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name[len(PREFIX) :])
 
 
 def _complete(root: Path) -> list[Path]:

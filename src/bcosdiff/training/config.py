@@ -40,6 +40,7 @@ class TrainConfig(ConfigRecord):
     log_every: int = 25
     checkpoint_every: int = 500
     keep_last: int = 3
+    keep_every: int = 0  # > 0: also keep the checkpoints at multiples of this step
     init_from: str | None = None  # model directory whose U-Net weights start a fresh run
     # How init_from's weights enter: "exact" (the same U-Net) or "bcosify" (an ordinary
     # U-Net of the same layout converted by name: bcosdiff.training.transfer).
@@ -65,6 +66,8 @@ class TrainConfig(ConfigRecord):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_last"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.keep_every < 0:
+            problems.append("keep_every must be >= 0")
         if self.lr <= 0:
             problems.append("lr must be positive")
         if not 0 <= self.ema_decay < 1:

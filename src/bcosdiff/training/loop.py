@@ -151,7 +151,16 @@ def initial_lineage(init_from: str | None) -> dict | None:
 # the guidance its exported model defaults to. Any other difference would make the resumed
 # run a different run than the one its checkpoints (and the model card) describe.
 RESUMABLE_CHANGES = frozenset(
-    {"output_dir", "steps", "num_workers", "log_every", "checkpoint_every", "keep_last", "guidance"}
+    {
+        "output_dir",
+        "steps",
+        "num_workers",
+        "log_every",
+        "checkpoint_every",
+        "keep_last",
+        "keep_every",
+        "guidance",
+    }
 )
 
 
@@ -426,6 +435,7 @@ def _save(run: _Run, step: int, command: str | None) -> None:
             **({"command": command} if command else {}),
         },
         run.config.keep_last,
+        run.config.keep_every,
     )
 
 
