@@ -3,6 +3,8 @@
     python benchmarks/recipe_proxy.py --data data/emoji --model RUN_A/model \
         [--model RUN_B/model ...] [--prompts 120] [--two-object 50] [--val-scenes 256] \
         [--json F]
+    python benchmarks/recipe_proxy.py --data data/emoji --run RUN [--run RUN2 ...] \
+        [--every 1000] [--weights ema] --prompts 0 --two-object 0 --json F [--plot F.png]
 
 For each model (a model directory or a bundled name), with everything fixed across models:
 
@@ -15,6 +17,14 @@ For each model (a model directory or a bundled name), with everything fixed acro
   ``--two-object`` two-emoji prompts with both emoji recognised (prompt k with seed k,
   25 DDIM steps, the model's default guidance).
 
+``--run`` measures a training run's learning curve instead of one model: each of its kept
+checkpoints at a multiple of ``--every`` (``keep_every`` in the run's config keeps them) is
+exported with ``--weights`` to a temporary directory and measured the same way. With
+``--json``, the checkpoints already measured in that file with the same settings are
+reused, so a curve measured while its run was at step 8000 is extended, not redone, once
+the run has gone on (``--model`` entries are always measured afresh); ``--plot`` draws the error
+at each noise level (and top-5, where measured) against the steps, one line per run.
+
 The defaults take about 4 minutes per width-48 model on one core. One standard error of
 top-5 at 120 prompts is about 4 points near 60 %, and of pairs at 50 prompts about 3 points
 near 5 %; the table in ``docs/results.md`` repeats the baseline to show the run-to-run noise.
@@ -24,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from bcosdiff.data.emoji_scenes import HELD_OUT_EMOJI_TEMPLATES, EmojiScenes
 from bcosdiff.evaluation.emoji import (
@@ -38,8 +50,10 @@ from bcosdiff.evaluation.emoji import (
     single_report,
 )
 from bcosdiff.evaluation.validation import VALIDATION_SEED, validation_loss
-from bcosdiff.modeldir import read_config
+from bcosdiff.modeldir import atomic_write, read_config
 from bcosdiff.pipeline import load_pipeline, resolve_model
+from bcosdiff.training import export_checkpoint
+from bcosdiff.training.checkpoint import PREFIX, latest_checkpoint
 
 
 def training_steps(config: dict) -> int:
@@ -52,16 +66,78 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def run_milestones(run: Path, every: int) -> list[tuple[int, Path]]:
+    """``(step, checkpoint)`` of the run's complete checkpoints at multiples of ``every``."""
+    found = []
+    for path in sorted((run / "checkpoints").glob(f"{PREFIX}*")):
+        if not (path / "state.json").exists():
+            continue  # being written, or being deleted
+        step = int(path.name[len(PREFIX) :])
+        if step % every == 0:
+            found.append((step, path))
+    if latest_checkpoint(run / "checkpoints") is None:
+        raise SystemExit(f"{run}: no checkpoints")
+    return found
+
+
+def plot_curves(report: dict, path: str) -> None:
+    """Error per noise level (and top-5 where measured) against steps, a line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs: dict[str, list[tuple[int, dict]]] = {}
+    for entry in report.values():
+        if "run" in entry:
+            runs.setdefault(entry["run"], []).append((entry["checkpoint_step"], entry))
+    levels = sorted({int(t) for e in report.values() for t in e["validation_mse_per_t"]})
+    with_top5 = any(e.get("top5") is not None for e in report.values())
+    panels = len(levels) + int(with_top5)
+    fig, axes = plt.subplots(1, panels, figsize=(3.0 * panels, 3.0), squeeze=False)
+    for run, points in sorted(runs.items()):
+        points.sort(key=lambda point: point[0])
+        steps = [step for step, _ in points]
+        for ax, t in zip(axes[0], levels, strict=False):
+            errors = [_per_t(e)[t] for _, e in points]
+            ax.plot(steps, errors, marker="o", markersize=3, label=Path(run).name)
+            ax.set_title(f"validation MSE, t = {t}", fontsize=9)
+        if with_top5:
+            top5 = [(s, e["top5"]) for s, e in points if e.get("top5") is not None]
+            axes[0][-1].plot(*zip(*top5, strict=True), marker="o", markersize=3)
+            axes[0][-1].set_title("top-5 recognised", fontsize=9)
+    for ax in axes[0]:
+        ax.set_xlabel("training step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _per_t(entry: dict) -> dict[int, float]:
+    """The per-level errors with integer keys (JSON turns them into strings)."""
+    return {int(t): float(v) for t, v in entry["validation_mse_per_t"].items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="an emoji import (bcosdiff data emoji)")
-    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("--run", action="append", default=[], help="a training run's directory")
+    parser.add_argument("--every", type=int, default=1000, help="with --run: milestone step")
+    parser.add_argument("--weights", choices=("ema", "model"), default="ema")
+    parser.add_argument("--plot", help="with --run: write the learning curves to this PNG")
     parser.add_argument("--prompts", type=int, default=120, help="0: no one-emoji prompts")
     parser.add_argument("--two-object", type=int, default=50, help="0: no two-emoji prompts")
     parser.add_argument("--val-scenes", type=int, default=256)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args()
+    if not args.model and not args.run:
+        parser.error("give at least one --model or --run")
+    if args.every < 1:
+        parser.error("--every must be >= 1")
 
     net = load_emoji_features()
     gallery = EmojiGallery(net, EmojiScenes(args.data))
@@ -75,8 +151,18 @@ def main() -> None:
         "(first / second) | s |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    report = {}
-    for model in args.model:
+    report = (
+        json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
+    )
+
+    settings = {
+        "prompts": args.prompts,
+        "two_object": args.two_object,
+        "val_scenes": args.val_scenes,
+        "steps": args.steps,
+    }
+
+    def measure(model: str, key: str, extra: dict) -> None:
         start = time.perf_counter()
         pipe = load_pipeline(model)
         guidance = pipe.guidance
@@ -94,13 +180,9 @@ def main() -> None:
             scene, _ = scene_report(gallery, pairs, scene_images)
         elapsed = time.perf_counter() - start
         steps = training_steps(read_config(resolve_model(model)))
-        pair_cell = f"{scene.both:.0%} ({scene.first:.0%} / {scene.second:.0%})" if scene else "–"
-        print(
-            f"| {model} | {pipe.unet.config.kind} | {steps} | {loss.mean:.5f} | "
-            f"{_pct(top1)} | {_pct(top5)} | {pair_cell} | {elapsed:.0f} |",
-            flush=True,
-        )
-        report[model] = {
+        report[key] = {
+            **extra,
+            "settings": settings,
             "unet": pipe.unet.config.kind,
             "steps": steps,
             "guidance": guidance,
@@ -111,16 +193,50 @@ def main() -> None:
             "pairs": asdict(scene) if scene else None,
             "seconds": elapsed,
         }
-    levels = sorted({t for entry in report.values() for t in entry["validation_mse_per_t"]})
+        if args.json:  # after every model, so an interrupted curve keeps what it measured
+            text = json.dumps(report, indent=2)
+            atomic_write(Path(args.json), lambda tmp: tmp.write_text(text, "utf-8"))
+
+    def row(key: str) -> None:
+        entry = report[key]
+        scene = entry["pairs"]
+        pair_cell = (
+            f"{scene['both']:.0%} ({scene['first']:.0%} / {scene['second']:.0%})" if scene else "–"
+        )
+        print(
+            f"| {key} | {entry['unet']} | {entry['steps']} | {entry['validation_mse']:.5f} | "
+            f"{_pct(entry['top1'])} | {_pct(entry['top5'])} | {pair_cell} | "
+            f"{entry['seconds']:.0f} |",
+            flush=True,
+        )
+
+    wanted = []
+    for model in args.model:
+        measure(model, model, {})
+        wanted.append(model)
+        row(model)
+    for run in map(Path, args.run):
+        for step, checkpoint in run_milestones(run, args.every):
+            key = f"{run}@{step} ({args.weights})"
+            if report.get(key, {}).get("settings") != settings:
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = export_checkpoint(
+                        run, Path(tmp) / "model", weights=args.weights, checkpoint=checkpoint.name
+                    )
+                    extra = {"run": str(run), "checkpoint_step": step, "weights": args.weights}
+                    measure(str(out), key, extra)
+            wanted.append(key)
+            row(key)
+    report_now = {key: report[key] for key in wanted}
+    levels = sorted({int(t) for e in report_now.values() for t in e["validation_mse_per_t"]})
     print("\nvalidation MSE per noise level (low t: the detail; high t: the layout)")
     print("| model | " + " | ".join(f"t = {t}" for t in levels) + " |")
     print("| --- |" + " ---: |" * len(levels))
-    for model, entry in report.items():
-        errors = entry["validation_mse_per_t"]
+    for model, entry in report_now.items():
+        errors = _per_t(entry)
         print(f"| {model} | " + " | ".join(f"{errors[t]:.4f}" for t in levels) + " |")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+    if args.plot:
+        plot_curves(report_now, args.plot)
 
 
 if __name__ == "__main__":
