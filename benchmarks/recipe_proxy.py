@@ -22,8 +22,8 @@ checkpoints at a multiple of ``--every`` (``keep_every`` in the run's config kee
 exported with ``--weights`` to a temporary directory and measured the same way. With
 ``--json``, the checkpoints already measured in that file with the same settings are
 reused, so a curve measured while its run was at step 8000 is extended, not redone, once
-the run has gone on (``--model`` entries are always measured afresh); ``--plot`` draws the error
-at each noise level (and top-5, where measured) against the steps, one line per run.
+the run has gone on (``--model`` entries are always measured afresh); ``--plot`` draws the
+error at each noise level (and top-5, where measured) against the steps, one line per run.
 
 The defaults take about 4 minutes per width-48 model on one core. One standard error of
 top-5 at 120 prompts is about 4 points near 60 %, and of pairs at 50 prompts about 3 points
@@ -53,7 +53,7 @@ from bcosdiff.evaluation.validation import VALIDATION_SEED, validation_loss
 from bcosdiff.modeldir import atomic_write, read_config
 from bcosdiff.pipeline import load_pipeline, resolve_model
 from bcosdiff.training import export_checkpoint
-from bcosdiff.training.checkpoint import PREFIX, latest_checkpoint
+from bcosdiff.training.checkpoint import complete_checkpoints
 
 
 def training_steps(config: dict) -> int:
@@ -68,16 +68,10 @@ def _pct(value: float | None) -> str:
 
 def run_milestones(run: Path, every: int) -> list[tuple[int, Path]]:
     """``(step, checkpoint)`` of the run's complete checkpoints at multiples of ``every``."""
-    found = []
-    for path in sorted((run / "checkpoints").glob(f"{PREFIX}*")):
-        if not (path / "state.json").exists():
-            continue  # being written, or being deleted
-        step = int(path.name[len(PREFIX) :])
-        if step % every == 0:
-            found.append((step, path))
-    if latest_checkpoint(run / "checkpoints") is None:
+    found = complete_checkpoints(run / "checkpoints")
+    if not found:
         raise SystemExit(f"{run}: no checkpoints")
-    return found
+    return [(step, path) for step, path in found if step % every == 0]
 
 
 def plot_curves(report: dict, path: str) -> None:
@@ -98,13 +92,16 @@ def plot_curves(report: dict, path: str) -> None:
     for run, points in sorted(runs.items()):
         points.sort(key=lambda point: point[0])
         steps = [step for step, _ in points]
+        colour = None
         for ax, t in zip(axes[0], levels, strict=False):
             errors = [_per_t(e)[t] for _, e in points]
-            ax.plot(steps, errors, marker="o", markersize=3, label=Path(run).name)
+            (line,) = ax.plot(steps, errors, marker="o", markersize=3, label=Path(run).name)
+            colour = line.get_color()
             ax.set_title(f"validation MSE, t = {t}", fontsize=9)
+        top5 = [(s, e["top5"]) for s, e in points if e.get("top5") is not None]
+        if top5:
+            axes[0][-1].plot(*zip(*top5, strict=True), marker="o", markersize=3, color=colour)
         if with_top5:
-            top5 = [(s, e["top5"]) for s, e in points if e.get("top5") is not None]
-            axes[0][-1].plot(*zip(*top5, strict=True), marker="o", markersize=3)
             axes[0][-1].set_title("top-5 recognised", fontsize=9)
     for ax in axes[0]:
         ax.set_xlabel("training step", fontsize=8)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import BcosdiffError
 
 __all__ = [
+    "complete_checkpoints",
     "latest_checkpoint",
     "load_checkpoint",
     "optimizer_from_tensors",
@@ -83,8 +84,8 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    for old in sorted(_complete(root))[:-keep_last]:
-        if keep_every > 0 and _step_of(old) % keep_every == 0:
+    for old_step, old in complete_checkpoints(root)[:-keep_last]:
+        if keep_every > 0 and old_step % keep_every == 0:
             continue
         # Rename first (atomic), so a kill during the deletion never leaves a visible,
         # half-deleted checkpoint; leftovers are removed by remove_partial().
@@ -102,17 +103,19 @@ def remove_partial(root: Path) -> list[Path]:
     return removed
 
 
-def _step_of(path: Path) -> int:
-    return int(path.name[len(PREFIX) :])
-
-
-def _complete(root: Path) -> list[Path]:
-    return [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / "state.json").exists()]
+def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of every complete checkpoint under ``root``, oldest first
+    (one being written or deleted has no ``state.json`` under its final name)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and (p / "state.json").exists()]
+    return sorted((int(p.name[len(PREFIX) :]), p) for p in found)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    found = sorted(_complete(Path(root))) if Path(root).is_dir() else []
-    return found[-1] if found else None
+    found = complete_checkpoints(root)
+    return found[-1][1] if found else None
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
