@@ -14,8 +14,10 @@ from .options import (
     DeviceOption,
     ExplanationMethodOption,
     GuidanceOption,
+    MaxFprOption,
     ModelOption,
     ProgressOption,
+    RegenerateBudgetsOption,
     StepsOption,
 )
 from .output import note, writing
@@ -41,6 +43,30 @@ def _run_saved_study(study: Callable, out: Path, save_study: Callable, saved, pr
         prefix = f"cannot resume from {out}: " if saved and "saved study" in str(exc) else ""
         raise BcosdiffError(prefix + str(exc)) from None
     return report
+
+
+def _study_budgets(prompts: int, steps: int, max_fpr: float, regenerate, default) -> list[int]:
+    """Check a two-object study's counts and return its sorted ``--regenerate`` budgets."""
+    if prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
+        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
+    budgets = sorted(set(regenerate if regenerate is not None else default))
+    if any(n < 0 for n in budgets):
+        raise BcosdiffError("--regenerate budgets must be at least 0")
+    return budgets
+
+
+def _study_model(model: str | None, device: str | None, method: str | None, write: bool):
+    """``(directory, pipeline, method)`` of a two-object study; ``--write`` stores limits
+    calibrated with the model's own explanation method only."""
+    from ..pipeline import load_pipeline, resolve_model
+    from ..service import default_method
+
+    directory = resolve_model(model)
+    pipe = load_pipeline(directory, device)
+    method = method or default_method(pipe)
+    if write and method != default_method(pipe):
+        raise BcosdiffError("--write stores the limits of the model's own method only")
+    return directory, pipe, method
 
 
 @app.command("flags")
@@ -116,13 +142,8 @@ def eval_binding(
         int, typer.Option(help="Two-object prompts the stray limit is chosen on.")
     ] = 60,
     calibration_seed: Annotated[int, typer.Option(help="Their data seed.")] = 0,
-    max_fpr: Annotated[
-        float, typer.Option(help="Highest false-positive rate allowed in calibration.")
-    ] = 0.15,
-    regenerate: Annotated[
-        list[int] | None,
-        typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
-    ] = None,
+    max_fpr: MaxFprOption = 0.15,
+    regenerate: RegenerateBudgetsOption = None,
     steps: StepsOption = 25,
     guidance: GuidanceOption = None,
     write: Annotated[
@@ -148,19 +169,9 @@ def eval_binding(
 
     from ..evaluation.binding import binding_markdown, binding_study, save_study
     from ..modeldir import update_config_section
-    from ..pipeline import load_pipeline, resolve_model
-    from ..service import default_method
 
-    budgets = sorted(set(regenerate if regenerate is not None else [3, 5]))
-    if prompts < 1 or calibration_prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
-        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
-    if any(n < 0 for n in budgets):
-        raise BcosdiffError("--regenerate budgets must be at least 0")
-    directory = resolve_model(model)
-    pipe = load_pipeline(directory, device)
-    method = method or default_method(pipe)
-    if write and method != default_method(pipe):
-        raise BcosdiffError("--write stores the limit of the model's own method only")
+    budgets = _study_budgets(min(prompts, calibration_prompts), steps, max_fpr, regenerate, [3, 5])
+    directory, pipe, method = _study_model(model, device, method, write)
     saved = _saved_binding_study(out) if resume else None
 
     study = partial(
@@ -221,13 +232,8 @@ def eval_phrasing(
         list[str] | None,
         typer.Option(help="Phrasing measured (repeatable); default every other one."),
     ] = None,
-    max_fpr: Annotated[
-        float, typer.Option(help="Highest false-positive rate allowed in calibration.")
-    ] = 0.15,
-    regenerate: Annotated[
-        list[int] | None,
-        typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
-    ] = None,
+    max_fpr: MaxFprOption = 0.15,
+    regenerate: RegenerateBudgetsOption = None,
     steps: StepsOption = 25,
     guidance: GuidanceOption = None,
     write: Annotated[
@@ -256,23 +262,13 @@ def eval_phrasing(
         read_phrasing_study,
         save_phrasing_study,
     )
-    from ..pipeline import load_pipeline, resolve_model
-    from ..service import default_method
 
     names = [p.name for p in PHRASINGS]
     for name in (*(calibrate or ()), *(measure or ())):
         if name not in names:
             raise BcosdiffError(f"no phrasing {name!r}; known: {', '.join(names)}")
-    if prompts < 1 or steps < 1 or not 0 <= max_fpr <= 1:
-        raise BcosdiffError("need prompts >= 1, steps >= 1 and 0 <= max-fpr <= 1")
-    budgets = sorted(set(regenerate if regenerate is not None else [3]))
-    if any(n < 0 for n in budgets):
-        raise BcosdiffError("--regenerate budgets must be at least 0")
-    directory = resolve_model(model)
-    pipe = load_pipeline(directory, device)
-    method = method or default_method(pipe)
-    if write and method != default_method(pipe):
-        raise BcosdiffError("--write stores the limits of the model's own method only")
+    budgets = _study_budgets(prompts, steps, max_fpr, regenerate, [3])
+    directory, pipe, method = _study_model(model, device, method, write)
     saved = None
     if resume:
         try:

@@ -59,3 +59,12 @@ ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
 ExplanationMethodOption = Annotated[
     str | None, typer.Option(help="Explanation method; default the model's own.")
 ]
+
+# The two-object studies (``eval binding``, ``eval phrasing``).
+MaxFprOption = Annotated[
+    float, typer.Option(help="Highest false-positive rate allowed in calibration.")
+]
+RegenerateBudgetsOption = Annotated[
+    list[int] | None,
+    typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
+]
