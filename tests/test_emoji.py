@@ -425,6 +425,67 @@ def test_emoji_truth_scores_an_oracle_and_an_anti_oracle(gallery):
     assert good.metrics["localisation_mass_key_words"] > 0.9
 
 
+def test_shown_only_explains_just_the_images_that_show_every_asked_object(gallery):
+    """With shown_only the methods see only the images whose asked emoji are all found and
+    shown; a blank canvas (odd seeds) shows none and is skipped, every real scene is kept."""
+    from types import SimpleNamespace
+
+    from bcosdiff.evaluation.faithfulness import (
+        Attribution,
+        EmojiTruth,
+        evaluate_faithfulness,
+        faithfulness_markdown,
+    )
+    from bcosdiff.explain import register_method
+    from bcosdiff.explain.registry import METHODS
+
+    truth = EmojiTruth(gallery, seed=3, two_object_share=1.0, top=1)
+    blank = np.full((24, 24, 3), 255, np.uint8)
+    explained = []
+
+    class Pipe:  # the real scene for even seeds, nothing drawn for odd ones
+        name, sample_size = "half drawn", 24
+
+        def run(self, prompt, steps, seed, guidance=None):
+            image = blank if seed % 2 else truth.prompt(seed).sample.image
+            return SimpleNamespace(prompt=prompt, seed=seed, image_array=lambda: image)
+
+    class Oracle:
+        def __init__(self, pipe):
+            pass
+
+        def attribute(self, run):
+            explained.append(run.seed)
+            sample = truth.prompt(run.seed).sample
+            maps = [
+                sample.masks[k].astype(float) if k is not None else np.zeros((24, 24))
+                for k in sample.word_objects
+            ]
+            image = run.image_array()
+            relevance = [0.2 if k is not None else 0.01 for k in sample.word_objects]
+            return Attribution(image, list(sample.words), relevance, np.stack(maps))
+
+    register_method("oracle", Oracle)
+    try:
+        kept, every = (
+            evaluate_faithfulness(
+                Pipe(), ["oracle"], truth=truth, prompts=8, deletion=False, insertion=False,
+                shown_only=shown_only,
+            )[0]
+            for shown_only in (True, False)
+        )  # fmt: skip
+    finally:
+        METHODS.pop("oracle")
+    assert explained[: kept.counts["images_explained"]] == [0, 2, 4, 6]
+    assert kept.counts["images_explained"] == 4 and every.counts["images_explained"] == 8
+    assert kept.counts["objects"] == 8 and kept.counts["objects_missed"] == 0
+    assert every.counts["objects"] == 16 and every.counts["objects_missed"] == 8
+    assert kept.counts["specificity_images_exact"] == 4
+    assert kept.metrics["token_specificity"] > 0.95
+    assert "the 4 of 8 images that show every asked object" in faithfulness_markdown([kept])
+    assert "--shown-only" not in faithfulness_markdown([every])
+
+
 def test_captions_of_an_emoji_import_are_its_scene_captions(scenes_root):
     from bcosdiff.data.captions import load_captions
 

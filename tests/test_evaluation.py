@@ -212,6 +212,14 @@ def test_eval_faithfulness_command(tmp_path, capsys):
     assert printed == (out / "faithfulness.md").read_text() and "pointing game" in printed
     data = json.loads((out / "faithfulness.json").read_text())
     assert data["results"][0]["method"] == "bcos" and data["results"][0]["prompts"] == 2
+    assert data["shown_only"] is False and data["results"][0]["counts"]["images_explained"] == 2
+    # --shown-only explains only what the checker finds drawn as asked (an untrained model
+    # draws no object, so nothing), and says so under the table.
+    assert main([*argv, "--shown-only", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "faithfulness.json").read_text())
+    assert data["shown_only"] is True and data["results"][0]["counts"]["images_explained"] == 0
+    assert "the 0 of 2 images that show every asked object" in printed
     assert main([*argv, "--method", "nope", "--out", str(out)]) == 2
     assert "unknown method" in capsys.readouterr().err
 

@@ -381,6 +381,13 @@ def eval_faithfulness(
     insertion: Annotated[
         bool, typer.Option(help="Run the insertion / deletion games (AUC).")
     ] = True,
+    shown_only: Annotated[
+        bool,
+        typer.Option(
+            help="Explain only the images that show every asked object (token specificity "
+            "where each word has its own object)."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-faithfulness"),
     progress: ProgressOption = True,
     guidance: GuidanceOption = None,
@@ -416,6 +423,7 @@ def eval_faithfulness(
             guidance=guidance,
             deletion=deletion,
             insertion=insertion,
+            shown_only=shown_only,
             progress=bar,
         )
     except ValueError as exc:
@@ -428,6 +436,7 @@ def eval_faithfulness(
         "guidance": guidance,
         "seed": seed,
         "two_object_share": two_object_share,
+        "shown_only": shown_only,
         "results": [r.to_dict() for r in results],
     }
     with writing(out):

@@ -32,6 +32,11 @@ that very image) and is scored (:mod:`.scoring`, :mod:`.metrics`) by:
 * **cost** — U-Net rows (batch rows seen by the network's first layer) and wall time per
   image relative to generating it.
 
+With ``shown_only`` (``eval faithfulness --shown-only``) the methods explain only the images
+that show every asked object, so that token specificity can be measured on enough images in
+which each word has an object of its own (with ``--two-object-share 1``); every other
+measure is then one of those images alone, and failure detection has nothing to detect.
+
 A method gets only the measures it supports: relevance-based ones need word scores, token
 specificity and map-based failure detection need one map per word. :mod:`.report` holds the
 one list of measures, from which the JSON and the table are made.

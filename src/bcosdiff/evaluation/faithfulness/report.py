@@ -147,6 +147,7 @@ MEASURES = (
 HIDDEN = {"object_word_relevance", "filler_word_relevance"}  # in the JSON, not the table
 
 COUNTS: dict[str, Callable[[Tally], int]] = {
+    "images_explained": lambda t: t.counts["images"],
     "localised_words_single": lambda t: len(t.values["pointing_single"]),
     "localised_words_two": lambda t: len(t.values["pointing_two"]),
     "localised_key_words": lambda t: len(t.values["pointing_key"]),
@@ -168,12 +169,15 @@ class FaithfulnessResult:
     counts: dict[str, int]
     benchmark: str = "shapes"
     key_words: str = "colour/shape words"
+    shown_only: bool = False  # only the images that show every asked object were explained
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def summarise(method: str, prompts: int, tally: Tally, truth) -> FaithfulnessResult:
+def summarise(
+    method: str, prompts: int, tally: Tally, truth, shown_only: bool = False
+) -> FaithfulnessResult:
     return FaithfulnessResult(
         method,
         prompts,
@@ -181,6 +185,7 @@ def summarise(method: str, prompts: int, tally: Tally, truth) -> FaithfulnessRes
         {name: count(tally) for name, count in COUNTS.items()},
         truth.name,
         truth.key_words_label,
+        shown_only,
     )
 
 
@@ -225,4 +230,9 @@ def faithfulness_markdown(results: list[FaithfulnessResult]) -> str:
         "two-object images in which a region was found for each asked object.",
         f"Objects not drawn as asked ({reader}): {missed} of {objects}.",
     ]
+    if results and results[0].shown_only:
+        lines.append(
+            f"Explained: the {results[0].counts['images_explained']} of "
+            f"{results[0].prompts} images that show every asked object (--shown-only)."
+        )
     return "\n".join(lines) + "\n"
