@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+from conftest import TINY_UNET
 from PIL import Image
 
 from bcosdiff.data.emoji import concept_key, import_emoji, npm_pack
@@ -515,6 +516,88 @@ def test_binding_prompts_of_emoji_scenes_ask_for_two_distinct_emoji(gallery, tmp
     assert all(shapes.two_distinct(shapes.prompt(k)) for k in binding_prompts(shapes, 5))
     argv = ["eval", "binding", "--data", str(tmp_path / "nowhere"), "--prompts", "1"]
     assert main([*argv, "--calibration-prompts", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]
+
+
+def test_every_phrasing_names_the_same_two_emoji_and_labels_their_names(gallery):
+    """The phrasing study on emoji scenes: each phrasing asks for the same two emoji by name,
+    with the article agreeing; the name's words (not the adjectives) are the key words."""
+    from bcosdiff.data.shapes import caption_words
+    from bcosdiff.evaluation.faithfulness import EmojiTruth
+    from bcosdiff.evaluation.phrasing import PHRASINGS, PhrasedEmojiTruth, get_phrasing
+
+    scenes = EmojiTruth(gallery, seed=1, two_object_share=1.0)
+    truths = {p.name: PhrasedEmojiTruth(scenes, p) for p in PHRASINGS}
+    for index in range(6):
+        prompts = {name: t.prompt(index) for name, t in truths.items()}
+        asked = {tuple(c.key for c in p.sample.concepts) for p in prompts.values()}
+        assert len(asked) == 1 and len(next(iter(asked))) == 2
+        names = [c.name for c in prompts["known"].sample.concepts]
+        for name, prompt in prompts.items():
+            assert caption_words(prompt.caption) == prompt.words, name
+            for k, emoji in enumerate(names):
+                keys = [prompt.words[j] for j in prompt.key_words if prompt.word_objects[j] == k]
+                assert keys == caption_words(emoji), (name, keys)
+                article = "an" if emoji[0] in "aeiou" else "a"
+                assert f"{article} {emoji}" in prompts["known"].caption
+            assert truths[name].two_distinct(prompt) == scenes.two_distinct(scenes.prompt(index))
+    assert truths["numeral"].prompt(0).caption.startswith("two emoji: one ")
+    # The article agrees with the word after it, adjectives included; shapes keep "a".
+    known, adjectives = get_phrasing("known"), get_phrasing("adjectives")
+    names = [("apple",), ("ice cream",)]
+    assert known.caption(names, agree=True)[0] == "an apple and an ice cream"
+    assert (
+        adjectives.caption(names, agree=True)[0] == "a big bright apple and a small plain ice cream"
+    )
+    assert known.caption([("orange", "circle")] * 2)[0] == "a orange circle and a orange circle"
+    adjectives = truths["adjectives"].prompt(0)
+    described = [
+        w for w, k in zip(adjectives.words, adjectives.word_objects, strict=True) if k == 0
+    ]
+    assert described[:2] == ["big", "bright"] and adjectives.caption.startswith("a big bright ")
+
+
+def test_eval_phrasing_runs_on_emoji_scenes(gallery, tmp_path, monkeypatch, capsys):
+    """--data takes the study to two-emoji scenes (the scripted explainer sees emoji
+    prompts in each phrasing); the report says so, and a path that is no import is one
+    clear error."""
+    from bcosdiff.cli import main
+    from bcosdiff.evaluation import binding, phrasing
+    from bcosdiff.evaluation.binding import ObjectRecord, PromptRecord
+    from bcosdiff.evaluation.faithfulness import EmojiTruth
+    from bcosdiff.pipeline import create_model_directory
+
+    model = tmp_path / "m"
+    create_model_directory(model, "bcos-x0", unet=TINY_UNET)
+    seen = []
+
+    def scripted(pipe, truth, prompt, seed, **_):
+        seen.append((truth.phrasing.name, truth.prompt(prompt).caption))
+        missed = seed % 2 == 0
+        objects = (ObjectRecord(missed=missed, stray=0.8 if missed else 0.2, weakest=1.0),) * 2
+        return PromptRecord(prompt, seed, objects)
+
+    monkeypatch.setattr(binding, "explain_and_check", scripted)
+    monkeypatch.setattr(  # the tiny import's own recogniser, not the bundled one
+        EmojiTruth,
+        "from_import",
+        classmethod(lambda cls, root, seed, two_object_share: cls(gallery, seed, 1.0)),
+    )
+    out = tmp_path / "study"
+    argv = ["eval", "phrasing", "-m", str(model), "--prompts", "2", "--steps", "1"]
+    argv += ["--calibrate", "known", "--measure", "numeral", "--regenerate", "0"]
+    assert main([*argv, "--data", "emoji-import", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 two-emoji scenes of data seed 1" in printed and "| numeral |" in printed
+    assert [name for name, _ in seen] == ["known", "known", "numeral", "numeral"]
+    assert all(caption.startswith("two emoji: one ") for name, caption in seen[2:])
+    saved = json.loads((out / "phrasing.json").read_text())
+    assert saved["data"] == "emoji-import" and saved["rates"]["numeral"]["either"]["tpr"] == 1.0
+    assert phrasing.phrased_truths("shapes", 32, 1, ["known"])["known"].scenes.name == "shapes"
+    monkeypatch.undo()
+    argv = ["eval", "phrasing", "-m", str(model), "--prompts", "1", "--steps", "1"]
+    assert main([*argv, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0]
 

@@ -240,6 +240,10 @@ def eval_phrasing(
         bool,
         typer.Option(help="Store the limits calibrated across phrasings in config.json."),
     ] = False,
+    data: Annotated[
+        str,
+        typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for emoji scenes."),
+    ] = "shapes",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-phrasing"),
     resume: Annotated[
         bool,
@@ -288,6 +292,7 @@ def eval_phrasing(
         budgets=budgets,
         steps=steps,
         guidance=guidance,
+        data=data,
     )
     report = _run_saved_study(study, out, save_phrasing_study, saved, progress)
     typer.echo(phrasing_markdown(report), nl=False)

@@ -2,9 +2,10 @@
 (:mod:`bcosdiff.evaluation.binding`) on the same two-object scenes captioned in several
 phrasings.
 
-Every phrasing captions the same objects (held-out shapes scenes of one data seed, two
-distinct colours and shapes), so the phrasing is the only thing that changes between them:
-prompt ``k`` of every phrasing asks for the same two objects and is sampled with seed ``k``.
+Every phrasing captions the same objects (held-out scenes of one data seed with two distinct
+objects: shapes of distinct colours and shapes, or two distinct emoji), so the phrasing is
+the only thing that changes between them: prompt ``k`` of every phrasing asks for the same
+two objects and is sampled with seed ``k``.
 The flag ratio and stray limit are calibrated on the pooled records of some phrasings
 (:func:`~bcosdiff.evaluation.binding.calibrate_binding`) and the rules are measured on each of
 the others separately, so a diagnostic that works only on the phrasings it was tuned on shows
@@ -12,7 +13,9 @@ up as a phrasing with a low true-positive or a high false-positive rate.
 
 :data:`PHRASINGS` holds the training captions' own shape (``known``: "a red circle and a blue
 square") and seven that no training caption has: lead-ins, joiners other than "and", a
-numeral, trailing context, and size and other adjectives.
+numeral, trailing context, and size and other adjectives. On emoji scenes the same
+phrasings name each emoji by its name; there "next to" is one of the training captions'
+joiners (``bcosdiff.data.emoji_scenes``), so ``next-to`` is not unseen.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..data.shapes import COLOURS, SHAPES, ShapeObject, caption_words
+from ..data.shapes import COLOURS, SHAPES, caption_words
 from ..service import default_method
 from .binding import (
     StudyStages,
     binding_prompts,
     binding_rates,
+    binding_truth,
     calibrate_binding,
     read_study_files,
     regeneration_success,
@@ -34,10 +38,11 @@ from .binding import (
     write_study_files,
 )
 from .binding_report import BindingRates, RegenerationSuccess
-from .faithfulness.truth import ShapesTruth, TruthPrompt
+from .faithfulness.truth import EmojiTruth, ShapesTruth, TruthPrompt
 
 __all__ = [
     "PHRASINGS",
+    "PhrasedEmojiTruth",
     "PhrasedTruth",
     "Phrasing",
     "PhrasingReport",
@@ -53,26 +58,37 @@ __all__ = [
 class Phrasing:
     """One way to ask for two objects: ``template`` around the two object phrases joined by
     ``joiner``; each object phrase is ``article``, that object's ``adjectives`` (the first
-    object's, then the second's), its colour and its shape."""
+    object's, then the second's) and the words that name it (a shape's colour and shape, an
+    emoji's name). ``{noun}`` in the template stands for what the objects are ("shapes",
+    "emoji")."""
 
     name: str
     template: str = "{}"
     joiner: str = "and"
     article: str = "a"
     adjectives: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-    known: bool = False  # the training captions use this shape
+    known: bool = False  # the shapes training captions use this shape
 
-    def caption(self, objects: Sequence[ShapeObject]) -> tuple[str, list[str], list[int | None]]:
-        """``(caption, words, object per word)`` for ``objects``: the colour, shape and
-        adjective words of object ``k``'s phrase describe object ``k``; every other word
-        (articles, the joiner, the template's words) none."""
-        prefix, _, suffix = self.template.partition("{}")
+    def caption(
+        self, names: Sequence[Sequence[str]], noun: str = "shapes", agree: bool = False
+    ) -> tuple[str, list[str], list[int | None]]:
+        """``(caption, words, object per word)`` for objects named by ``names`` (each a
+        sequence of texts: a colour and a shape, or an emoji's name): the adjective and name
+        words of object ``k``'s phrase describe object ``k``; every other word (articles,
+        the joiner, the template's words) none.
+        With ``agree`` the article "a" becomes "an" before a vowel (the shapes captions,
+        which the ``known`` phrasing copies, keep "a" throughout)."""
+        prefix, _, suffix = self.template.replace("{noun}", noun).partition("{}")
         parts: list[tuple[str, int | None]] = [(prefix.strip(), None)]
-        for k, obj in enumerate(objects):
+        for k, name in enumerate(names):
             if k:
                 parts.append((self.joiner, None))
-            parts.append((self.article, None))
-            parts += [(w, k) for w in (*self.adjectives[k % 2], obj.colour, obj.shape)]
+            described = [*self.adjectives[k % 2], *name]
+            article = self.article
+            if agree and article == "a" and described[0][:1].lower() in "aeiou":
+                article = "an"
+            parts.append((article, None))
+            parts += [(w, k) for w in described]
         parts.append((suffix.strip(), None))
         parts = [(text, k) for text, k in parts if text]
         words, labels = [], []
@@ -89,7 +105,7 @@ PHRASINGS: tuple[Phrasing, ...] = (
     Phrasing(name="illustration-with", template="an illustration with {}"),
     Phrasing(name="beside", joiner="beside"),
     Phrasing(name="next-to", joiner="next to"),
-    Phrasing(name="numeral", template="two shapes: {}", article="one"),
+    Phrasing(name="numeral", template="two {noun}: {}", article="one"),
     Phrasing(name="trailing", template="{} in the middle of the page"),
     Phrasing(name="adjectives", adjectives=(("big", "bright"), ("small", "plain"))),
 )
@@ -116,7 +132,8 @@ class PhrasedTruth:
 
     def prompt(self, index: int) -> TruthPrompt:
         sample = self.scenes.prompt(index).sample
-        caption, words, labels = self.phrasing.caption(sample.objects)
+        names = [(obj.colour, obj.shape) for obj in sample.objects]
+        caption, words, labels = self.phrasing.caption(names)
         keys = [
             j
             for j, (w, k) in enumerate(zip(words, labels, strict=True))
@@ -129,6 +146,45 @@ class PhrasedTruth:
 
     def read(self, image, prompt: TruthPrompt):
         return self.scenes.read(image, prompt)
+
+
+class PhrasedEmojiTruth:
+    """The two-emoji scenes of an :class:`~.faithfulness.truth.EmojiTruth` (made with
+    ``two_object_share=1``), each emoji named by its name in ``phrasing``; the name's words
+    are its key words, read by the same retrieval."""
+
+    name = "emoji"
+    key_words_label = "emoji name words"
+
+    def __init__(self, scenes: EmojiTruth, phrasing: Phrasing):
+        self.scenes = scenes
+        self.phrasing = phrasing
+
+    def prompt(self, index: int) -> TruthPrompt:
+        sample = self.scenes.prompt(index).sample
+        names = [(concept.name,) for concept in sample.concepts]
+        caption, words, labels = self.phrasing.caption(names, noun="emoji", agree=True)
+        keys = []  # the name's words: the last ones of each object's phrase
+        for k, (name,) in enumerate(names):
+            keys += [j for j, label in enumerate(labels) if label == k][-len(caption_words(name)) :]
+        keys.sort()
+        return TruthPrompt(caption, words, labels, len(sample.concepts), keys, sample)
+
+    def two_distinct(self, prompt: TruthPrompt) -> bool:
+        return self.scenes.two_distinct(prompt)
+
+    def read(self, image, prompt: TruthPrompt):
+        return self.scenes.read(image, prompt)
+
+
+def phrased_truths(data: str, size: int, seed: int, names: Iterable[str]) -> dict:
+    """The ground truth of each named phrasing over the same two-object scenes of data seed
+    ``seed``: ``data`` is "shapes" (at ``size`` px) or an emoji import (``bcosdiff data
+    emoji``), whose recogniser is loaded once for all phrasings."""
+    if data == "shapes":
+        return {n: PhrasedTruth(size, seed, get_phrasing(n)) for n in names}
+    scenes = binding_truth(data, size, seed)
+    return {n: PhrasedEmojiTruth(scenes, get_phrasing(n)) for n in names}
 
 
 @dataclass(kw_only=True)
@@ -170,11 +226,13 @@ def phrasing_study(
     budgets: Iterable[int] = (3,),
     steps: int = 25,
     guidance: float | None = None,
+    data: str = "shapes",
     progress: Callable[[Iterable, str], Iterable] | None = None,
     on_progress: Callable[[PhrasingReport, dict], None] | None = None,
     saved: tuple[dict, dict] | None = None,
 ) -> tuple[PhrasingReport, dict]:
-    """Explain ``prompts`` two-object scenes of data seed ``seed`` in every phrasing named in
+    """Explain ``prompts`` two-object scenes (``data``: "shapes" or an emoji import) of data
+    seed ``seed`` in every phrasing named in
     ``calibrate`` and ``measure`` (default: all others), calibrate the limits on the pooled
     ``calibrate`` records within ``max_fpr``, and measure the rules on each phrasing. With
     the model's own method, also the success of ``--regenerate N`` per phrasing for each
@@ -201,12 +259,14 @@ def phrasing_study(
         "calibrate": calibrate,
         "measure": measure,
     }
+    if data != "shapes":  # absent for shapes, as in the studies saved before emoji scenes
+        settings["data"] = str(data)
     done = {}
     if saved is not None:
         done = reusable_records(settings, saved[0], saved[1])
     stages = StudyStages(pipe, method, steps, guidance, PhrasingReport(settings=settings), done)
     stages.progress, stages.on_progress = progress, on_progress
-    truths = {n: PhrasedTruth(pipe.sample_size, seed, get_phrasing(n)) for n in calibrate + measure}
+    truths = phrased_truths(data, pipe.sample_size, seed, calibrate + measure)
     for name in calibrate + measure:
         stages.report.examples[name] = (
             truths[name].prompt(binding_prompts(truths[name], 1)[0]).caption
@@ -248,9 +308,10 @@ def phrasing_markdown(report: PhrasingReport) -> str:
     s = report.settings
     if report.flag_ratio is None:
         return f"{s['model']} ({s['method']}): the phrasings are still being explained\n"
+    scenes = "two-emoji" if "data" in s else "two-object"
     lines = [
         f"{s['model']} ({s['method']}), {s['steps']} steps, guidance {s['guidance']:g}; "
-        f"{s['prompts']} two-object scenes of data seed {s['seed']} in each phrasing; flag "
+        f"{s['prompts']} {scenes} scenes of data seed {s['seed']} in each phrasing; flag "
         f"ratio {report.flag_ratio:.3g} and stray limit {report.stray_limit:.3f} calibrated "
         f"on {', '.join(s['calibrate'])} (pooled)",
         "",
