@@ -18,6 +18,7 @@ from .options import (
     ModelOption,
     ProgressOption,
     RegenerateBudgetsOption,
+    SceneDataOption,
     StepsOption,
 )
 from .output import note, writing
@@ -84,9 +85,7 @@ def eval_flags(
     write: Annotated[
         bool, typer.Option(help="Store the threshold and signal in the model's config.json.")
     ] = False,
-    data: Annotated[
-        str, typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji).")
-    ] = "shapes",
+    data: SceneDataOption = "shapes",
 ) -> None:
     """Calibrate the failure-detection threshold of a model on single-object training captions."""
     import json
@@ -149,10 +148,7 @@ def eval_binding(
     write: Annotated[
         bool, typer.Option(help="Store the flag ratio and stray limit in config.json.")
     ] = False,
-    data: Annotated[
-        str,
-        typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for emoji scenes."),
-    ] = "shapes",
+    data: SceneDataOption = "shapes",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-binding"),
     resume: Annotated[
         bool,
@@ -240,10 +236,7 @@ def eval_phrasing(
         bool,
         typer.Option(help="Store the limits calibrated across phrasings in config.json."),
     ] = False,
-    data: Annotated[
-        str,
-        typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for emoji scenes."),
-    ] = "shapes",
+    data: SceneDataOption = "shapes",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("eval-phrasing"),
     resume: Annotated[
         bool,
@@ -377,9 +370,7 @@ def eval_faithfulness(
     ] = None,
     prompts: Annotated[int, typer.Option(help="Held-out prompts.")] = 24,
     two_object_share: Annotated[float, typer.Option(help="Share of two-object prompts.")] = 0.5,
-    data: Annotated[
-        str, typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for scenes.")
-    ] = "shapes",
+    data: SceneDataOption = "shapes",
     steps: StepsOption = 25,
     seed: Annotated[int, typer.Option(help="Prompt seed; prompt k uses sampling seed k.")] = 0,
     deletion: Annotated[bool, typer.Option(help="Run the deletion test.")] = True,

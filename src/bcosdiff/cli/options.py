@@ -68,3 +68,7 @@ RegenerateBudgetsOption = Annotated[
     list[int] | None,
     typer.Option(help="--regenerate budgets to measure (repeatable; 0 skips)."),
 ]
+SceneDataOption = Annotated[
+    str,
+    typer.Option(help="'shapes', or an emoji import (bcosdiff data emoji) for emoji scenes."),
+]
