@@ -37,12 +37,15 @@ PROMPTS = (
 
 
 def _asked(gallery, prompt: str) -> list[int]:
-    """The concept indices a prompt asks for ("a X" or "a X and a Y"); [] if any is unknown."""
+    """The concept indices a prompt asks for ("a X" or "a X and a Y", a name with "and" in it
+    such as "a fork and knife" read whole first); [] if any is unknown."""
     from bcosdiff.data.emoji_scenes import emoji_phrase
 
     index = {emoji_phrase(c.name): i for i, c in enumerate(gallery.concepts)}
-    parts = [p.strip() for p in prompt.split(",")[0].split(" and ")]
-    found = [index.get(p) for p in parts]
+    phrase = prompt.split(",")[0].strip()
+    if phrase in index:
+        return [index[phrase]]
+    found = [index.get(p.strip()) for p in phrase.split(" and ")]
     return [] if None in found else found
 
 
@@ -54,8 +57,8 @@ def _notes(gallery, prompt: str, image) -> str:
     from bcosdiff.evaluation.emoji import recognised_in_scene
 
     asked = _asked(gallery, prompt)
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
     if len(asked) == 1:
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
         rank = gallery.retrieve(pixels)[0].rank_of(asked[0]) + 1
         return f"rank {rank}" + (" (top 5)" if rank <= 5 else "")
     if len(asked) == 2:
