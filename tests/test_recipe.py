@@ -40,6 +40,19 @@ def test_lr_schedules():
     assert lr_factor(100, 10, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
     rates = [lr_factor(s, 10, 100, "cosine") for s in range(10, 101)]
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    # Warm-up, stable, decay: constant until the last 40 steps, then 1 − √p down to zero.
+    assert lr_factor(5, 10, 100, "constant", cooldown=40) == pytest.approx(0.6)
+    assert lr_factor(59, 10, 100, "constant", cooldown=40) == 1.0
+    assert lr_factor(60, 10, 100, "constant", cooldown=40) == 1.0  # p = 0
+    assert lr_factor(70, 10, 100, "constant", cooldown=40) == pytest.approx(0.5)  # p = 1/4
+    assert lr_factor(100, 10, 100, "constant", cooldown=40) == 0.0
+    rates = [lr_factor(s, 10, 100, "constant", cooldown=40) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    # Before the cool-down the rate does not depend on the run's length.
+    assert all(
+        lr_factor(s, 10, 100, "constant", 40) == lr_factor(s, 10, 1000, "constant", 40)
+        for s in range(60)
+    )
 
 
 @pytest.mark.parametrize("process", [BCOS, VANILLA], ids=["x0", "unit_eps"])
@@ -239,6 +252,9 @@ def test_bcosified_distilled_run_with_every_recipe_option(tmp_path):
     [
         ({"init_transfer": "bcosify"}, "needs init_from"),
         ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
+        ({"lr_cooldown_steps": -1}, "lr_cooldown_steps must be >= 0"),
+        ({"lr_schedule": "cosine", "lr_cooldown_steps": 5}, "needs lr_schedule 'constant'"),
+        ({"steps": 100, "warmup_steps": 10, "lr_cooldown_steps": 91}, "into the warm-up"),
         ({"loss_weighting": "snr"}, "loss_weighting must be one of"),
         ({"weight_norm": "on"}, "weight_norm must be one of"),
         ({"min_snr_gamma": 0.0}, "min_snr_gamma must be positive"),

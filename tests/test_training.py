@@ -1,5 +1,7 @@
 """Training: exact resume, atomic checkpoints, config errors."""
 
+import json
+
 import pytest
 import torch
 from conftest import torchrun_two_processes
@@ -377,3 +379,36 @@ def test_a_run_resumes_only_under_its_own_config(tmp_path):
     # Where and how often it writes, how long it runs and the export's guidance may change.
     resume(steps=5, log_every=1, checkpoint_every=1, keep_last=4, guidance=2.0)
     assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step-00000005"
+    # A cool-down may be added while no step already taken falls inside it (with the
+    # warm-up of 2 steps, a cool-down of 4 in 6 steps would lower the rate of step 3).
+    with pytest.raises(BcosdiffError, match="gives its step 3 another learning rate"):
+        resume(steps=6, lr_cooldown_steps=4)
+    resume(steps=8, lr_cooldown_steps=3)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    rates = {int(row.split(",")[0]): float(row.split(",")[2]) for row in rows}
+    # Row s holds the rate of step s − 1 (0-based): steps 5, 6, 7 are the cool-down's.
+    assert rates[4] == rates[6] == TrainConfig.lr
+    assert rates[8] == pytest.approx(TrainConfig.lr * (1 - (2 / 3) ** 0.5), rel=1e-3)
+
+
+def test_resume_keeps_the_learning_rate_of_every_step_taken(tmp_path):
+    """Which schedule changes a resumed run may make: the rate of each step taken is fixed."""
+    from bcosdiff.networks import UNetConfig
+    from bcosdiff.training.loop import _check_resumable
+
+    config = TrainConfig.from_dict({**TINY, "steps": 100, "lr_schedule": "cosine"})
+
+    def check(step, **changes):
+        saved = {k: v for k, v in config.to_dict().items() if k != "unet"}
+        state = {"step": step, "config": json.loads(json.dumps(saved))}
+        changed = TrainConfig.from_dict({**TINY, "steps": 100, **changes})
+        _check_resumable(tmp_path / "ckpt", state, changed, UNetConfig())
+
+    check(50, lr_schedule="cosine")  # the same run
+    with pytest.raises(BcosdiffError, match="another learning rate"):
+        check(50, lr_schedule="cosine", steps=200)  # a longer cosine reshapes the past
+    config = TrainConfig.from_dict({**TINY, "steps": 100})  # constant: the length is free
+    check(50, steps=200)
+    check(50, steps=200, lr_cooldown_steps=151)  # its first step, 49, keeps the full rate
+    with pytest.raises(BcosdiffError, match="gives its step 49 another learning rate"):
+        check(50, steps=200, lr_cooldown_steps=152)

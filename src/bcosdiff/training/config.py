@@ -47,6 +47,7 @@ class TrainConfig(ConfigRecord):
     init_transfer: str = "exact"
     # Recipe options (bcosdiff.training.recipe); the defaults are the plain recipe.
     lr_schedule: str = "constant"  # or "cosine" (to zero at `steps`, after the warm-up)
+    lr_cooldown_steps: int = 0  # constant schedule: the last N steps fall to zero as 1 − √p
     loss_weighting: str = "uniform"  # or "min_snr"
     min_snr_gamma: float = 5.0
     weight_norm: str = "free"  # or "forced": B-cos weights held at their initial norm
@@ -68,6 +69,12 @@ class TrainConfig(ConfigRecord):
                 problems.append(f"{name} must be >= 1")
         if self.keep_every < 0:
             problems.append("keep_every must be >= 0")
+        if self.lr_cooldown_steps < 0:
+            problems.append("lr_cooldown_steps must be >= 0")
+        elif self.lr_cooldown_steps > 0 and self.lr_schedule != "constant":
+            problems.append("lr_cooldown_steps needs lr_schedule 'constant'")
+        elif self.lr_cooldown_steps > max(0, self.steps - self.warmup_steps):
+            problems.append("lr_cooldown_steps must not reach into the warm-up")
         if self.lr <= 0:
             problems.append("lr must be positive")
         if not 0 <= self.ema_decay < 1:

@@ -147,13 +147,15 @@ def initial_lineage(init_from: str | None) -> dict | None:
     return {"from": str(init_from), "total_steps": steps}
 
 
-# Settings a resumed run may change: where and how often it writes, how long it runs, and
-# the guidance its exported model defaults to. Any other difference would make the resumed
-# run a different run than the one its checkpoints (and the model card) describe.
+# Settings a resumed run may change: where and how often it writes, how long it runs (so
+# long as no step already taken would have had another learning rate), and the guidance its
+# exported model defaults to. Any other difference would make the resumed run a different
+# run than the one its checkpoints (and the model card) describe.
 RESUMABLE_CHANGES = frozenset(
     {
         "output_dir",
         "steps",
+        "lr_cooldown_steps",
         "num_workers",
         "log_every",
         "checkpoint_every",
@@ -186,11 +188,34 @@ def _check_resumable(
             f"({', '.join(changed)} differ); resume with that config or train into a new "
             "output directory"
         )
-    if int(state["step"]) > config.steps:
+    taken = int(state["step"])
+    if taken > config.steps:
         raise BcosdiffError(
-            f"checkpoint {checkpoint} is at step {state['step']}, past this run's "
+            f"checkpoint {checkpoint} is at step {taken}, past this run's "
             f"{config.steps} steps; raise steps or train into a new output directory"
         )
+    settings = config.to_dict()
+    moved = next(
+        (s for s in range(taken) if _rate_share(saved, s) != _rate_share(settings, s)), None
+    )
+    if moved is not None:
+        raise BcosdiffError(
+            f"checkpoint {checkpoint} is at step {taken}, but this config gives its step "
+            f"{moved} another learning rate (steps or lr_cooldown_steps differ); keep "
+            "the schedule of the steps already taken or train into a new output directory"
+        )
+
+
+def _rate_share(settings: dict, step: int) -> float:
+    """The learning rate of ``step`` as a share of ``lr`` under the training ``settings`` (a
+    config as a checkpoint records it; keys it predates take their defaults)."""
+    return lr_factor(
+        step,
+        int(settings.get("warmup_steps", TrainConfig.warmup_steps)),
+        int(settings.get("steps", TrainConfig.steps)),
+        settings.get("lr_schedule", TrainConfig.lr_schedule),
+        int(settings.get("lr_cooldown_steps", TrainConfig.lr_cooldown_steps)),
+    )
 
 
 def _weighted_mse(error: Tensor, weights: Tensor | None) -> Tensor:
@@ -345,9 +370,7 @@ def _update(run: _Run, loss: Tensor, step: int) -> None:
     norms), then the EMA."""
     config, accelerator, optimiser = run.config, run.accelerator, run.optimiser
     for group in optimiser.param_groups:
-        group["lr"] = config.lr * lr_factor(
-            step, config.warmup_steps, config.steps, config.lr_schedule
-        )
+        group["lr"] = config.lr * _rate_share(config.to_dict(), step)
     optimiser.zero_grad(set_to_none=True)
     accelerator.backward(loss)
     if config.agc_factor > 0:

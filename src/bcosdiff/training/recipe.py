@@ -40,12 +40,25 @@ LR_SCHEDULES = ("constant", "cosine")
 INITIAL_ROW_NORM = 1.0 / math.sqrt(3.0)
 
 
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """The learning rate of ``step`` as a share of the configured one: a linear warm-up
-    over ``warmup`` steps, then constant or a half-cosine down to zero at ``total``."""
+def lr_factor(step: int, warmup: int, total: int, schedule: str, cooldown: int = 0) -> float:
+    """The learning rate of ``step`` (0-based) as a share of the configured one.
+
+    A linear warm-up over ``warmup`` steps, then either a half-cosine down to zero at
+    ``total`` (``"cosine"``) or a constant rate (``"constant"``). A constant rate may end in a
+    cool-down over its last ``cooldown`` steps, ``1 − √p`` with ``p`` the share of the
+    cool-down done: the warm-up–stable–decay schedule, whose 1 − √p form Hägele et al. 2024
+    ("Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations") found to
+    match a cosine run of the same length with a cool-down of about a fifth of it. Its point
+    here is that the length of a run can be decided while it runs: every step before the
+    cool-down has the same rate whatever ``total`` turns out to be.
+    """
     warm = min(1.0, (step + 1) / max(1, warmup))
-    if schedule == "constant" or step < warmup:
+    if step < warmup:
         return warm
+    if schedule == "constant":
+        if cooldown <= 0 or step < total - cooldown:
+            return 1.0
+        return 1.0 - math.sqrt(min(1.0, (step - (total - cooldown)) / cooldown))
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
