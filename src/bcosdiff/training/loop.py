@@ -12,7 +12,7 @@ import glob
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,7 +194,7 @@ def _check_resumable(
             f"checkpoint {checkpoint} is at step {taken}, past this run's "
             f"{config.steps} steps; raise steps or train into a new output directory"
         )
-    settings = config.to_dict()
+    settings = vars(config)
     moved = next(
         (s for s in range(taken) if _rate_share(saved, s) != _rate_share(settings, s)), None
     )
@@ -206,9 +206,10 @@ def _check_resumable(
         )
 
 
-def _rate_share(settings: dict, step: int) -> float:
-    """The learning rate of ``step`` as a share of ``lr`` under the training ``settings`` (a
-    config as a checkpoint records it; keys it predates take their defaults)."""
+def _rate_share(settings: Mapping, step: int) -> float:
+    """The learning rate of ``step`` as a share of ``lr`` under the training ``settings``: a
+    config's fields (``vars(config)``, no copy) or a config as a checkpoint records it, whose
+    keys it predates take their defaults."""
     return lr_factor(
         step,
         int(settings.get("warmup_steps", TrainConfig.warmup_steps)),
@@ -370,7 +371,7 @@ def _update(run: _Run, loss: Tensor, step: int) -> None:
     norms), then the EMA."""
     config, accelerator, optimiser = run.config, run.accelerator, run.optimiser
     for group in optimiser.param_groups:
-        group["lr"] = config.lr * _rate_share(config.to_dict(), step)
+        group["lr"] = config.lr * _rate_share(vars(config), step)
     optimiser.zero_grad(set_to_none=True)
     accelerator.backward(loss)
     if config.agc_factor > 0:
