@@ -46,9 +46,9 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, cooldown: int =
     A linear warm-up over ``warmup`` steps, then either a half-cosine down to zero at
     ``total`` (``"cosine"``) or a constant rate (``"constant"``). A constant rate may end in a
     cool-down over its last ``cooldown`` steps, ``1 − √p`` with ``p`` the share of the
-    cool-down done: the warm-up–stable–decay schedule, whose 1 − √p form Hägele et al. 2024
-    ("Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations") found to
-    match a cosine run of the same length with a cool-down of about a fifth of it. Its point
+    cool-down done: the warm-up–stable–decay schedule. Hägele et al. 2024 ("Scaling Laws and
+    Compute-Optimal Training Beyond Fixed Training Durations") found that it matches or beats
+    a cosine schedule of the same length, and the 1 − √p form a linear cool-down. Its point
     here is that the length of a run can be decided while it runs: every step before the
     cool-down has the same rate whatever ``total`` turns out to be.
     """
